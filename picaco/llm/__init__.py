@@ -1,0 +1,1 @@
+"""The one road for every LLM and embedding call: request -> cache -> dedupe -> slot -> retry -> provider."""

@@ -1,0 +1,156 @@
+"""The content-addressed call cache on diskcache, storing JSON or raw bytes only.
+
+diskcache <= 5.6.3 unpickles any row marked as pickled (CVE-2025-69872, no fixed release), so anyone
+able to write into the cache directory could run code in every process that reads it. `JsonOnlyDisk`
+never writes a pickled row and refuses to read one: such a row is reported and treated as a miss.
+
+Eviction is off: diskcache's default (1 GiB, least-recently-stored culling) would silently drop answers
+that were paid for. The cache grows until the user clears it (`picaco cache clear`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from pathlib import Path
+
+import diskcache
+import numpy as np
+from diskcache.core import MODE_BINARY, MODE_PICKLE, MODE_RAW, MODE_TEXT, UNKNOWN
+
+log = logging.getLogger(__name__)
+
+CACHE_MODES = ("normal", "refresh", "off")
+_STATS_PREFIX = "stats:"
+STAT_FIELDS = ("hits", "misses", "saved_prompt_tokens", "saved_completion_tokens", "saved_cost_microusd")
+
+
+class UnsafeCacheRow(Exception):
+    """A row that would need unpickling to be read."""
+
+
+class JsonOnlyDisk(diskcache.Disk):
+    """A diskcache Disk that stores str/bytes/int and never pickles or unpickles."""
+
+    def put(self, key):
+        if type(key) in (str, bytes):
+            return super().put(key)
+        raise TypeError(f"cache keys must be str or bytes, not {type(key).__name__}")
+
+    def get(self, key, raw):
+        if not raw:
+            raise UnsafeCacheRow("row with a pickled key")
+        return super().get(key, raw)
+
+    def store(self, value, read, key=UNKNOWN):
+        if read or type(value) in (bytes, str, int, float):
+            return super().store(value, read, key)
+        raise TypeError(f"cache values must be bytes, str or numbers, not {type(value).__name__}")
+
+    def fetch(self, mode, filename, value, read):
+        if mode not in (MODE_RAW, MODE_BINARY, MODE_TEXT):
+            raise UnsafeCacheRow(f"row stored in mode {mode} ({'pickle' if mode == MODE_PICKLE else 'unknown'})")
+        return super().fetch(mode, filename, value, read)
+
+
+class ResponseCache:
+    """Chat samples as JSON, embeddings as float32 bytes, and persistent hit/miss counters per role."""
+
+    def __init__(self, directory: str | Path, mode: str = "normal") -> None:
+        if mode not in CACHE_MODES:
+            raise ValueError(f"cache mode must be one of {CACHE_MODES}, got {mode!r}")
+        self.mode = mode
+        self.directory = Path(directory)
+        self.refused_rows = 0
+        self._dc = diskcache.Cache(
+            str(self.directory),
+            disk=JsonOnlyDisk,
+            eviction_policy="none",
+            size_limit=2**62,
+            cull_limit=0,
+            statistics=False,
+        )
+        # Counters live in their own small cache so that entry counts and `clear` stay simple.
+        self._counters = diskcache.Cache(str(self.directory / "counters"), disk=JsonOnlyDisk,
+                                         eviction_policy="none", size_limit=2**62, cull_limit=0)
+
+    @property
+    def reads(self) -> bool:
+        return self.mode == "normal"
+
+    @property
+    def writes(self) -> bool:
+        return self.mode != "off"
+
+    # -- raw access -------------------------------------------------------------------------------
+    def _get(self, key: str):
+        try:
+            return self._dc.get(key, default=None)
+        except UnsafeCacheRow as exc:
+            self.refused_rows += 1
+            log.warning("cache row %s refused (%s); treating it as a miss", key[:16], exc)
+            return None
+        except (sqlite3.DatabaseError, OSError) as exc:
+            # A damaged row must not kill a paid run: the call is made again and the row rewritten.
+            self.refused_rows += 1
+            log.warning("cache row %s unreadable (%s); treating it as a miss", key[:16], exc)
+            return None
+
+    # -- chat samples -----------------------------------------------------------------------------
+    def get_sample(self, key: str) -> dict | None:
+        if not self.reads:
+            return None
+        raw = self._get(key)
+        if raw is None:
+            return None
+        if not isinstance(raw, bytes):
+            self.refused_rows += 1
+            return None
+        return json.loads(raw)
+
+    def put_sample(self, key: str, record: dict) -> None:
+        if self.writes:
+            self._dc.set(key, json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode())
+
+    # -- embeddings -------------------------------------------------------------------------------
+    def get_embedding(self, key: str) -> np.ndarray | None:
+        if not self.reads:
+            return None
+        raw = self._get(key)
+        if raw is None or not isinstance(raw, bytes) or len(raw) % 4:
+            return None
+        return np.frombuffer(raw, dtype=np.float32)
+
+    def put_embedding(self, key: str, vector: np.ndarray) -> None:
+        if self.writes:
+            self._dc.set(key, np.ascontiguousarray(vector, dtype=np.float32).tobytes())
+
+    # -- counters ---------------------------------------------------------------------------------
+    def add_stats(self, role: str, **counts: int) -> None:
+        if self.mode == "off":
+            return
+        for field, delta in counts.items():
+            if delta:
+                self._counters.incr(f"{_STATS_PREFIX}{role}:{field}", int(delta))
+
+    def stats(self) -> dict:
+        by_role: dict[str, dict[str, int]] = {}
+        for key in self._counters.iterkeys():
+            if isinstance(key, str) and key.startswith(_STATS_PREFIX):
+                role, field = key[len(_STATS_PREFIX):].split(":", 1)
+                by_role.setdefault(role, {f: 0 for f in STAT_FIELDS})[field] = int(self._counters.get(key, 0))
+        return {"directory": str(self.directory), "entries": len(self._dc),
+                "size_bytes": self._dc.volume() + self._counters.volume(),
+                "by_role": by_role, "refused_rows": self.refused_rows}
+
+    def clear(self) -> int:
+        self._counters.clear()
+        return self._dc.clear()
+
+    def close(self) -> None:
+        self._dc.close()
+        self._counters.close()
+
+    def __len__(self) -> int:
+        return len(self._dc)

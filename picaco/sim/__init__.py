@@ -1,0 +1,1 @@
+"""The offline simulator: one engine behind the in-process `sim` provider and `picaco sim-server`."""
