@@ -1,0 +1,364 @@
+"""The one code path every source goes through: `datasets.load_dataset` on a hub id, a URL or local files.
+
+Local files and folders are checked first (exists, not empty, UTF-8 for text formats) so that bad input
+gives a one-line error naming the source and the file instead of a builder traceback. Hub ids and URLs
+fail fast when offline: with HF_DATASETS_OFFLINE/HF_HUB_OFFLINE set, `datasets` answers from its cache
+or refuses at once; otherwise a 3-second TCP probe of the host runs first, because `datasets` itself
+retries for about 20 seconds before giving up.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import json
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import polars as pl
+
+from .config import SourceConfig
+from .errors import DataError, EmptySourceError, EncodingError, MissingColumnError, SourceUnavailableError
+from .schema import prompts_to_frame
+from .sources import SOURCES
+from .sources.base import Record, SourceSpec
+
+PROBE_TIMEOUT_S = 3.0
+
+_SUFFIX_FORMATS = {
+    ".json": "json",
+    ".jsonl": "json",
+    ".ndjson": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".txt": "text",
+}
+_TEXT_FORMATS = {"json", "csv", "text"}
+
+
+@dataclass
+class LoadedSource:
+    """A source read and mapped to the normalized table (before any filter)."""
+
+    config: SourceConfig
+    frame: pl.DataFrame
+    rows_loaded: int
+    origin: dict[str, Any]
+    columns: dict[str, str]
+    records_sha256: str
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "name": self.config.name,
+            "loader": self.config.loader,
+            "origin": self.origin,
+            "columns": self.columns,
+            "options": self.config.parsed_options().model_dump(),
+            "rows_loaded": self.rows_loaded,
+            "prompts": self.frame.height,
+            "records_sha256": self.records_sha256,
+        }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Local files
+
+
+def _format_of(path: Path) -> str | None:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    return _SUFFIX_FORMATS.get(suffixes[-1]) if suffixes else None
+
+
+def resolve_files(source: str, path: Path, fmt: str | None) -> tuple[list[Path], str]:
+    """The files behind a local path (a file, or a folder's files of one supported format), sorted."""
+    if not path.exists():
+        raise DataError(f"{source}: {path} does not exist")
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        if fmt is None:
+            files = [p for p in files if _format_of(p) is not None]
+            formats = sorted({_format_of(p) for p in files})
+            if len(formats) > 1:
+                raise DataError(f"{source}: folder {path} mixes formats ({', '.join(formats)}); set `format:` or split it")
+            fmt = formats[0] if formats else None
+        if not files:
+            raise EmptySourceError(f"{source}: folder {path} holds no .json/.jsonl/.csv/.parquet/.txt file")
+    else:
+        files = [path]
+        fmt = fmt or _format_of(path)
+        if fmt is None:
+            raise DataError(
+                f"{source}: cannot tell the format of {path} from its name; use .json/.jsonl/.csv/.parquet/.txt "
+                "(optionally .gz) or set `format:`"
+            )
+    assert fmt is not None
+    return files, fmt
+
+
+def _read_bytes(source: str, path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.suffix.lower() == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as err:
+            raise DataError(f"{source}: {path} is not a valid gzip file ({err})") from None
+    return data
+
+
+def check_file(source: str, path: Path, fmt: str) -> dict[str, Any]:
+    """Reject empty and non-UTF-8 files with a one-line message; return the file's provenance."""
+    raw = path.read_bytes()
+    if not raw:
+        raise EmptySourceError(f"{source}: {path} is empty")
+    data = _read_bytes(source, path) if path.suffix.lower() == ".gz" else raw
+    if fmt in _TEXT_FORMATS:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            bad = data[err.start : err.start + 1].hex()
+            raise EncodingError(f"{source}: {path} is not UTF-8 (byte 0x{bad} at offset {err.start}); re-save it as UTF-8") from None
+        if not text.strip():
+            raise EmptySourceError(f"{source}: {path} is empty (whitespace only)")
+    return {"path": str(path), "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hub and URLs
+
+
+def offline_reason() -> str | None:
+    """Why the hub is known to be off limits without trying (offline switches), else None."""
+    for var in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
+        if os.environ.get(var, "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
+            return f"{var}={os.environ[var]}"
+    try:
+        import datasets.config as dconfig
+
+        if getattr(dconfig, "HF_HUB_OFFLINE", False):
+            return "datasets offline mode"
+    except ImportError:  # datasets missing is reported when it is first needed
+        pass
+    return None
+
+
+def _proxy_for(scheme: str) -> str | None:
+    for var in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY", "all_proxy", "ALL_PROXY"):
+        if os.environ.get(var):
+            return os.environ[var]
+    return None
+
+
+@functools.lru_cache(maxsize=16)
+def probe(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """None if a TCP connection to the URL's host (or its proxy) opens within `timeout`, else the reason.
+
+    The connection runs in a daemon thread because name resolution ignores socket timeouts.
+    """
+    parts = urlsplit(url)
+    target = urlsplit(_proxy_for(parts.scheme) or url)
+    host = target.hostname or ""
+    port = target.port or (443 if target.scheme == "https" else 80)
+    result: dict[str, str] = {}
+
+    def run() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+        except OSError as err:
+            result["error"] = f"{type(err).__name__}: {err}"
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    if thread.is_alive():
+        return f"no answer from {host}:{port} within {timeout:.0f}s"
+    if "error" in result:
+        return f"{host}:{port} unreachable ({result['error']})"
+    return None
+
+
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def _unavailable(source: str, what: str, reason: str) -> SourceUnavailableError:
+    return SourceUnavailableError(
+        f"{source}: cannot reach {what} ({reason}); pass a local file instead: "
+        f"set `sources: {{{source}: {{path: <file or folder>}}}}` in a --config YAML (see docs/datasets.md)"
+    )
+
+
+def _root_message(err: BaseException) -> str:
+    seen = err
+    while seen.__cause__ is not None or (seen.__context__ is not None and not seen.__suppress_context__):
+        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
+    text = str(seen).strip().splitlines()
+    return f"{type(seen).__name__}: {text[0] if text else ''}".strip()
+
+
+def _load_dataset(source: str, what: str, fetch: Callable[[], Any], offline: str | None) -> Any:
+    try:
+        return fetch()
+    except DataError:
+        raise
+    except ConnectionError as err:
+        raise _unavailable(source, what, offline or _root_message(err)) from err
+    except Exception as err:
+        from datasets.exceptions import DatasetNotFoundError
+
+        if offline and isinstance(err, (DatasetNotFoundError, FileNotFoundError)):
+            raise _unavailable(source, what, f"{offline}, not in the local datasets cache") from err
+        raise DataError(f"{source}: could not read {what}: {_root_message(err)}") from err
+
+
+def _resolved_revision(hub_id: str, revision: str | None) -> str:
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi(endpoint=hub_endpoint()).dataset_info(hub_id, revision=revision).sha or ""
+    except Exception as err:
+        raise DataError(f"could not read the revision of hub dataset {hub_id!r}: {_root_message(err)}") from err
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def open_dataset(cfg: SourceConfig, *, cache_dir: str | Path | None = None) -> tuple[Any, dict[str, Any], str]:
+    """Load the raw `datasets.Dataset` of a source; returns it, its origin record and a label for messages."""
+    import datasets
+
+    spec = SOURCES[cfg.loader]
+    name = cfg.name
+    cache = str(cache_dir) if cache_dir is not None else None
+    if cfg.path is not None:
+        path = Path(cfg.path).expanduser()
+        files, fmt = resolve_files(name, path, cfg.format)
+        infos = [check_file(name, f, fmt) for f in files]
+        label = str(path)
+        ds = _load_dataset(
+            name,
+            f"{label} as {fmt}",
+            lambda: datasets.load_dataset(fmt, data_files=[str(f) for f in files], split="train", cache_dir=cache),
+            None,
+        )
+        return ds, {"kind": "local", "format": fmt, "files": infos}, label
+    if cfg.url is not None:
+        fmt = cfg.format or _format_of(Path(urlsplit(cfg.url).path)) or "json"
+        offline = offline_reason()
+        if offline is None and (reason := probe(cfg.url)) is not None:
+            raise _unavailable(name, cfg.url, reason)
+        ds = _load_dataset(
+            name,
+            cfg.url,
+            lambda: datasets.load_dataset(fmt, data_files=cfg.url, split="train", cache_dir=cache),
+            offline,
+        )
+        return ds, {"kind": "url", "url": cfg.url, "format": fmt}, cfg.url
+    if cfg.hub is not None:
+        hub = cfg.hub
+        what = f"hub dataset '{hub.id}'"
+        offline = offline_reason()
+        if offline is None and (reason := probe(hub_endpoint())) is not None:
+            raise _unavailable(name, what, reason)
+        kwargs: dict[str, Any] = {"split": hub.split, "cache_dir": cache}
+        if hub.config:
+            kwargs["name"] = hub.config
+        if hub.data_dir:
+            kwargs["data_dir"] = hub.data_dir
+        if hub.revision:
+            kwargs["revision"] = hub.revision
+        ds = _load_dataset(name, what, lambda: datasets.load_dataset(hub.id, **kwargs), offline)
+        origin = {"kind": "hub", **hub.model_dump(), "resolved_revision": None}
+        if offline is None:
+            origin["resolved_revision"] = _resolved_revision(hub.id, hub.revision)
+        else:
+            origin["loaded_from"] = "local datasets cache (offline)"
+        return ds, origin, what
+    if spec.local_only:
+        first = next(iter(spec.columns.values())).default
+        raise SourceUnavailableError(
+            f"{name}: {spec.title} is not downloadable; set `sources: {{{name}: {{path: <file>}}}}` in a --config "
+            f"YAML to a local CSV/JSON/JSONL/Parquet file with a {first!r} column (see docs/datasets.md)"
+        )
+    raise DataError(f"{name}: no origin set; give one of hub, url or path")
+
+
+def column_mapping(spec: SourceSpec, cfg: SourceConfig, available: list[str], label: str) -> dict[str, str]:
+    """Canonical field -> file column. Missing required (or explicitly mapped) columns are an error."""
+    mapping: dict[str, str] = {}
+    for canon, col in spec.columns.items():
+        column = cfg.columns.get(canon, col.default)
+        if column in available:
+            mapping[canon] = column
+        elif col.required or canon in cfg.columns:
+            hint = f"map another column with `columns: {{{canon}: <column>}}`; " if column == col.default else ""
+            raise MissingColumnError(
+                f"{cfg.name}: {label} has no column {column!r} (needed for {canon}); {hint}"
+                f"columns present: {', '.join(available) or 'none'}"
+            )
+    return mapping
+
+
+def extract_records(spec: SourceSpec, cfg: SourceConfig, ds: Any, label: str) -> tuple[list[Record], dict[str, str]]:
+    available = list(ds.column_names)
+    if spec.reshape is not None:
+        wanted = {canon: cfg.columns.get(canon, col.default) for canon, col in spec.columns.items()}
+        records = spec.reshape(ds, wanted)
+        if records is not None:
+            return records, {"shape": "nested"}
+    mapping = column_mapping(spec, cfg, available, label)
+    rows = ds.select_columns(list(dict.fromkeys(mapping.values()))).to_list()
+    return [{canon: row[column] for canon, column in mapping.items()} for row in rows], mapping
+
+
+def records_digest(records: list[Record]) -> str:
+    h = hashlib.sha256()
+    for r in records:
+        h.update(json.dumps(r, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def map_records(spec: SourceSpec, cfg: SourceConfig, records: list[Record], label: str) -> list:
+    options = cfg.parsed_options()
+    if spec.collect is not None:
+        try:
+            return spec.collect(list(enumerate(records)), options)
+        except (ValueError, TypeError, KeyError) as err:
+            raise DataError(f"{cfg.name}: {label}: {err}") from err
+    out = []
+    for index, record in enumerate(records):
+        try:
+            out.append((index, spec.to_prompt(record, options)))
+        except (ValueError, TypeError, KeyError) as err:
+            raise DataError(f"{cfg.name}: {label} row {index}: {err}") from err
+    return out
+
+
+def load_source(cfg: SourceConfig, *, cache_dir: str | Path | None = None) -> LoadedSource:
+    """Read one source through `datasets` and map it to the normalized prompt table."""
+    spec = SOURCES[cfg.loader]
+    ds, origin, label = open_dataset(cfg, cache_dir=cache_dir)
+    if ds.num_rows == 0:
+        raise EmptySourceError(f"{cfg.name}: {label} has no rows")
+    records, mapping = extract_records(spec, cfg, ds, label)
+    if not records:
+        raise EmptySourceError(f"{cfg.name}: {label} has no records")
+    prompts = map_records(spec, cfg, records, label)
+    frame = prompts_to_frame(cfg.name, prompts)
+    return LoadedSource(
+        config=cfg,
+        frame=frame,
+        rows_loaded=len(records),
+        origin=origin,
+        columns=mapping,
+        records_sha256=records_digest(records),
+    )

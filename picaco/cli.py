@@ -1,0 +1,149 @@
+"""The `picaco` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from picaco.llm.errors import ConfigError, PicacoError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="PICACO meta-instruction optimization.")
+cache_app = typer.Typer(no_args_is_help=True, help="The call cache: stats and clear.")
+app.add_typer(cache_app, name="cache")
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _mount_data_app() -> None:
+    try:
+        from datasets_prep.cli import app as data_app
+    except ImportError as exc:  # datasets_prep is part of the project: a broken import is a bug, say it
+        @app.command("data", help="Dataset collection (unavailable: datasets_prep failed to import).")
+        def data_unavailable():
+            _fail(RuntimeError(f"datasets_prep could not be imported: {exc}"))
+        return
+    app.add_typer(data_app, name="data", help="Build prompt sets from public datasets.")
+
+
+_mount_data_app()
+
+
+@app.command("sim-server", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             help="Serve the simulator over HTTP on 127.0.0.1 (OpenAI and Gemini APIs). --help lists its flags.")
+def sim_server(ctx: typer.Context) -> None:
+    from picaco.sim.server import main as server_main
+
+    raise typer.Exit(server_main(list(ctx.args)) or 0)
+
+
+@cache_app.command("stats")
+def cache_stats(cache_dir: Path = typer.Option(Path("artifacts/cache"), help="cache directory"),
+                as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Entries, size, hits and misses by role, tokens and money saved."""
+    from picaco.llm.cache import ResponseCache
+
+    if not cache_dir.exists():
+        _fail(ConfigError(f"no cache at {cache_dir}"))
+    cache = ResponseCache(cache_dir)
+    stats = cache.stats()
+    cache.close()
+    if as_json:
+        typer.echo(json.dumps(stats, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"cache {stats['directory']}: {stats['entries']} entries, {stats['size_bytes'] / 1e6:.1f} MB")
+    table = Table("role", "hits", "misses", "saved prompt tok", "saved completion tok", "saved $")
+    for role, s in sorted(stats["by_role"].items()):
+        table.add_row(role, str(s["hits"]), str(s["misses"]), str(s["saved_prompt_tokens"]),
+                      str(s["saved_completion_tokens"]), f"{s['saved_cost_microusd'] / 1e6:.4f}")
+    console.print(table)
+
+
+@cache_app.command("clear")
+def cache_clear(cache_dir: Path = typer.Option(Path("artifacts/cache"), help="cache directory"),
+                yes: bool = typer.Option(False, "--yes", help="do not ask")) -> None:
+    """Delete every cached answer: the next run pays for its calls again."""
+    from picaco.llm.cache import ResponseCache
+
+    if not cache_dir.exists():
+        typer.echo(f"no cache at {cache_dir}")
+        return
+    if not yes and not typer.confirm(f"delete every entry in {cache_dir}?"):
+        raise typer.Exit(1)
+    cache = ResponseCache(cache_dir)
+    removed = cache.clear()
+    cache.close()
+    typer.echo(f"removed {removed} entries from {cache_dir}")
+
+
+def run_with_progress(config, title: str) -> dict:
+    """Run (or resume) an optimization with a rich progress bar over its steps."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from picaco.method.run import optimize
+
+    total = 2 * config.picaco.iterations + 2
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), transient=False) as progress:
+        bar = progress.add_task(title, total=total)
+
+        def on_event(kind: str, t: int, **info) -> None:
+            labels = {"noisy_pool": "noisy pool", "e_step": f"iteration {t}: E-step", "m_step": f"iteration {t}: M-step",
+                      "final": "final scoring", "resume": f"resuming after iteration {t}"}
+            if kind == "resume":
+                progress.update(bar, completed=1 + 2 * t)
+            elif kind in labels:
+                progress.update(bar, description=f"{title}: {labels[kind]}")
+                if kind != "noisy_pool":
+                    progress.advance(bar)
+            if kind == "iteration":
+                state = info["state"]
+                conf = state.estep.conformity
+                progress.console.print(f"  t={t}: TC_e {state.best.tc:.4f} "
+                                       f"(best from iteration {state.best.born}); conformity under e^{t - 1}: "
+                                       f"{'-' if conf is None else f'{conf:.3f}'}")
+
+        result = optimize(config, on_event=on_event)
+        progress.update(bar, completed=total)
+    return result
+
+
+@app.command("optimize")
+def optimize_cmd(config: Path = typer.Option(..., "--config", help="run config YAML"),
+                 run_name: Optional[str] = typer.Option(None, help="override run_name")) -> None:
+    """Run or resume PICACO from a config file; prints the optimized instruction and its scores."""
+    from picaco.config import load_run_config
+
+    try:
+        cfg = load_run_config(config, run_name=run_name)
+        result = run_with_progress(cfg, cfg.run_name)
+    except PicacoError as exc:
+        _fail(exc)
+    typer.echo("\nOptimized meta-instruction:\n" + result["best_instruction"])
+    typer.echo("\nPer-value scores: " + ", ".join(f"{v} {'-' if s is None else f'{s:.2f}'}"
+                                                   for v, s in result["value_scores"].items()))
+    typer.echo(f"Saved: {cfg.run_dir / 'result.json'} and result.md")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except ConfigError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""OpenAI and every OpenAI-compatible server (vLLM, Ollama, llama.cpp, `picaco sim-server`).
+
+One `AsyncOpenAI` per provider instance and event loop, with the SDK's own retries off: picaco's client
+retries, so that the retry policy, its budget and its log are the same for every provider. Every SDK
+failure is mapped to `picaco.llm.errors`, carrying the HTTP status and the request id.
+
+Options (`ProviderSettings.options`):
+  max_tokens_param   "max_tokens" (default) or "max_completion_tokens" (OpenAI's reasoning models
+                     refuse max_tokens; most compatible servers only know max_tokens)
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from picaco.llm.errors import (
+    AuthError,
+    BadRequest,
+    ConfigError,
+    ContentFiltered,
+    ContextTooLong,
+    MalformedReply,
+    ProviderError,
+    RateLimited,
+    TransientError,
+    Unreachable,
+    error_for_status,
+)
+from picaco.llm.providers.base import ChatCall, ChatReply, Completion, EmbedReply, Provider, ProviderSettings
+
+OPENAI_API_BASE = "https://api.openai.com/v1"
+# sent to servers that need no key; the SDK refuses to start without one
+NO_KEY = "EMPTY"
+_CONTEXT_CODES = ("context_length_exceeded", "string_above_max_length")
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds, possibly fractional, or an HTTP date)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def one_line(text: Any, limit: int = 300) -> str:
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def is_openai_hosted(base_url: str) -> bool:
+    return base_url.rstrip("/").lower().startswith("https://api.openai.com")
+
+
+class OpenAIProvider(Provider):
+    def __init__(self, name: str, settings: ProviderSettings) -> None:
+        super().__init__(name, settings)
+        self.base_url = (settings.base_url or OPENAI_API_BASE).rstrip("/")
+        self.endpoint = self.base_url
+        hosted = is_openai_hosted(self.base_url)
+        key_env = settings.api_key_env or ("OPENAI_API_KEY" if hosted else None)
+        key = os.environ.get(key_env) if key_env else None
+        if not key and hosted:
+            raise ConfigError(f"{key_env} is not set: export it to use provider {name!r}")
+        self._api_key = key or NO_KEY
+        param = str(settings.options.get("max_tokens_param", "max_tokens"))
+        if param not in ("max_tokens", "max_completion_tokens"):
+            raise ConfigError(f"provider {name!r}: options.max_tokens_param must be 'max_tokens' or "
+                              f"'max_completion_tokens', got {param!r}")
+        self._max_tokens_param = param
+        self._clients: dict[int, Any] = {}  # id(event loop) -> AsyncOpenAI
+
+    # ---- SDK client --------------------------------------------------------------------------------
+
+    def _client(self):
+        """The AsyncOpenAI of the running loop: its connection pool is bound to the loop it first ran on."""
+        import asyncio
+
+        import openai
+
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(id(loop))
+        if client is None:
+            # drop clients of loops that are gone (a closed loop's pool cannot be closed any more)
+            self._clients = {k: c for k, c in self._clients.items() if not getattr(c, "_picaco_loop").is_closed()}
+            client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=0,
+                                        timeout=self.settings.timeout_s)
+            client._picaco_loop = loop
+            self._clients[id(loop)] = client
+        return client
+
+    async def aclose(self) -> None:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        client = self._clients.pop(id(loop), None)
+        if client is not None:
+            await client.close()
+
+    # ---- calls -------------------------------------------------------------------------------------
+
+    async def generate(self, call: ChatCall) -> ChatReply:
+        p = call.params
+        kwargs: dict[str, Any] = {
+            "model": call.model,
+            "messages": [{"role": m.role, "content": m.content} for m in call.messages],
+            "n": call.n,
+            "temperature": p.temperature,
+        }
+        if call.seed is not None:
+            kwargs["seed"] = call.seed
+        if p.max_tokens is not None:
+            kwargs[self._max_tokens_param] = p.max_tokens
+        if p.top_p is not None:
+            kwargs["top_p"] = p.top_p
+        if p.stop:
+            kwargs["stop"] = list(p.stop)
+        client = self._client()
+        try:
+            resp = await client.chat.completions.create(**kwargs)
+        except Exception as exc:
+            raise self._map_error(exc, what=f"chat with model {call.model!r}") from exc
+        return self._chat_reply(resp, call)
+
+    def _chat_reply(self, resp: Any, call: ChatCall) -> ChatReply:
+        request_id = getattr(resp, "_request_id", None) or getattr(resp, "id", None)
+        if not isinstance(request_id, str):
+            request_id = None
+        choices = getattr(resp, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            raise MalformedReply("the reply has no 'choices' (not a chat completion)", provider=self.name,
+                                 status=200, request_id=request_id)
+        try:
+            ordered = sorted(choices, key=lambda c: c.index if isinstance(c.index, int) else 0)
+            completions = []
+            for c in ordered:
+                content = c.message.content if c.message is not None else None
+                if content is not None and not isinstance(content, str):
+                    raise TypeError(f"message.content is {type(content).__name__}")
+                completions.append(Completion(text=content or "", finish_reason=c.finish_reason))
+        except (AttributeError, TypeError) as exc:
+            raise MalformedReply(f"a choice is not a chat completion choice: {one_line(exc)}", provider=self.name,
+                                 status=200, request_id=request_id) from None
+        if len(completions) != call.n:
+            # retrying cannot help: the server does not honour n (llama.cpp, some proxies)
+            raise BadRequest(f"asked for n={call.n} samples of {call.model!r} but the server at {self.base_url} "
+                             f"returned {len(completions)}; it may not support n>1", provider=self.name,
+                             status=200, request_id=request_id)
+        if all(c.finish_reason == "content_filter" and not c.text for c in completions):
+            raise ContentFiltered(f"every choice for model {call.model!r} was content-filtered", provider=self.name,
+                                  status=200, request_id=request_id)
+        usage = getattr(resp, "usage", None)
+        return ChatReply(completions=completions,
+                         prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                         completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+                         request_id=request_id)
+
+    async def embed(self, model: str, texts: list[str]) -> EmbedReply:
+        if not texts:
+            return EmbedReply(vectors=np.zeros((0, 0), dtype=np.float32))
+        client = self._client()
+        try:
+            # floats, not the SDK's default base64: several compatible servers only speak floats
+            resp = await client.embeddings.create(model=model, input=list(texts), encoding_format="float")
+        except Exception as exc:
+            raise self._map_error(exc, what=f"embeddings with model {model!r}") from exc
+        request_id = getattr(resp, "_request_id", None)
+        data = getattr(resp, "data", None)
+        try:
+            if not isinstance(data, list) or len(data) != len(texts):
+                raise ValueError(f"{len(data) if isinstance(data, list) else 'no'} embeddings for {len(texts)} inputs")
+            ordered = sorted(data, key=lambda d: d.index)
+            if [d.index for d in ordered] != list(range(len(texts))):
+                raise ValueError("embedding indices are not 0..n-1")
+            vectors = np.asarray([d.embedding for d in ordered], dtype=np.float32)
+            if vectors.ndim != 2:
+                raise ValueError(f"embeddings have ragged or scalar shape {vectors.shape}")
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise MalformedReply(f"not an embeddings reply: {one_line(exc)}", provider=self.name, status=200,
+                                 request_id=request_id) from None
+        usage = getattr(resp, "usage", None)
+        return EmbedReply(vectors=vectors, tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                          request_id=request_id)
+
+    def embed_batch_size(self) -> int:
+        return 256
+
+    # ---- errors ------------------------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        if self._api_key and self._api_key != NO_KEY and len(self._api_key) >= 4:
+            text = text.replace(self._api_key, "***")
+        return text
+
+    def _map_error(self, exc: BaseException, *, what: str) -> ProviderError:
+        """The typed error for an exception raised by the SDK during a call."""
+        import openai
+        import pydantic
+
+        name = self.name
+        if isinstance(exc, openai.APITimeoutError):
+            return TransientError(f"{what} timed out after {self.settings.timeout_s:g}s at {self.base_url}",
+                                  provider=name)
+        if isinstance(exc, openai.APIConnectionError):
+            cause = _root_cause(exc)
+            if _is_connect_failure(cause):
+                return Unreachable(f"cannot connect to {self.base_url} ({type(cause).__name__})", provider=name)
+            return TransientError(f"connection to {self.base_url} failed mid-request: "
+                                  f"{one_line(self._scrub(f'{type(cause).__name__}: {cause}'), 200)}", provider=name)
+        if isinstance(exc, openai.APIResponseValidationError):
+            return MalformedReply(f"{what}: the reply does not match the API schema", provider=name,
+                                  status=exc.status_code, request_id=exc.response.headers.get("x-request-id"))
+        if isinstance(exc, openai.APIStatusError):
+            return self._map_status(exc, what)
+        if isinstance(exc, (json.JSONDecodeError, pydantic.ValidationError)):
+            return MalformedReply(f"{what}: the reply body is not valid API JSON (truncated or malformed): "
+                                  f"{one_line(exc, 120)}", provider=name, status=200)
+        if isinstance(exc, openai.OpenAIError):
+            return ProviderError(f"{what}: {one_line(self._scrub(str(exc)))}", provider=name)
+        if isinstance(exc, ProviderError):
+            return exc
+        # not an SDK failure (a bug or a cancellation of ours): keep it visible as it is
+        raise exc
+
+    def _map_status(self, exc: Any, what: str) -> ProviderError:
+        import openai
+
+        status = exc.status_code
+        request_id = exc.request_id
+        body = exc.body if isinstance(exc.body, dict) else {}
+        message = body.get("message") if isinstance(body.get("message"), str) else exc.message
+        message = one_line(self._scrub(message))
+        code = body.get("code") if isinstance(body.get("code"), str) else None
+        kw = {"provider": self.name, "status": status, "request_id": request_id}
+        if isinstance(exc, openai.RateLimitError) or status == 429:
+            return RateLimited(f"{what}: {message}", retry_after=parse_retry_after(exc.response.headers), **kw)
+        if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)) or status in (401, 403):
+            return AuthError(f"{what} at {self.base_url}: {message}", **kw)
+        if isinstance(exc, openai.NotFoundError) or status == 404:
+            return BadRequest(f"{what} at {self.base_url}: not found (unknown model?): {message}", **kw)
+        if status == 400 and code in _CONTEXT_CODES:
+            return ContextTooLong(f"{what}: {message}", **kw)
+        if status >= 500:
+            return TransientError(f"{what}: server error: {message}", **kw)
+        return error_for_status(status, f"{what}: {message}", **kw)
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    seen = set()
+    while exc.__cause__ is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc = exc.__cause__
+    return exc
+
+
+def _is_connect_failure(exc: BaseException) -> bool:
+    """True when no connection was made at all (refused, DNS), as opposed to one dropped mid-request."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"ConnectError", "ConnectionRefusedError", "gaierror", "ConnectTimeout"})

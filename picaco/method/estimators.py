@@ -1,0 +1,91 @@
+"""The three estimators of PICACO.
+
+- q_w(v_k|x,y): the value judge's 1-5 score per value (Fig. 9), as a probability score/5. A reply that
+  cannot be parsed (bad JSON, a value missing, a score outside 1-5) is asked again; after the last
+  attempt the response is recorded as *missing*, never given a made-up score.
+- q_phi(s|x,y) = 1 + Sim(S,y) - Sim(x,y)  (Eq. 5). S is a set of texts (the demonstrations' answers for
+  HH compositions; the target's own elaboration of the values for Schwartz ones); Sim(S,y) is the
+  largest cosine similarity of y to any element of S, since copying from any one demonstration is what
+  the term is meant to catch (the paper embeds "S" without saying how a set becomes one vector).
+- p_e(y|x) = 1/n sum_i Sim(y, y_i), y_i ~ p_e(.|x), n = 10 drawn in one call (Eq. 6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from picaco.llm.client import LLMClient
+from picaco.llm.request import ChatRequest
+
+log = logging.getLogger(__name__)
+
+
+def unit_rows(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float32)
+    norms = np.linalg.norm(m, axis=-1, keepdims=True)
+    return m / np.where(norms == 0, 1.0, norms)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise cosine similarities of the rows of a (m,d) and b (n,d): (m,n)."""
+    return unit_rows(a) @ unit_rows(b).T
+
+
+def q_phi(y_vecs: np.ndarray, x_vec: np.ndarray, s_vecs: np.ndarray) -> np.ndarray:
+    """Eq. (5) for each row of y_vecs: 1 + max_s Sim(s, y) - Sim(x, y)."""
+    sim_s = cosine(y_vecs, s_vecs).max(axis=1)
+    sim_x = cosine(y_vecs, x_vec[None, :])[:, 0]
+    return 1.0 + sim_s - sim_x
+
+
+def p_e(pool_vecs: np.ndarray, sample_vecs: np.ndarray) -> np.ndarray:
+    """Eq. (6) for each pool response: mean similarity to the n samples drawn under e."""
+    if len(pool_vecs) == 0:
+        return np.zeros(0)
+    return cosine(pool_vecs, sample_vecs).mean(axis=1)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    scores: dict[str, int] | None  # None: missing after every attempt
+    attempts: int
+    last_error: str | None = None
+
+
+async def judge_values(
+    client: LLMClient,
+    *,
+    model: str,
+    render,  # (query, response) -> judge prompt
+    parse,  # (reply text) -> dict[str, int], raises on anything unusable
+    query: str,
+    response: str,
+    attempts: int,
+    temperature: float,
+    retry_temperature: float,
+    max_tokens: int,
+    seed: int,
+    key_extra: dict[str, str],
+) -> Judgement:
+    prompt = render(query, response)
+    last_error = None
+    for attempt in range(attempts):
+        request = ChatRequest.of(model, None, prompt, role="judge", key_extra=key_extra, seed=seed,
+                                 temperature=temperature if attempt == 0 else retry_temperature,
+                                 max_tokens=max_tokens)
+        reply = await client.chat(request, n=1, start=attempt)
+        try:
+            return Judgement(parse(reply.text), attempt + 1)
+        except ValueError as exc:  # ReplyParseError is a ValueError
+            last_error = str(exc)
+            log.info("judge reply unusable (attempt %d/%d): %s", attempt + 1, attempts, last_error)
+    log.warning("judge score missing after %d attempts: %s", attempts, last_error)
+    return Judgement(None, attempts, last_error)
+
+
+async def judge_many(client: LLMClient, items: list[tuple[str, str]], **kw) -> list[Judgement]:
+    return list(await asyncio.gather(*[judge_values(client, query=q, response=r, **kw) for q, r in items]))

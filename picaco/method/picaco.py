@@ -1,0 +1,381 @@
+"""Algorithm 1 of the paper as steps over typed records.
+
+    noisy_pool_step  - R^n: raw responses (no instruction), top-M2 by q_phi, with p(yhat|x)   (once)
+    e_step           - sample under e^{t-1} in buckets, judge, q_phi, R^a <- top-M1           (Alg. 1, 4-8)
+    m_step           - M2 new instructions from the optimizer + the M2 best kept, all rescored
+                       by Eq. (4) on the current pools; the argmax is e^t                       (Alg. 1, 13-14)
+
+Each step reads its inputs from records and returns records; calls go through the LLMClient (so every
+one is cached), and every random choice comes from `derive_rng(run seed, step, indices)`.
+
+Choices where the paper is silent are marked "Choice:" and collected in docs/method.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from picaco.config import RunConfig
+from picaco.llm.client import LLMClient
+from picaco.llm.request import ChatRequest
+from picaco.method.estimators import Judgement, judge_many, p_e, q_phi
+from picaco.method.objective import log_q_phi, response_weight, tc_objective
+from picaco.method.pools import AlignedEntry, NoisyEntry, select_noisy_pool, update_aligned_pool
+from picaco.rng import derive_rng
+
+log = logging.getLogger(__name__)
+
+
+class TaskPrompt(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    prompt_id: str
+    text: str
+
+
+class NoisyState(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    observation: list[str]  # S
+    pools: dict[str, list[NoisyEntry]]  # prompt_id -> top-M2
+
+
+class Candidate(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    instruction: str
+    born: int  # iteration that proposed it (0: the seed)
+    tc: float | None = None  # TC_e on the pools of the iteration that last scored it
+    aligned_term: float | None = None
+    noisy_term: float | None = None
+
+
+class EStepReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    instruction: str
+    responses: int
+    judged: int
+    missing: int  # responses with no usable judge reply after every attempt
+    judge_attempts: int
+    value_means: dict[str, float | None]  # mean 1-5 score per value over judged responses; None: none judged
+    conformity: float | None  # mean over values of value_means
+    mean_q_phi: float | None
+
+
+class EStepState(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    t: int
+    pools: dict[str, list[AlignedEntry]]
+    report: EStepReport
+
+
+class MStepReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    proposed: int
+    new_unique: int
+    skipped: list[str]  # why an optimizer slot gave no candidate (no <INS>, empty, duplicate)
+    kept: int
+    best_changed: bool
+
+
+class IterationState(BaseModel):
+    """Everything needed to resume after iteration t."""
+
+    model_config = ConfigDict(extra="forbid")
+    t: int
+    best: Candidate
+    candidates: list[Candidate]
+    pools: dict[str, list[AlignedEntry]]
+    estep: EStepReport
+    mstep: MStepReport | None = None
+    usage_by_role: dict[str, dict] = {}
+
+
+@dataclass
+class RunContext:
+    """What every step needs; built once per process from the config (no global state)."""
+
+    config: RunConfig
+    composition: object  # picaco.values.Composition
+    prompts: list[TaskPrompt]
+    client: LLMClient
+
+    @property
+    def beta(self) -> float:
+        return self.config.picaco.beta if self.config.picaco.beta is not None else float(self.composition.beta)
+
+    @property
+    def value_names(self) -> list[str]:
+        return [v.name for v in self.composition.values]
+
+    @property
+    def key_extra(self) -> dict[str, str]:
+        from picaco.templates import TEMPLATE_VERSION
+
+        return {"templates": TEMPLATE_VERSION}
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        return await self.client.embed(self.config.models.embedding, texts)
+
+    def target_request(self, system: str | None, user: str) -> ChatRequest:
+        s = self.config.sampling
+        return ChatRequest.of(self.config.models.target, system, user, role="target", key_extra=self.key_extra,
+                              seed=self.config.seed, temperature=s.target_temperature,
+                              max_tokens=s.target_max_tokens)
+
+    async def judge(self, items: list[tuple[str, str]]) -> list[Judgement]:
+        from picaco.templates import parse_value_scores, render_value_judge
+
+        comp, s = self.composition, self.config.sampling
+        names = self.value_names
+        return await judge_many(
+            self.client, items, model=self.config.models.judge,
+            render=lambda q, r: render_value_judge(comp.values, comp.judge_variant, q, r),
+            parse=lambda reply: parse_value_scores(reply, names),
+            attempts=self.config.picaco.judge_attempts, temperature=s.judge_temperature,
+            retry_temperature=s.judge_retry_temperature, max_tokens=s.judge_max_tokens,
+            seed=self.config.seed, key_extra=self.key_extra)
+
+
+def user_prompt(query: str) -> str:
+    """The user turn of Fig. 7 on its own: what the raw model (no meta-instruction) is asked."""
+    from picaco.templates.render import render_query
+
+    return render_query(query)
+
+
+def instructed_request(ctx: "RunContext", instruction: str, demos, query: str) -> ChatRequest:
+    """Fig. 7: the meta-instruction and demonstrations as the system prompt, the wrapped query as user."""
+    from picaco.templates import render_e_step
+
+    system, user = render_e_step(instruction, list(demos), query)
+    return ctx.target_request(system, user)
+
+
+# -- S: the textual observation -------------------------------------------------------------------
+async def observation_texts(ctx: RunContext) -> list[str]:
+    """S of Eq. (2)/(5). HH: the demonstrations (D) themselves (App. C.1: "S = D"); we use their answers,
+    since copying shows up in responses. Schwartz: the target model's own elaboration of the values,
+    one call (App. C.1)."""
+    comp = ctx.composition
+    if comp.kind == "hh":
+        return [d.answer for d in comp.demonstrations]
+    from picaco.templates import render_value_elaboration
+
+    reply = await ctx.client.chat(ctx.target_request(None, render_value_elaboration(comp.values)), n=1)
+    if not reply.text.strip():
+        raise RuntimeError("the target model returned an empty elaboration of the values (S); cannot go on")
+    return [reply.text]
+
+
+# -- the noisy pool (offline, once) -----------------------------------------------------------------
+async def noisy_pool_step(ctx: RunContext) -> NoisyState:
+    """Raw model (no meta-instruction): `noisy_samples` responses per prompt, top-M2 by q_phi, and
+    p(yhat|x) by Eq. (6) against n further raw samples (indices after the candidates' own)."""
+    cfg = ctx.config.picaco
+    observation = await observation_texts(ctx)
+    s_vecs = await ctx.embed(observation)
+    x_vecs = await ctx.embed([p.text for p in ctx.prompts])
+
+    async def one(i: int, prompt: TaskPrompt) -> list[NoisyEntry]:
+        request = ctx.target_request(None, user_prompt(prompt.text))
+        raw, refs = await asyncio.gather(ctx.client.chat(request, n=cfg.noisy_samples, start=0),
+                                         ctx.client.chat(request, n=cfg.n_pe_samples, start=cfg.noisy_samples))
+        texts = [s.text for s in raw.samples if s.text.strip()]
+        if not texts:
+            return []
+        y_vecs, ref_vecs = await asyncio.gather(ctx.embed(texts), ctx.embed([s.text for s in refs.samples]))
+        q = q_phi(y_vecs, x_vecs[i], s_vecs)
+        p = p_e(y_vecs, ref_vecs)
+        entries = [NoisyEntry(text=t, origin=f"raw/s{k:03d}", q_phi=float(q[k]), p=float(p[k]))
+                   for k, t in enumerate(texts)]
+        return select_noisy_pool(entries, cfg.m2)
+
+    pools = await asyncio.gather(*[one(i, p) for i, p in enumerate(ctx.prompts)])
+    return NoisyState(observation=observation, pools={p.prompt_id: pool for p, pool in zip(ctx.prompts, pools)})
+
+
+# -- E-step -----------------------------------------------------------------------------------------
+def bucket_demonstrations(ctx: RunContext, t: int) -> list[list]:
+    """Choice: buckets are shared by all prompts of an iteration (one system prompt per bucket), each
+    with `demos_per_bucket` demonstrations drawn without replacement from D by derive_rng(seed, t, b)."""
+    demos = list(ctx.composition.demonstrations)
+    k = min(ctx.config.picaco.demos_per_bucket, len(demos))
+    return [derive_rng(ctx.config.seed, "estep-bucket", t, b).sample(demos, k)
+            for b in range(ctx.config.picaco.buckets)]
+
+
+async def sample_and_judge(ctx: RunContext, instruction: str, t: int, observation_vecs: np.ndarray,
+                           x_vecs: np.ndarray) -> tuple[dict[str, list[AlignedEntry]], EStepReport]:
+    """Bucketed sampling under `instruction` (samples t*r .. t*r+r-1 of each bucket's request, so every
+    iteration draws fresh responses even when the instruction did not change), then q_w and q_phi."""
+    cfg = ctx.config.picaco
+    r = cfg.samples_per_bucket
+    buckets = bucket_demonstrations(ctx, t)
+    jobs = [(i, b) for i in range(len(ctx.prompts)) for b in range(len(buckets))]
+    replies = await asyncio.gather(*[
+        ctx.client.chat(instructed_request(ctx, instruction, buckets[b], ctx.prompts[i].text), n=r, start=t * r)
+        for i, b in jobs])
+    drawn: list[tuple[int, str, str]] = []  # (prompt index, origin, text)
+    for (i, b), reply in zip(jobs, replies):
+        for s in reply.samples:
+            if s.text.strip():
+                drawn.append((i, f"t{t:03d}/b{b}/s{s.index:03d}", s.text))
+    judgements, y_vecs = await asyncio.gather(
+        ctx.judge([(ctx.prompts[i].text, text) for i, _, text in drawn]),
+        ctx.embed([text for _, _, text in drawn]))
+    by_prompt: dict[str, list[AlignedEntry]] = {p.prompt_id: [] for p in ctx.prompts}
+    sums = {v: 0.0 for v in ctx.value_names}
+    judged = missing = attempts = 0
+    q_all = []
+    for k, ((i, origin, text), judgement) in enumerate(zip(drawn, judgements)):
+        attempts += judgement.attempts
+        q = float(q_phi(y_vecs[k:k + 1], x_vecs[i], observation_vecs)[0])
+        q_all.append(q)
+        if judgement.scores is None:
+            missing += 1
+            continue
+        judged += 1
+        for v, score in judgement.scores.items():
+            sums[v] += score
+        weight = response_weight(judgement.scores, q, ctx.beta, cfg.q_phi_floor, cfg.redundancy_weight)
+        by_prompt[ctx.prompts[i].prompt_id].append(
+            AlignedEntry(text=text, origin=origin, scores=judgement.scores, q_phi=q, weight=weight))
+    means = {v: (sums[v] / judged if judged else None) for v in ctx.value_names}
+    report = EStepReport(instruction=instruction, responses=len(drawn), judged=judged, missing=missing,
+                         judge_attempts=attempts, value_means=means,
+                         conformity=float(np.mean(list(means.values()))) if judged else None,
+                         mean_q_phi=float(np.mean(q_all)) if q_all else None)
+    return by_prompt, report
+
+
+async def e_step(ctx: RunContext, t: int, instruction: str, pools: dict[str, list[AlignedEntry]],
+                 noisy: NoisyState) -> EStepState:
+    s_vecs = await ctx.embed(noisy.observation)
+    x_vecs = await ctx.embed([p.text for p in ctx.prompts])
+    fresh, report = await sample_and_judge(ctx, instruction, t, s_vecs, x_vecs)
+    m1 = ctx.config.picaco.m1
+    updated = {p.prompt_id: update_aligned_pool(pools.get(p.prompt_id, []), fresh[p.prompt_id], m1)
+               for p in ctx.prompts}
+    return EStepState(t=t, pools=updated, report=report)
+
+
+# -- M-step -----------------------------------------------------------------------------------------
+def stratified_examples(candidates: list[Candidate], rng, k: int = 4) -> list[str]:
+    """Four instructions at different levels of TC_e (App. C.1), lowest first: the candidates sorted by
+    TC_e are cut into k strata and one is drawn from each. Choice: with fewer than k candidates, draw
+    with replacement and sort."""
+    ranked = sorted(candidates, key=lambda c: (c.tc if c.tc is not None else -np.inf, c.instruction))
+    if len(ranked) >= k:
+        strata = np.array_split(np.arange(len(ranked)), k)
+        picks = [ranked[int(rng.choice(list(s)))] for s in strata]
+    else:
+        picks = sorted((rng.choice(ranked) for _ in range(k)),
+                       key=lambda c: (c.tc if c.tc is not None else -np.inf, c.instruction))
+    return [c.instruction for c in picks]
+
+
+async def propose(ctx: RunContext, t: int, slot: int, existing: list[Candidate]) -> tuple[str | None, str | None]:
+    """One optimizer call (Fig. 8) for candidate slot `slot`; retried on an unusable reply.
+    Returns (instruction, None) or (None, reason)."""
+    from picaco.templates import TECHNIQUES, parse_instruction, render_m_step
+
+    cfg, s = ctx.config.picaco, ctx.config.sampling
+    rng = derive_rng(ctx.config.seed, "mstep-propose", t, slot)
+    ranked = stratified_examples(existing, rng)
+    demos = rng.sample(list(ctx.composition.demonstrations), min(3, len(ctx.composition.demonstrations)))
+    technique = rng.choice(list(TECHNIQUES))
+    system, user = render_m_step(ctx.composition.values, demos, ranked, technique, cfg.instruction_length)
+    request = ChatRequest.of(ctx.config.models.optimizer_model, system, user, role="optimizer",
+                             key_extra=ctx.key_extra, seed=ctx.config.seed,
+                             temperature=s.optimizer_temperature, max_tokens=s.optimizer_max_tokens)
+    reason = None
+    for attempt in range(cfg.optimizer_attempts):
+        reply = await ctx.client.chat(request, n=1, start=attempt)
+        try:
+            return parse_instruction(reply.text), None
+        except ValueError as exc:
+            reason = f"slot {slot}: {exc}"
+            log.info("optimizer reply unusable (t=%d, slot %d, attempt %d): %s", t, slot, attempt + 1, exc)
+    log.warning("optimizer slot skipped after %d attempts: %s", cfg.optimizer_attempts, reason)
+    return None, reason
+
+
+@dataclass(frozen=True)
+class ScoringPools:
+    """The fixed side of Eq. (4) within one M-step, embedded once for all candidates."""
+
+    pool_vecs: dict[str, np.ndarray]
+    weights: dict[str, np.ndarray]
+    noisy: list[tuple[np.ndarray, np.ndarray]]  # per prompt: (p(yhat|x), log q_phi(yhat))
+
+
+async def scoring_pools(ctx: RunContext, pools: dict[str, list[AlignedEntry]], noisy: NoisyState) -> ScoringPools:
+    floor = ctx.config.picaco.q_phi_floor
+    vecs, weights = {}, {}
+    for p in ctx.prompts:
+        pool = pools.get(p.prompt_id, [])
+        if pool:
+            vecs[p.prompt_id] = await ctx.embed([e.text for e in pool])
+            weights[p.prompt_id] = np.array([e.weight for e in pool])
+    noisy_terms = []
+    for p in ctx.prompts:
+        npool = noisy.pools.get(p.prompt_id, [])
+        noisy_terms.append((np.array([e.p for e in npool]), log_q_phi(np.array([e.q_phi for e in npool]), floor)))
+    return ScoringPools(vecs, weights, noisy_terms)
+
+
+async def score_candidate(ctx: RunContext, instruction: str, fixed: ScoringPools) -> tuple[float, float, float]:
+    """Eq. (4) for one candidate. p_e(y|x) of Eq. (6) uses n samples drawn under e alone.
+    Choice: the p_e samples use the Fig. 7 system prompt with the instruction and no demonstrations:
+    the E-step's random demonstrations are shared by every candidate, so they do not tell candidates
+    apart, and leaving them out isolates e (and saves their tokens)."""
+    cfg = ctx.config.picaco
+    replies = await asyncio.gather(*[
+        ctx.client.chat(instructed_request(ctx, instruction, [], p.text), n=cfg.n_pe_samples, start=0)
+        for p in ctx.prompts])
+    aligned = []
+    for p, reply in zip(ctx.prompts, replies):
+        samples = [s.text for s in reply.samples if s.text.strip()]
+        if p.prompt_id in fixed.pool_vecs and samples:
+            sample_vecs = await ctx.embed(samples)
+            aligned.append((p_e(fixed.pool_vecs[p.prompt_id], sample_vecs), fixed.weights[p.prompt_id]))
+    tc = tc_objective(aligned, fixed.noisy, cfg.pe_weighting)
+    return tc.total, tc.aligned_term, tc.noisy_term
+
+
+def select_best(candidates: list[Candidate]) -> Candidate:
+    """argmax TC_e; ties go to the older candidate, then to the text, so the choice is deterministic."""
+    scored = [c for c in candidates if c.tc is not None and np.isfinite(c.tc)]
+    if not scored:
+        raise RuntimeError("no candidate could be scored (every prompt lacks judged responses)")
+    return max(scored, key=lambda c: (c.tc, -c.born, c.instruction))
+
+
+async def m_step(ctx: RunContext, t: int, candidates: list[Candidate], pools: dict[str, list[AlignedEntry]],
+                 noisy: NoisyState, previous_best: str) -> tuple[list[Candidate], Candidate, MStepReport]:
+    cfg = ctx.config.picaco
+    kept = sorted(candidates, key=lambda c: (-(c.tc if c.tc is not None else np.inf), c.born,
+                                             c.instruction))[:cfg.m2]
+    proposals = await asyncio.gather(*[propose(ctx, t, slot, candidates) for slot in range(cfg.m2)])
+    known = {c.instruction for c in kept}
+    new, skipped = [], []
+    for slot, (instruction, reason) in enumerate(proposals):
+        if instruction is None:
+            skipped.append(reason)
+        elif instruction in known:
+            skipped.append(f"slot {slot}: duplicate of an existing candidate")
+        else:
+            known.add(instruction)
+            new.append(Candidate(instruction=instruction, born=t))
+    pool_of_candidates = kept + new
+    fixed = await scoring_pools(ctx, pools, noisy)
+    scores = await asyncio.gather(*[score_candidate(ctx, c.instruction, fixed) for c in pool_of_candidates])
+    rescored = [c.model_copy(update={"tc": tc, "aligned_term": a, "noisy_term": nt})
+                for c, (tc, a, nt) in zip(pool_of_candidates, scores)]
+    best = select_best(rescored)
+    report = MStepReport(proposed=cfg.m2, new_unique=len(new), skipped=skipped, kept=len(kept),
+                         best_changed=best.instruction != previous_best)
+    return rescored, best, report
