@@ -176,7 +176,7 @@ _HARMLESS = [
     _hub_source("real_toxicity_prompts"),
     _hub_source("just_eval_instruct", categories=["safety"]),
 ]
-_SCHWARTZ = [{"loader": "nyt_dilemma"}, {"loader": "valuelex"}, {"loader": "adaem"}]
+_SCHWARTZ = [{"loader": n, "name": n} for n in ("nyt_dilemma", "valuelex", "adaem")]
 
 
 def default_composition_dicts() -> dict[str, dict[str, Any]]:

@@ -60,7 +60,9 @@ def to_prompt(record: Record, options: Options) -> Prompt:
     if "rejected" in record and record["rejected"] is not None:
         # A few rows have chosen/rejected transcripts that diverge before the last answer.
         meta["prefix_differs"] = prompt_turns(as_text(record["rejected"], "rejected")) != turns
-    return Prompt(text=text, kind=infer_kind(humans[-1]), category=None, meta=meta)
+    # The kind follows the human turn the model has to answer: the first one, or the last of the prefix.
+    kind = infer_kind(humans[0] if options.turns == "first" else humans[-1])
+    return Prompt(text=text, kind=kind, category=None, meta=meta)
 
 
 SPEC = SourceSpec(

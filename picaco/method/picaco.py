@@ -295,7 +295,7 @@ async def propose(ctx: RunContext, t: int, slot: int, existing: list[Candidate])
     for attempt in range(cfg.optimizer_attempts):
         reply = await ctx.client.chat(request, n=1, start=attempt)
         try:
-            return parse_instruction(reply.text), None
+            return parse_instruction(reply.text, length=cfg.instruction_length), None
         except ValueError as exc:
             reason = f"slot {slot}: {exc}"
             log.info("optimizer reply unusable (t=%d, slot %d, attempt %d): %s", t, slot, attempt + 1, exc)

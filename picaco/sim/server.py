@@ -41,8 +41,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from picaco.sim.engine import SimEngine, count_tokens, stable_seed
 
-FaultName = Literal["429", "500", "hang", "truncated", "malformed"]
-FAULTS: tuple[str, ...] = ("429", "500", "hang", "truncated", "malformed")
+FaultName = Literal["429", "500", "hang", "truncated", "malformed", "filtered"]
+FAULTS: tuple[str, ...] = ("429", "500", "hang", "truncated", "malformed", "filtered")
 
 
 class SimServerConfig(BaseModel):
@@ -64,6 +64,7 @@ class SimServerConfig(BaseModel):
     hang_then: Literal["answer", "drop"] = "drop"
     rate_truncated: float = 0.0
     rate_malformed: float = 0.0
+    rate_filtered: float = 0.0  # 200 with every choice content-filtered (Gemini: the prompt blocked)
     max_context_tokens: int | None = None
     models: list[str] | None = None  # when set, other model names get a 404
     api_key: SecretStr | None = None  # when set, requests must carry this key (401 otherwise)
@@ -72,7 +73,7 @@ class SimServerConfig(BaseModel):
     embed_dim: int = 256
     http: Literal["auto", "h11", "httptools"] = "auto"
 
-    @field_validator("rate_429", "rate_500", "rate_hang", "rate_truncated", "rate_malformed")
+    @field_validator("rate_429", "rate_500", "rate_hang", "rate_truncated", "rate_malformed", "rate_filtered")
     @classmethod
     def _rate(cls, v: float, info) -> float:
         if not 0.0 <= v <= 1.0:
@@ -109,7 +110,8 @@ class SimServerConfig(BaseModel):
 
     def fault_rates(self) -> dict[str, float]:
         return {"429": self.rate_429, "500": self.rate_500, "hang": self.rate_hang,
-                "truncated": self.rate_truncated, "malformed": self.rate_malformed}
+                "truncated": self.rate_truncated, "malformed": self.rate_malformed,
+                "filtered": self.rate_filtered}
 
 
 def _resolve_engine(config: SimServerConfig) -> SimEngine:
@@ -346,6 +348,8 @@ class SimApp:
             return done(self._respond(status, body, request_id), status, None)
 
         fault = self._draw_fault()
+        if fault == "filtered" and kind != "chat":
+            fault = None  # embeddings are never refused
         if fault == "429":
             status, body = errors.rate_limited(self.config.retry_after_s)
             ra = self.config.retry_after_s
@@ -374,7 +378,10 @@ class SimApp:
         if fault == "malformed":
             body = _dumps({"object": "sim.malformed", "detail": "this is not an API response", "id": request_id})
             return done(self._respond(200, body, request_id), 200, fault)
-        body = _dumps(answer(request_id))
+        payload = answer(request_id)
+        if fault == "filtered":
+            payload = _filtered(api, payload)
+        body = _dumps(payload)
         if fault == "truncated":
             body = body[: max(1, len(body) // 2)]
         return done(self._respond(200, body, request_id), 200, fault or hung)
@@ -577,6 +584,24 @@ class _Dropped:
         raise _DropConnection("injected drop")
 
 
+def _filtered(api: str, payload: dict) -> dict:
+    """What a safety filter's refusal looks like on the wire, for a chat or an embeddings answer."""
+    if "choices" in payload:
+        for c in payload["choices"]:
+            c["message"]["content"] = None
+            c["finish_reason"] = "content_filter"
+        payload["usage"]["completion_tokens"] = 0
+        payload["usage"]["total_tokens"] = payload["usage"]["prompt_tokens"]
+        return payload
+    if "candidates" in payload:
+        usage = payload["usageMetadata"]
+        return {"promptFeedback": {"blockReason": "SAFETY"},
+                "usageMetadata": {"promptTokenCount": usage["promptTokenCount"],
+                                  "totalTokenCount": usage["promptTokenCount"]},
+                "modelVersion": payload["modelVersion"], "responseId": payload["responseId"]}
+    raise AssertionError("only chat answers are filtered")
+
+
 def _gemini_text(content: Any, where: str) -> str:
     if not isinstance(content, dict) or not isinstance(content.get("parts"), list):
         raise _BadRequest(f"{where} must be an object with a 'parts' list", where)
@@ -729,7 +754,9 @@ def _uvicorn_config(app: SimApp, config: SimServerConfig):
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets whose proto says TCP, and without
+    # it the body write waits for the ACK of the header write (a 40 ms delayed-ACK stall per reply)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.set_inheritable(True)
@@ -922,6 +949,7 @@ _FLAGS: dict[str, tuple[str, dict]] = {
     "hang_then": ("--hang-then", {"choices": ["answer", "drop"], "help": "after a hang: answer or drop"}),
     "rate_truncated": ("--rate-truncated", {"type": float, "help": "share of 200s with a body cut mid-way"}),
     "rate_malformed": ("--rate-malformed", {"type": float, "help": "share of 200s with non-API JSON"}),
+    "rate_filtered": ("--rate-filtered", {"type": float, "help": "share of 200s refused by a content filter"}),
     "max_context_tokens": ("--max-context-tokens", {"type": int, "help": "prompts longer than this get a 400"}),
     "models": ("--models", {"nargs": "+", "help": "known model names (others get 404); default: any"}),
     "log_path": ("--log-path", {"type": Path, "help": "append every request to this JSONL file"}),

@@ -206,9 +206,10 @@ def _regex_value_scores(reply: str, names: Sequence[str]) -> dict[str, list[str]
 def parse_value_scores(reply: str, value_names: Sequence[str]) -> dict[str, int]:
     """Fig. 9 reply -> {value name (as given): score 1-5}.
 
-    Reads the first {...} object in the reply that holds every value (fences, single quotes and trailing
-    commas tolerated); entries may be {"reason": ..., "score": "4"} or a bare score. Keys match the
-    value names case-insensitively, ignoring spaces, hyphens and underscores; extra keys are ignored.
+    Reads the first {...} object in the reply that holds every value with valid scores (an echoed format
+    skeleton before the answer is skipped; fences, single quotes and trailing commas are tolerated).
+    Entries may be {"reason": ..., "score": "4"} or a bare score. Keys match the value names
+    case-insensitively, ignoring spaces, hyphens and underscores; extra keys are ignored.
     Raises ReplyParseError when a value is missing, a score is not a whole number in 1-5, or a value is
     given two different scores.
     """
@@ -222,6 +223,7 @@ def parse_value_scores(reply: str, value_names: Sequence[str]) -> dict[str, int]
         raise ValueError(f"value_names has names that collide after normalization: {names}")
 
     best_missing: list[str] | None = None
+    first_error: ReplyParseError | None = None
     parsed_any = False
     for span in _object_spans(reply):
         obj = _load_object(span)
@@ -234,7 +236,13 @@ def parse_value_scores(reply: str, value_names: Sequence[str]) -> dict[str, int]
             if best_missing is None or len(missing) < len(best_missing):
                 best_missing = missing
             continue
-        return {n: _single([_entry_score(e, n, reply) for e in table[k]], n, reply) for k, n in wanted.items()}
+        try:
+            return {n: _single([_entry_score(e, n, reply) for e in table[k]], n, reply) for k, n in wanted.items()}
+        except ReplyParseError as e:
+            # e.g. the judge echoed the format skeleton before its answer: look on, report this if nothing fits
+            first_error = first_error or e
+    if first_error is not None:
+        raise first_error
 
     hits = _regex_value_scores(reply, names)
     if len(hits) == len(names):
@@ -250,16 +258,23 @@ _SCORE_FIELD = re.compile(r"""["']?\bscore["']?\s*:\s*""" + _SCORE_TOKEN, re.IGN
 
 
 def parse_relevance(reply: str) -> int:
-    """Fig. 10 reply {"reason": ..., "score": "4"} -> 4. Raises ReplyParseError if no score 1-5 is given."""
+    """Fig. 10 reply {"reason": ..., "score": "4"} -> 4: the first object with a valid score, else a
+    `score: N` written in the text. Raises ReplyParseError if no score 1-5 is given."""
     if not isinstance(reply, str):
         raise ReplyParseError("not_text", f"reply must be a str, got {type(reply).__name__}", repr(reply))
+    first_error: ReplyParseError | None = None
     for span in _object_spans(reply):
         obj = _load_object(span)
         if obj is None:
             continue
         table = _normalized(_unwrap(obj, {"score"}))
         if "score" in table:
-            return _single(table["score"], "relevance", reply)
+            try:
+                return _single(table["score"], "relevance", reply)
+            except ReplyParseError as e:  # an echoed skeleton may come before the answer
+                first_error = first_error or e
+    if first_error is not None:
+        raise first_error
     hits = _SCORE_FIELD.findall(reply)
     if hits:
         return _single(hits, "relevance", reply)

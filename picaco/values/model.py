@@ -11,14 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from picaco.llm.errors import ConfigError
 from picaco.templates.parse import normalize_key
@@ -106,7 +106,13 @@ class Composition:
     @property
     def digest(self) -> str:
         """sha256 of everything that changes a prompt or a score; put it into cache keys and run ids."""
-        data = {k: v for k, v in asdict(self).items() if k not in ("path", "source", "demonstrations_source")}
+        # Provenance text (source fields, the file path) is left out: moving a file keeps its digest.
+        data = {
+            "name": self.name, "title": self.title, "kind": self.kind, "beta": self.beta,
+            "seed_instruction": self.seed_instruction, "judge_variant": self.judge_variant,
+            "values": [[v.name, v.definition, v.instruction, v.family] for v in self.values],
+            "demonstrations": [[d.query, d.answer] for d in self.demonstrations],
+        }
         blob = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -151,6 +157,13 @@ class _CompositionSpec(BaseModel):
     demonstrations: list[_DemoSpec] | None = None
     demonstrations_from: str | None = None
 
+    @field_validator("beta", mode="before")
+    @classmethod
+    def _beta_not_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):  # YAML `beta: yes` would otherwise become 1.0
+            raise ValueError(f"must be a number, got {v}")
+        return v
+
 
 def _fail(path: Any, field_name: str, msg: str) -> CompositionError:
     return CompositionError(f"{path}: field '{field_name}': {msg}")
@@ -178,7 +191,7 @@ def _validate(model: type[BaseModel], data: Any, path: Any, prefix: str = "") ->
         if err["type"] == "extra_forbidden":
             msg = f"unknown field (allowed: {', '.join(model.model_fields)})"
         else:
-            msg = err["msg"]
+            msg = err["msg"].removeprefix("Value error, ")
         raise _fail(path, loc, msg) from None
 
 

@@ -140,7 +140,10 @@ class OpenAIProvider(Provider):
         try:
             resp = await client.chat.completions.create(**kwargs)
         except Exception as exc:
-            raise self._map_error(exc, what=f"chat with model {call.model!r}") from exc
+            mapped = self._map_error(exc, what=f"chat with model {call.model!r}")
+            if mapped is None:
+                raise
+            raise mapped from exc
         return self._chat_reply(resp, call)
 
     def _chat_reply(self, resp: Any, call: ChatCall) -> ChatReply:
@@ -184,7 +187,10 @@ class OpenAIProvider(Provider):
             # floats, not the SDK's default base64: several compatible servers only speak floats
             resp = await client.embeddings.create(model=model, input=list(texts), encoding_format="float")
         except Exception as exc:
-            raise self._map_error(exc, what=f"embeddings with model {model!r}") from exc
+            mapped = self._map_error(exc, what=f"embeddings with model {model!r}")
+            if mapped is None:
+                raise
+            raise mapped from exc
         request_id = getattr(resp, "_request_id", None)
         data = getattr(resp, "data", None)
         try:
@@ -213,8 +219,8 @@ class OpenAIProvider(Provider):
             text = text.replace(self._api_key, "***")
         return text
 
-    def _map_error(self, exc: BaseException, *, what: str) -> ProviderError:
-        """The typed error for an exception raised by the SDK during a call."""
+    def _map_error(self, exc: BaseException, *, what: str) -> ProviderError | None:
+        """The typed error for an exception raised by the SDK during a call; None when it is not one."""
         import openai
         import pydantic
 
@@ -238,10 +244,8 @@ class OpenAIProvider(Provider):
                                   f"{one_line(exc, 120)}", provider=name, status=200)
         if isinstance(exc, openai.OpenAIError):
             return ProviderError(f"{what}: {one_line(self._scrub(str(exc)))}", provider=name)
-        if isinstance(exc, ProviderError):
-            return exc
-        # not an SDK failure (a bug or a cancellation of ours): keep it visible as it is
-        raise exc
+        # not an SDK failure (a bug of ours, a cancellation): the caller re-raises it unchanged
+        return None
 
     def _map_status(self, exc: Any, what: str) -> ProviderError:
         import openai

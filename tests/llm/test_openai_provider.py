@@ -1,0 +1,277 @@
+"""OpenAIProvider driving the real `openai` client against the simulator server on a loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from picaco.llm.errors import (
+    AuthError,
+    BadRequest,
+    ConfigError,
+    ContentFiltered,
+    ContextTooLong,
+    MalformedReply,
+    RateLimited,
+    TransientError,
+    Unreachable,
+)
+from picaco.llm.providers import make_provider
+from picaco.llm.providers.base import ChatCall, ProviderSettings
+from picaco.llm.providers.openai import OpenAIProvider, parse_retry_after
+from picaco.llm.request import Message, SamplingParams
+from picaco.sim.engine import SimEngine, make_world
+from picaco.sim.server import SimServerConfig, start_server_thread
+
+PROMPT = "Which fruit keeps longest in a cold cellar, apples or pears, and why does it matter for winter storage?"
+MESSAGES = (Message(role="system", content="Be brief."), Message(role="user", content=PROMPT))
+
+
+def make_call(n: int = 1, seed: int | None = 1, model: str = "sim-a", **params) -> ChatCall:
+    return ChatCall(model=model, messages=MESSAGES, params=SamplingParams(seed=seed, **params), n=n, seed=seed)
+
+
+def provider_for(url: str, timeout_s: float = 0.5, **kw) -> OpenAIProvider:
+    return OpenAIProvider("vllm", ProviderSettings(kind="openai", base_url=url, timeout_s=timeout_s, **kw))
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = start_server_thread(SimServerConfig())
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def make_server():
+    started = []
+
+    def _make(**kw):
+        s = start_server_thread(SimServerConfig(**kw))
+        started.append(s)
+        return s
+
+    yield _make
+    for s in started:
+        s.stop()
+
+
+async def generate(url: str, call: ChatCall | None = None, **kw):
+    p = provider_for(url, **kw)
+    try:
+        return await p.generate(call or make_call())
+    finally:
+        await p.aclose()
+
+
+# ---- answers ----------------------------------------------------------------------------------------------
+
+
+async def test_n_samples_usage_and_request_id(server):
+    reply = await generate(server.openai_base_url, make_call(n=3, seed=4))
+    assert len(reply.completions) == 3
+    assert all(c.finish_reason == "stop" and c.text for c in reply.completions)
+    assert reply.prompt_tokens > 0 and reply.completion_tokens > 0
+    assert reply.request_id == server.request_log()[-1]["request_id"]
+
+
+async def test_seed_determinism_and_seed_plus_k(server):
+    url = server.openai_base_url
+    three = [c.text for c in (await generate(url, make_call(n=3, seed=20))).completions]
+    messages = [{"role": m.role, "content": m.content} for m in MESSAGES]
+    engine = SimEngine(make_world("echo")).chat("sim-a", messages, n=3, seed=20, temperature=1.0, max_tokens=512)
+    assert three == engine.texts
+    assert [c.text for c in (await generate(url, make_call(n=3, seed=20))).completions] == three
+    assert [c.text for c in (await generate(url, make_call(n=2, seed=21))).completions] == three[1:]
+    assert [c.text for c in (await generate(url, make_call(n=3, seed=77))).completions] != three
+
+
+async def test_sampling_params_reach_the_server(server):
+    url = server.openai_base_url
+    full = (await generate(url, make_call(seed=5))).completions[0].text
+    word = full.split()[3]
+    stopped = (await generate(url, make_call(seed=5, stop=(word,)))).completions[0]
+    assert stopped.text == full[: full.find(word)] and stopped.finish_reason == "stop"
+    short = (await generate(url, make_call(seed=5, max_tokens=4))).completions[0]
+    assert short.finish_reason == "length"
+    greedy = await generate(url, make_call(n=3, seed=5, temperature=0.0))
+    assert len({c.text for c in greedy.completions}) == 1
+    top_p = await generate(url, make_call(seed=5, top_p=0.5))
+    assert top_p.completions[0].text == full
+
+
+async def test_max_completion_tokens_option(server):
+    p = provider_for(server.openai_base_url, options={"max_tokens_param": "max_completion_tokens"})
+    reply = await p.generate(make_call(seed=5, max_tokens=4))
+    await p.aclose()
+    assert reply.completions[0].finish_reason == "length"
+    with pytest.raises(ConfigError, match="max_tokens_param"):
+        provider_for(server.openai_base_url, options={"max_tokens_param": "tokens"})
+
+
+async def test_embeddings_shape_and_order(server):
+    texts = ["red apples", "green pears in winter", "a cold cellar", "red apples"]
+    p = provider_for(server.openai_base_url)
+    reply = await p.embed("emb", texts)
+    await p.aclose()
+    assert reply.vectors.dtype == np.float32 and reply.vectors.shape == (4, 256)
+    np.testing.assert_allclose(reply.vectors, SimEngine(make_world("echo")).embed("emb", texts), atol=1e-7)
+    np.testing.assert_array_equal(reply.vectors[0], reply.vectors[3])
+    assert not np.allclose(reply.vectors[0], reply.vectors[1])
+    assert reply.tokens > 0 and reply.request_id
+
+
+# ---- faults -> typed errors ---------------------------------------------------------------------------------
+
+
+async def test_429_is_rate_limited_with_retry_after(make_server):
+    s = make_server(rate_429=1.0, retry_after_s=0.05)
+    with pytest.raises(RateLimited) as ei:
+        await generate(s.openai_base_url)
+    err = ei.value
+    assert err.status == 429 and err.retry_after == pytest.approx(0.05)
+    assert err.request_id == s.request_log()[0]["request_id"]
+    assert len(s.request_log()) == 1  # the SDK did not retry on its own
+
+
+async def test_500_is_transient_and_not_retried_by_the_sdk(make_server):
+    s = make_server(rate_500=1.0)
+    with pytest.raises(TransientError) as ei:
+        await generate(s.openai_base_url)
+    assert type(ei.value) is TransientError and ei.value.status == 500 and ei.value.request_id
+    assert len(s.request_log()) == 1
+
+
+async def test_hang_times_out_quickly_as_transient(make_server):
+    s = make_server(rate_hang=1.0, hang_s=5.0)
+    t = time.perf_counter()
+    with pytest.raises(TransientError, match="timed out after 0.3s") as ei:
+        await generate(s.openai_base_url, timeout_s=0.3)
+    assert time.perf_counter() - t < 1.5
+    assert type(ei.value) is TransientError
+
+
+async def test_dropped_connection_is_transient_not_unreachable(make_server):
+    s = make_server(rate_hang=1.0, hang_s=0.02, hang_then="drop")
+    with pytest.raises(TransientError, match="mid-request") as ei:
+        await generate(s.openai_base_url)
+    assert not isinstance(ei.value, Unreachable)
+
+
+@pytest.mark.parametrize("fault", ["truncated", "malformed"])
+async def test_bad_bodies_are_malformed_replies(make_server, fault):
+    s = make_server(**{f"rate_{fault}": 1.0})
+    with pytest.raises(MalformedReply) as ei:
+        await generate(s.openai_base_url)
+    assert ei.value.status == 200 and ei.value.retryable
+
+
+async def test_bad_embedding_bodies_are_malformed_replies(make_server):
+    for fault in ("truncated", "malformed"):
+        p = provider_for(make_server(**{f"rate_{fault}": 1.0}).openai_base_url)
+        with pytest.raises(MalformedReply):
+            await p.embed("emb", ["a b", "c d"])
+        await p.aclose()
+
+
+async def test_all_choices_filtered_raises_content_filtered(make_server):
+    s = make_server(rate_filtered=1.0)
+    with pytest.raises(ContentFiltered) as ei:
+        await generate(s.openai_base_url, make_call(n=2))
+    assert ei.value.status == 200 and ei.value.request_id
+
+
+async def test_context_too_long(make_server):
+    s = make_server(max_context_tokens=12)
+    with pytest.raises(ContextTooLong, match="maximum context length is 12") as ei:
+        await generate(s.openai_base_url)
+    assert ei.value.status == 400 and ei.value.request_id
+
+
+async def test_unknown_model_is_bad_request(make_server):
+    s = make_server(models=["known"])
+    with pytest.raises(BadRequest, match="unknown model") as ei:
+        await generate(s.openai_base_url, make_call(model="nope"))
+    assert ei.value.status == 404 and not isinstance(ei.value, ContextTooLong)
+    assert (await generate(s.openai_base_url, make_call(model="known"))).completions
+
+
+async def test_auth_errors_never_show_the_key(make_server, monkeypatch):
+    s = make_server(api_key="right-key-42")
+    monkeypatch.setenv("PICACO_TEST_SIM_KEY", "wrong-key-secret-9876")
+    with pytest.raises(AuthError) as ei:
+        await generate(s.openai_base_url, api_key_env="PICACO_TEST_SIM_KEY")
+    assert ei.value.status == 401 and "wrong-key-secret-9876" not in str(ei.value)
+    monkeypatch.delenv("PICACO_TEST_SIM_KEY")
+    with pytest.raises(AuthError):  # no key at all: the placeholder is refused too
+        await generate(s.openai_base_url, api_key_env="PICACO_TEST_SIM_KEY")
+    monkeypatch.setenv("PICACO_TEST_SIM_KEY", "right-key-42")
+    assert (await generate(s.openai_base_url, api_key_env="PICACO_TEST_SIM_KEY")).completions
+
+
+def closed_port() -> int:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+async def test_unreachable_base_url_fails_fast():
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    t = time.perf_counter()
+    with pytest.raises(Unreachable) as ei:
+        await generate(url, timeout_s=5.0)
+    assert time.perf_counter() - t < 1.0
+    assert url in str(ei.value) and "\n" not in str(ei.value)
+
+
+# ---- keys, registry, loops, imports ---------------------------------------------------------------------------
+
+
+def test_missing_key_for_hosted_openai_names_the_variable(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY is not set: export it to use provider 'openai'"):
+        make_provider("openai")
+    monkeypatch.delenv("MY_OPENAI_KEY", raising=False)
+    with pytest.raises(ConfigError, match="MY_OPENAI_KEY"):
+        OpenAIProvider("openai", ProviderSettings(base_url="https://api.openai.com/v1", api_key_env="MY_OPENAI_KEY"))
+
+
+def test_self_hosted_servers_need_no_key(monkeypatch):
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    p = make_provider("vllm")
+    assert isinstance(p, OpenAIProvider) and p.endpoint == "http://127.0.0.1:8000/v1"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert make_provider("openai").endpoint == "https://api.openai.com/v1"
+
+
+def test_a_provider_works_across_event_loops(server):
+    p = provider_for(server.openai_base_url)
+    first = asyncio.run(p.generate(make_call(seed=3)))
+    second = asyncio.run(p.generate(make_call(seed=3)))  # the first loop is closed by now
+    assert first.completions == second.completions
+
+
+def test_retry_after_parsing():
+    assert parse_retry_after({"retry-after-ms": "250", "retry-after": "9"}) == pytest.approx(0.25)
+    assert parse_retry_after({"retry-after": "0.05"}) == pytest.approx(0.05)
+    assert parse_retry_after({"retry-after": "3"}) == 3.0
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 < parse_retry_after({"retry-after": later}) <= 31
+    assert parse_retry_after({"retry-after": "soon"}) is None
+    assert parse_retry_after({}) is None
+
+
+def test_importing_providers_does_not_import_sdks():
+    code = ("import sys, picaco.llm.providers, picaco.llm.providers.openai, picaco.llm.providers.gemini; "
+            "bad = [m for m in ('openai', 'google.genai') if m in sys.modules]; assert not bad, bad")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
