@@ -216,6 +216,8 @@ def _load_dataset(source: str, what: str, fetch: Callable[[], Any], offline: str
 
         if offline and isinstance(err, (DatasetNotFoundError, FileNotFoundError)):
             raise _unavailable(source, what, f"{offline}, not in the local datasets cache") from err
+        if "corresponds to no data" in str(err):  # how `datasets` reports a split with zero rows
+            raise EmptySourceError(f"{source}: {what} has no rows") from err
         raise DataError(f"{source}: could not read {what}: {_root_message(err)}") from err
 
 

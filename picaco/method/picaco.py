@@ -207,16 +207,48 @@ def bucket_demonstrations(ctx: RunContext, t: int) -> list[list]:
             for b in range(ctx.config.picaco.buckets)]
 
 
+class EStepTally(BaseModel):
+    """Sums behind an EStepReport; tallies of disjoint prompt shards add up to the whole step's."""
+
+    model_config = ConfigDict(extra="forbid")
+    responses: int = 0
+    judged: int = 0
+    missing: int = 0
+    judge_attempts: int = 0
+    score_sums: dict[str, float] = {}
+    q_phi_sum: float = 0.0
+
+    def __add__(self, other: "EStepTally") -> "EStepTally":
+        sums = dict(self.score_sums)
+        for v, x in other.score_sums.items():
+            sums[v] = sums.get(v, 0.0) + x
+        return EStepTally(responses=self.responses + other.responses, judged=self.judged + other.judged,
+                          missing=self.missing + other.missing,
+                          judge_attempts=self.judge_attempts + other.judge_attempts,
+                          score_sums=sums, q_phi_sum=self.q_phi_sum + other.q_phi_sum)
+
+    def report(self, instruction: str, value_names: list[str]) -> EStepReport:
+        means = {v: (self.score_sums.get(v, 0.0) / self.judged if self.judged else None) for v in value_names}
+        return EStepReport(instruction=instruction, responses=self.responses, judged=self.judged, missing=self.missing,
+                           judge_attempts=self.judge_attempts, value_means=means,
+                           conformity=float(np.mean(list(means.values()))) if self.judged else None,
+                           mean_q_phi=self.q_phi_sum / self.responses if self.responses else None)
+
+
 async def sample_and_judge(ctx: RunContext, instruction: str, t: int, observation_vecs: np.ndarray,
-                           x_vecs: np.ndarray) -> tuple[dict[str, list[AlignedEntry]], EStepReport]:
+                           prompts: list[TaskPrompt] | None = None
+                           ) -> tuple[dict[str, list[AlignedEntry]], EStepTally]:
     """Bucketed sampling under `instruction` (samples t*r .. t*r+r-1 of each bucket's request, so every
-    iteration draws fresh responses even when the instruction did not change), then q_w and q_phi."""
+    iteration draws fresh responses even when the instruction did not change), then q_w and q_phi.
+    `prompts` restricts the work to a shard of X (for distributed runners); default all of X."""
     cfg = ctx.config.picaco
+    prompts = ctx.prompts if prompts is None else prompts
     r = cfg.samples_per_bucket
     buckets = bucket_demonstrations(ctx, t)
-    jobs = [(i, b) for i in range(len(ctx.prompts)) for b in range(len(buckets))]
+    x_vecs = await ctx.embed([p.text for p in prompts])
+    jobs = [(i, b) for i in range(len(prompts)) for b in range(len(buckets))]
     replies = await asyncio.gather(*[
-        ctx.client.chat(instructed_request(ctx, instruction, buckets[b], ctx.prompts[i].text), n=r, start=t * r)
+        ctx.client.chat(instructed_request(ctx, instruction, buckets[b], prompts[i].text), n=r, start=t * r)
         for i, b in jobs])
     drawn: list[tuple[int, str, str]] = []  # (prompt index, origin, text)
     for (i, b), reply in zip(jobs, replies):
@@ -224,42 +256,39 @@ async def sample_and_judge(ctx: RunContext, instruction: str, t: int, observatio
             if s.text.strip():
                 drawn.append((i, f"t{t:03d}/b{b}/s{s.index:03d}", s.text))
     judgements, y_vecs = await asyncio.gather(
-        ctx.judge([(ctx.prompts[i].text, text) for i, _, text in drawn]),
+        ctx.judge([(prompts[i].text, text) for i, _, text in drawn]),
         ctx.embed([text for _, _, text in drawn]))
-    by_prompt: dict[str, list[AlignedEntry]] = {p.prompt_id: [] for p in ctx.prompts}
-    sums = {v: 0.0 for v in ctx.value_names}
-    judged = missing = attempts = 0
-    q_all = []
+    by_prompt: dict[str, list[AlignedEntry]] = {p.prompt_id: [] for p in prompts}
+    tally = EStepTally(responses=len(drawn), score_sums={v: 0.0 for v in ctx.value_names})
     for k, ((i, origin, text), judgement) in enumerate(zip(drawn, judgements)):
-        attempts += judgement.attempts
+        tally.judge_attempts += judgement.attempts
         q = float(q_phi(y_vecs[k:k + 1], x_vecs[i], observation_vecs)[0])
-        q_all.append(q)
+        tally.q_phi_sum += q
         if judgement.scores is None:
-            missing += 1
+            tally.missing += 1
             continue
-        judged += 1
+        tally.judged += 1
         for v, score in judgement.scores.items():
-            sums[v] += score
+            tally.score_sums[v] += score
         weight = response_weight(judgement.scores, q, ctx.beta, cfg.q_phi_floor, cfg.redundancy_weight)
-        by_prompt[ctx.prompts[i].prompt_id].append(
+        by_prompt[prompts[i].prompt_id].append(
             AlignedEntry(text=text, origin=origin, scores=judgement.scores, q_phi=q, weight=weight))
-    means = {v: (sums[v] / judged if judged else None) for v in ctx.value_names}
-    report = EStepReport(instruction=instruction, responses=len(drawn), judged=judged, missing=missing,
-                         judge_attempts=attempts, value_means=means,
-                         conformity=float(np.mean(list(means.values()))) if judged else None,
-                         mean_q_phi=float(np.mean(q_all)) if q_all else None)
-    return by_prompt, report
+    return by_prompt, tally
+
+
+def merge_aligned_pools(ctx: RunContext, pools: dict[str, list[AlignedEntry]],
+                        fresh: dict[str, list[AlignedEntry]]) -> dict[str, list[AlignedEntry]]:
+    m1 = ctx.config.picaco.m1
+    return {p.prompt_id: update_aligned_pool(pools.get(p.prompt_id, []), fresh.get(p.prompt_id, []), m1)
+            for p in ctx.prompts}
 
 
 async def e_step(ctx: RunContext, t: int, instruction: str, pools: dict[str, list[AlignedEntry]],
                  noisy: NoisyState) -> EStepState:
     s_vecs = await ctx.embed(noisy.observation)
-    x_vecs = await ctx.embed([p.text for p in ctx.prompts])
-    fresh, report = await sample_and_judge(ctx, instruction, t, s_vecs, x_vecs)
-    m1 = ctx.config.picaco.m1
-    updated = {p.prompt_id: update_aligned_pool(pools.get(p.prompt_id, []), fresh[p.prompt_id], m1)
-               for p in ctx.prompts}
-    return EStepState(t=t, pools=updated, report=report)
+    fresh, tally = await sample_and_judge(ctx, instruction, t, s_vecs)
+    return EStepState(t=t, pools=merge_aligned_pools(ctx, pools, fresh),
+                      report=tally.report(instruction, ctx.value_names))
 
 
 # -- M-step -----------------------------------------------------------------------------------------

@@ -25,8 +25,10 @@ from picaco.config import RunConfig
 from picaco.io import atomic_write_json, atomic_write_text
 from picaco.llm.client import LLMClient
 from picaco.llm.errors import ConfigError
-from picaco.method.picaco import (Candidate, EStepState, IterationState, NoisyState, RunContext, TaskPrompt,
-                                  e_step, m_step, noisy_pool_step, sample_and_judge)
+from picaco.method.picaco import (AlignedEntry, Candidate, EStepState, EStepTally, IterationState, NoisyState,
+                                  RunContext, TaskPrompt, e_step, merge_aligned_pools, m_step, noisy_pool_step,
+                                  sample_and_judge)
+from pydantic import BaseModel, ConfigDict
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +219,67 @@ def run_e_step(config: RunConfig, t: int) -> EStepState:
     prev = previous_iteration(store, config, t)
     state, usage = asyncio.run(_with_context(
         config, lambda ctx: e_step(ctx, t, prev.best.instruction, prev.pools, noisy)))
-    state = state.model_copy(update={"report": state.report})
+    store.save_estep(state)
+    atomic_write_json(store.path(f"iter_{t:03d}.estep.usage.json"), usage)
+    return state
+
+
+class EStepShard(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    t: int
+    shard: int
+    n_shards: int
+    fresh: dict[str, list[AlignedEntry]]
+    tally: EStepTally
+
+
+def run_e_step_shard(config: RunConfig, t: int, shard: int, n_shards: int) -> EStepShard:
+    """The sampling and judging of one shard of X (prompts shard, shard+n_shards, ...): the unit a
+    distributed task runner spreads over workers. Shards share the on-disk cache; the result is written
+    to the run store, so a re-run shard returns at once."""
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard must be within [0, {n_shards}), got {shard}")
+    store = RunStore(config.run_dir)
+    path = store.path(f"iter_{t:03d}.estep.shard-{shard}-of-{n_shards}.json")
+    if path.exists():
+        return EStepShard.model_validate_json(path.read_text(encoding="utf-8"))
+    noisy = store.load_noisy()
+    if noisy is None:
+        raise RuntimeError(f"run '{config.run_name}' has no noisy pool yet; run the noisy-pool step first")
+    prev = previous_iteration(store, config, t)
+
+    async def body(ctx: RunContext):
+        s_vecs = await ctx.embed(noisy.observation)
+        return await sample_and_judge(ctx, prev.best.instruction, t, s_vecs, ctx.prompts[shard::n_shards])
+
+    (fresh, tally), usage = asyncio.run(_with_context(config, body))
+    result = EStepShard(t=t, shard=shard, n_shards=n_shards, fresh=fresh, tally=tally)
+    atomic_write_text(path, result.model_dump_json())
+    atomic_write_json(store.path(f"iter_{t:03d}.estep.shard-{shard}-of-{n_shards}.usage.json"), usage)
+    return result
+
+
+def merge_e_step_shards(config: RunConfig, t: int, n_shards: int) -> EStepState:
+    """Combine the shards of iteration t into the same EStepState a single-process E-step gives."""
+    store = RunStore(config.run_dir)
+    done = store.load_estep(t)
+    if done is not None:
+        return done
+    prev = previous_iteration(store, config, t)
+    fresh: dict[str, list[AlignedEntry]] = {}
+    tally = EStepTally()
+    usage: dict = {}
+    for k in range(n_shards):
+        shard = run_e_step_shard(config, t, k, n_shards)
+        fresh.update(shard.fresh)
+        tally = tally + shard.tally
+        usage_path = store.path(f"iter_{t:03d}.estep.shard-{k}-of-{n_shards}.usage.json")
+        usage = _merge_usage(usage, json.loads(usage_path.read_text()) if usage_path.exists() else {})
+    prompts = load_prompts(config)
+    ctx = RunContext(config=config, composition=load_composition_for(config), prompts=prompts, client=None)
+    names = [v.name for v in ctx.composition.values]
+    state = EStepState(t=t, pools=merge_aligned_pools(ctx, prev.pools, fresh), report=tally.report(
+        prev.best.instruction, names))
     store.save_estep(state)
     atomic_write_json(store.path(f"iter_{t:03d}.estep.usage.json"), usage)
     return state
@@ -264,9 +326,8 @@ def run_final_report(config: RunConfig) -> dict:
 
     async def body(ctx: RunContext):
         s_vecs = await ctx.embed(noisy.observation)
-        x_vecs = await ctx.embed([p.text for p in ctx.prompts])
-        _, report = await sample_and_judge(ctx, last.best.instruction, T + 1, s_vecs, x_vecs)
-        return report
+        _, tally = await sample_and_judge(ctx, last.best.instruction, T + 1, s_vecs)
+        return tally.report(last.best.instruction, ctx.value_names)
 
     report, _ = asyncio.run(_with_context(config, body))
     history = [{"t": s.t, "tc": s.best.tc, "conformity_under_previous_best": s.estep.conformity,
