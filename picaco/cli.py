@@ -136,6 +136,36 @@ def optimize_cmd(config: Path = typer.Option(..., "--config", help="run config Y
     typer.echo(f"Saved: {cfg.run_dir / 'result.json'} and result.md")
 
 
+@app.command("draft-demos")
+def draft_demos(values: str = typer.Option(..., help="comma-separated value names from the value library"),
+                queries: Path = typer.Option(..., help="a text file, one query per line"),
+                model: str = typer.Option("sim/target", help="the 'provider/model' that drafts the answers"),
+                out: Path = typer.Option(..., help="where to write the draft YAML"),
+                cache_dir: Path = typer.Option(Path("artifacts/cache"), help="call cache directory"),
+                seed: int = typer.Option(0)) -> None:
+    """Draft demonstrations (query, answer) for a new value composition, for you to review."""
+    import asyncio
+
+    from picaco.llm.client import ClientConfig, LLMClient
+    from picaco.values import get_value
+    from picaco.values.draft import draft_demonstrations, read_queries, write_draft
+
+    async def run():
+        vals = [get_value(name.strip()) for name in values.split(",") if name.strip()]
+        if not vals:
+            raise ConfigError("--values names no value")
+        async with LLMClient(ClientConfig(cache_dir=cache_dir)) as client:
+            drafts = await draft_demonstrations(client, model, vals, read_queries(queries), seed=seed)
+        write_draft(out, vals, drafts, model)
+        return len(drafts)
+
+    try:
+        count = asyncio.run(run())
+    except PicacoError as exc:
+        _fail(exc)
+    typer.echo(f"wrote {count} draft demonstrations to {out}: review every answer before using them")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
