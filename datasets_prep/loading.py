@@ -104,22 +104,17 @@ def resolve_files(source: str, path: Path, fmt: str | None) -> tuple[list[Path],
     return files, fmt
 
 
-def _read_bytes(source: str, path: Path) -> bytes:
-    data = path.read_bytes()
-    if path.suffix.lower() == ".gz":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as err:
-            raise DataError(f"{source}: {path} is not a valid gzip file ({err})") from None
-    return data
-
-
 def check_file(source: str, path: Path, fmt: str) -> dict[str, Any]:
     """Reject empty and non-UTF-8 files with a one-line message; return the file's provenance."""
     raw = path.read_bytes()
     if not raw:
         raise EmptySourceError(f"{source}: {path} is empty")
-    data = _read_bytes(source, path) if path.suffix.lower() == ".gz" else raw
+    data = raw
+    if path.suffix.lower() == ".gz":
+        try:
+            data = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise DataError(f"{source}: {path} is not a valid gzip file ({err})") from None
     if fmt in _TEXT_FORMATS:
         try:
             text = data.decode("utf-8")

@@ -23,10 +23,10 @@ class WorldConfig(BaseModel):
     name_weight: float = Field(0.3, ge=0.0, le=1.0, description="articulation from naming the value")
     concept_levels: tuple[float, ...] = Field((0.0, 0.15, 0.25, 0.3),
                                               description="articulation from 0, 1, 2, 3+ distinct concepts")
-    guidance_levels: tuple[float, ...] = Field((0.0, 0.25, 0.4),
-                                               description="articulation from 0, 1, 2+ guidance phrases")
-    guidance_depth: tuple[float, ...] = Field((0.0, 0.6, 1.0),
-                                              description="share of the depth gain from 0, 1, 2+ guidance phrases")
+    guidance_levels: tuple[float, ...] = Field((0.0, 0.2, 0.33, 0.4),
+                                               description="articulation from 0, 1, 2, 3+ guidance phrases")
+    guidance_depth: tuple[float, ...] = Field((0.0, 0.5, 0.8, 1.0),
+                                              description="share of the depth gain from 0, 1, 2, 3+ guidance phrases")
     bottleneck_strength: float = Field(0.15, ge=0.0,
                                        description="beta_b: dilution D = 1 / (1 + beta_b * U), U = number of "
                                                    "values named without any articulation")

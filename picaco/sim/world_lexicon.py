@@ -275,7 +275,10 @@ def _build(path: str, raw) -> Lexicon:
     if not isinstance(raw_values, list) or not raw_values:
         raise _fail(path, "values", "must be a non-empty list")
 
-    stopwords = frozenset(tokens(" ".join(_str_list(path, "stopwords", raw.get("stopwords", [])))))
+    raw_stop = raw.get("stopwords", "")
+    if not isinstance(raw_stop, str):
+        raise _fail(path, "stopwords", "must be one string of space-separated words")
+    stopwords = frozenset(tokens(raw_stop))
     integration = frozenset(_str_list(path, "integration_words", raw.get("integration_words")))
     for w in integration:
         if tokens(w) != [w.lower()]:

@@ -59,7 +59,7 @@ def test_near_duplicate_threshold():
     base = "please write a short story about a lighthouse keeper who befriends a stranded whale during a storm"
     variant = base.replace("short", "brief")
     other = "explain how a lighthouse keeper in the nineteenth century kept the lamp burning through a storm"
-    assert jaccard(shingles(base), shingles(variant)) == pytest.approx(14 / 20)
+    assert jaccard(shingles(base), shingles(variant)) == pytest.approx(12 / 18)  # 15 shingles, 3 changed
     assert near_duplicates([base, variant, other], 0.8) == [None, None, None]
     longer = base + " and the whale later returns to rescue the keeper from a sinking boat in the harbour"
     longer_variant = longer.replace("short", "brief")
@@ -121,7 +121,8 @@ def test_sampling_sizes_disjoint_stratified():
     assert r.x.height == 20 and r.test.height == 80
     x_ids, test_ids = set(r.x["prompt_id"]), set(r.test["prompt_id"])
     assert len(x_ids) == 20 and len(test_ids) == 80 and not x_ids & test_ids
-    demo_ids = {r.prompts["prompt_id"][0], r.prompts["prompt_id"][200]}
+    demo_ids = {r.prompts["prompt_id"][0], r.prompts["prompt_id"][201]}
+    assert r.prompts["drop_reason"].to_list().count("demonstration") == 2
     assert not demo_ids & (x_ids | test_ids)
     # test: 40/40 by weight; b holds 29 after the demonstration, so a takes the rest
     assert dict(r.test.group_by("source").len().iter_rows()) == {"a": 51, "b": 29}

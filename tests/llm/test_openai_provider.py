@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import gc
 import socket
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -255,9 +257,19 @@ def test_self_hosted_servers_need_no_key(monkeypatch):
 
 def test_a_provider_works_across_event_loops(server):
     p = provider_for(server.openai_base_url)
-    first = asyncio.run(p.generate(make_call(seed=3)))
-    second = asyncio.run(p.generate(make_call(seed=3)))  # the first loop is closed by now
-    assert first.completions == second.completions
+    first = asyncio.run(p.generate(make_call(seed=3)))  # this loop closes with the client still open
+
+    async def second_then_close():
+        try:
+            return await p.generate(make_call(seed=3))
+        finally:
+            await p.aclose()
+
+    assert asyncio.run(second_then_close()).completions == first.completions
+    with warnings.catch_warnings():  # the first loop's sockets could not be closed once it was gone
+        warnings.simplefilter("ignore", ResourceWarning)
+        del p
+        gc.collect()
 
 
 def test_retry_after_parsing():

@@ -1,0 +1,367 @@
+"""A local Prefect server and process worker, started and stopped by the project itself.
+
+    .venv/bin/python ops/prefect_local.py serve            # server on 127.0.0.1:4200, pool, deployments, worker
+    .venv/bin/python ops/prefect_local.py serve --port 4300 --home /tmp/ph --no-deploy
+
+`serve` runs in the foreground until Ctrl-C (or SIGTERM), then stops the worker and the server and checks
+that none of their processes is left. The same functions start the private server of the deployment check
+(ops/deployment_check.py, tests/ops/): a free loopback port, its own PREFECT_HOME and SQLite file.
+
+Every process is started in its own session, so it and its children (the worker's flow-run processes, a
+flow run's Dask workers) can be found and stopped together; a worker does not always stop on the first
+signal, so stopping escalates to SIGKILL and then verifies that each PID is gone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_POOL = "picaco-process"
+VENV_BIN = Path(sys.executable).parent
+
+
+class OpsError(RuntimeError):
+    """A local server or worker could not be started, reached or stopped."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prefect_env(home: Path, port: int, base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """The environment of every process talking to the local server (server, CLI, worker, flow runs)."""
+    home = Path(home).resolve()
+    env = dict(os.environ if base is None else base)
+    # A profile's PREFECT_API_URL or an outer test harness must not leak into this server's processes.
+    for key in [k for k in env if k.startswith("PREFECT_")]:
+        del env[key]
+    env.update({
+        "PREFECT_HOME": str(home),
+        "PREFECT_PROFILES_PATH": str(home / "profiles.toml"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        # Offline: telemetry would only log errors (and once raised `database is locked`).
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+        "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+        # A worker polls every 10 s by default; 2 s keeps a local run from waiting idle.
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "PREFECT_WORKER_HEARTBEAT_SECONDS": "10",
+        "HF_HUB_OFFLINE": env.get("HF_HUB_OFFLINE", "1"),
+        "HF_DATASETS_OFFLINE": env.get("HF_DATASETS_OFFLINE", "1"),
+        "PYTHONUNBUFFERED": "1",
+    })
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+def _prefect_cmd(*args: str) -> list[str]:
+    return [str(VENV_BIN / "prefect"), *args]
+
+
+def run_cli(env: Mapping[str, str], *args: str, cwd: Path = REPO_ROOT, timeout: float = 300) -> str:
+    """Run a `prefect` CLI command; raise OpsError with its output when it fails."""
+    proc = subprocess.run(_prefect_cmd(*args), env=dict(env), cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
+        raise OpsError(f"`prefect {' '.join(args)}` exited with {proc.returncode}:\n" + "\n".join(tail))
+    return proc.stdout
+
+
+@dataclass
+class Managed:
+    """A process started in its own session, with its log file."""
+
+    name: str
+    proc: subprocess.Popen
+    log_path: Path
+    seen: set[int] = field(default_factory=set)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def tree(self) -> list[psutil.Process]:
+        """The process and every descendant or session member still alive (flow runs start their own
+        sessions, so descendants are followed too)."""
+        found: dict[int, psutil.Process] = {}
+        try:
+            root = psutil.Process(self.pid)
+            found[root.pid] = root
+            for child in root.children(recursive=True):
+                found[child.pid] = child
+        except psutil.NoSuchProcess:
+            pass
+        for p in psutil.process_iter(["pid"]):
+            try:
+                if os.getsid(p.pid) == self.pid:
+                    found[p.pid] = p
+            except (ProcessLookupError, PermissionError, psutil.Error):
+                continue
+        self.seen.update(found)
+        return list(found.values())
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def start_process(name: str, cmd: list[str], env: Mapping[str, str], log_path: Path,
+                  cwd: Path = REPO_ROOT) -> Managed:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "ab")
+    try:
+        proc = subprocess.Popen(cmd, env=dict(env), cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    finally:
+        log.close()
+    return Managed(name, proc, log_path)
+
+
+def start_server(env: Mapping[str, str], log_path: Path, timeout: float = 180) -> Managed:
+    port = env["PREFECT_SERVER_API_PORT"]
+    server = start_process("server", _prefect_cmd("server", "start", "--host", "127.0.0.1", "--port", port,
+                                                  "--no-ui" if env.get("PICACO_NO_UI") else "--ui"), env, log_path)
+    try:
+        wait_healthy(env["PREFECT_API_URL"], timeout, server)
+    except BaseException:
+        stop(server)
+        raise
+    return server
+
+
+def wait_healthy(api_url: str, timeout: float, server: Managed | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server is not None and server.proc.poll() is not None:
+            raise OpsError(f"prefect server exited with {server.proc.returncode}:\n{server.log_tail()}")
+        try:
+            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise OpsError(f"prefect server at {api_url} not healthy after {timeout:.0f} s"
+                   + (f":\n{server.log_tail()}" if server else ""))
+
+
+def ensure_pool(env: Mapping[str, str], pool: str = DEFAULT_POOL) -> None:
+    r = httpx.get(f"{env['PREFECT_API_URL']}/work_pools/{pool}", timeout=10)
+    if r.status_code == 404:
+        run_cli(env, "--no-prompt", "work-pool", "create", pool, "--type", "process")
+    elif r.status_code != 200:
+        raise OpsError(f"reading work pool {pool!r} answered {r.status_code}: {r.text[:200]}")
+
+
+def deploy_all(env: Mapping[str, str], cwd: Path = REPO_ROOT) -> str:
+    """`prefect deploy --all` from the project root: every deployment of prefect.yaml."""
+    return run_cli(env, "--no-prompt", "deploy", "--all", cwd=cwd)
+
+
+def start_worker(env: Mapping[str, str], log_path: Path, pool: str = DEFAULT_POOL, cwd: Path = REPO_ROOT,
+                 timeout: float = 90) -> Managed:
+    worker = start_process("worker", _prefect_cmd("worker", "start", "--pool", pool, "--type", "process"),
+                           env, log_path, cwd=cwd)
+    deadline = time.monotonic() + timeout
+    url = f"{env['PREFECT_API_URL']}/work_pools/{pool}/workers/filter"
+    while time.monotonic() < deadline:
+        if worker.proc.poll() is not None:
+            raise OpsError(f"prefect worker exited with {worker.proc.returncode}:\n{worker.log_tail()}")
+        try:
+            r = httpx.post(url, json={}, timeout=5)
+            if r.status_code == 200 and any(w.get("status") == "ONLINE" for w in r.json()):
+                return worker
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    stop(worker)
+    raise OpsError(f"no worker of pool {pool!r} came online within {timeout:.0f} s:\n{worker.log_tail()}")
+
+
+def stop(managed: Managed, grace: float = 10.0, *, hard: bool = False) -> list[int]:
+    """Stop a process with everything it started; return the PIDs that were stopped. SIGTERM (SIGKILL when
+    `hard`), wait up to `grace` seconds, SIGKILL what is left, then check each PID is gone."""
+    procs = managed.tree()
+    first = signal.SIGKILL if hard else signal.SIGTERM
+    for p in procs:
+        _signal(p, first)
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for p in alive + [q for q in managed.tree() if q.pid not in {x.pid for x in procs}]:
+        _signal(p, signal.SIGKILL)
+    _, alive = psutil.wait_procs(managed.tree(), timeout=grace)
+    try:
+        managed.proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    left = pids_alive(managed.seen)
+    if left or alive:
+        raise OpsError(f"{managed.name}: processes still alive after SIGKILL: {sorted(set(left) | {p.pid for p in alive})}")
+    return sorted(managed.seen)
+
+
+def _signal(p: psutil.Process, sig: int) -> None:
+    try:
+        p.send_signal(sig)
+    except psutil.NoSuchProcess:
+        pass
+
+
+def pids_alive(pids: Iterable[int]) -> list[int]:
+    """PIDs of the set that still run (zombies count as gone: they only wait to be reaped)."""
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+@dataclass
+class LocalPrefect:
+    """A server + pool + worker for one PREFECT_HOME; use as a context manager, which stops them all."""
+
+    home: Path
+    port: int = 0
+    pool: str = DEFAULT_POOL
+    cwd: Path = REPO_ROOT
+    extra_env: dict[str, str] = field(default_factory=dict)
+    server: Managed | None = None
+    worker: Managed | None = None
+    stopped_pids: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home).resolve()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        self.env = prefect_env(self.home, self.port, **self.extra_env)
+
+    @property
+    def api_url(self) -> str:
+        return self.env["PREFECT_API_URL"]
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start_server(self) -> None:
+        self.server = start_server(self.env, self.home / "server.log")
+
+    def deploy(self) -> str:
+        ensure_pool(self.env, self.pool)
+        return deploy_all(self.env, self.cwd)
+
+    def start_worker(self) -> None:
+        self.worker = start_worker(self.env, self.home / "worker.log", self.pool, self.cwd)
+
+    def kill_worker(self) -> list[int]:
+        """Crash the worker: SIGKILL it and its flow-run processes at once (no clean shutdown)."""
+        pids = stop(self.worker, hard=True) if self.worker else []
+        self.stopped_pids += pids
+        self.worker = None
+        return pids
+
+    def stop_worker(self) -> list[int]:
+        pids = stop(self.worker) if self.worker else []
+        self.stopped_pids += pids
+        self.worker = None
+        return pids
+
+    def close(self) -> list[int]:
+        errors = []
+        for name in ("worker", "server"):
+            m = getattr(self, name)
+            if m is None:
+                continue
+            try:
+                self.stopped_pids += stop(m)
+            except OpsError as exc:
+                errors.append(str(exc))
+            setattr(self, name, None)
+        if errors:
+            raise OpsError("; ".join(errors))
+        return self.stopped_pids
+
+    def __enter__(self) -> LocalPrefect:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def serve(home: Path, port: int, pool: str, deploy: bool) -> int:
+    lp = LocalPrefect(home=home, port=port, pool=pool)
+    stop_requested = False
+
+    def on_term(signum, frame):
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        print(f"starting prefect server on {lp.ui_url} (PREFECT_HOME={lp.home}) ...", flush=True)
+        lp.start_server()
+        ensure_pool(lp.env, pool)
+        if deploy:
+            print("deploying prefect.yaml ...", flush=True)
+            lp.deploy()
+        lp.start_worker()
+        print(f"UI: {lp.ui_url}   API: {lp.api_url}   pool: {pool}\n"
+              f"logs: {lp.home}/server.log, {lp.home}/worker.log\n"
+              f"in another shell: export PREFECT_API_URL={lp.api_url}\n"
+              f"  .venv/bin/prefect deployment run 'picaco-pipeline/pipeline-demo'\n"
+              f"Ctrl-C stops the worker and the server.", flush=True)
+        while not stop_requested:
+            for m in (lp.server, lp.worker):
+                if m is not None and m.proc.poll() is not None:
+                    print(f"{m.name} exited with {m.proc.returncode}:\n{m.log_tail()}", file=sys.stderr)
+                    return 1
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        pids = lp.close()
+        print(f"stopped; processes gone: {pids}", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve", help="server + work pool + deployments + worker, until Ctrl-C")
+    s.add_argument("--port", type=int, default=4200)
+    s.add_argument("--home", type=Path, default=REPO_ROOT / "artifacts" / "prefect")
+    s.add_argument("--pool", default=DEFAULT_POOL)
+    s.add_argument("--no-deploy", action="store_true", help="do not run `prefect deploy --all`")
+    args = ap.parse_args(argv)
+    try:
+        return serve(args.home, args.port, args.pool, not args.no_deploy)
+    except OpsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
