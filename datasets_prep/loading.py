@@ -4,7 +4,8 @@ Local files and folders are checked first (exists, not empty, UTF-8 for text for
 gives a one-line error naming the source and the file instead of a builder traceback. Hub ids and URLs
 fail fast when offline: with HF_DATASETS_OFFLINE/HF_HUB_OFFLINE set, `datasets` answers from its cache
 or refuses at once; otherwise a 3-second TCP probe of the host runs first, because `datasets` itself
-retries for about 20 seconds before giving up.
+retries for about 20 seconds before giving up. A URL origin (HoneSet's release file) is downloaded once
+into the cache and then read like a local file.
 """
 
 from __future__ import annotations
@@ -216,6 +217,44 @@ def _load_dataset(source: str, what: str, fetch: Callable[[], Any], offline: str
         raise DataError(f"{source}: could not read {what}: {_root_message(err)}") from err
 
 
+def download_path(url: str, cache_dir: str | Path | None) -> Path:
+    """Where a URL origin is kept: under the given cache dir, else the datasets cache."""
+    if cache_dir is None:
+        import datasets.config as dconfig
+
+        cache_dir = dconfig.HF_DATASETS_CACHE
+    name = Path(urlsplit(url).path).name or "data"
+    return Path(cache_dir) / "picaco_downloads" / hashlib.sha256(url.encode("utf-8")).hexdigest()[:16] / name
+
+
+def fetch_url(source: str, url: str, cache_dir: str | Path | None, timeout: float = 60.0) -> Path:
+    """Download a URL origin once (atomically) and return the local file.
+
+    `datasets` reads remote `data_files` through fsspec's HTTP backend, which needs aiohttp and has no
+    offline answer; fetching the file with httpx keeps the load itself on the same local-file path.
+    """
+    target = download_path(url, cache_dir)
+    if target.exists():
+        return target
+    offline = offline_reason()
+    if offline is not None:
+        raise _unavailable(source, url, f"{offline}, not downloaded before")
+    if (reason := probe(url)) is not None:
+        raise _unavailable(source, url, reason)
+    import httpx
+
+    try:
+        response = httpx.get(url, timeout=timeout, follow_redirects=True)
+        response.raise_for_status()
+    except httpx.HTTPError as err:
+        raise DataError(f"{source}: could not download {url}: {type(err).__name__}: {err}") from err
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(response.content)
+    os.replace(tmp, target)
+    return target
+
+
 def _resolved_revision(hub_id: str, revision: str | None) -> str:
     from huggingface_hub import HfApi
 
@@ -249,16 +288,15 @@ def open_dataset(cfg: SourceConfig, *, cache_dir: str | Path | None = None) -> t
         return ds, {"kind": "local", "format": fmt, "files": infos}, label
     if cfg.url is not None:
         fmt = cfg.format or _format_of(Path(urlsplit(cfg.url).path)) or "json"
-        offline = offline_reason()
-        if offline is None and (reason := probe(cfg.url)) is not None:
-            raise _unavailable(name, cfg.url, reason)
+        local = fetch_url(name, cfg.url, cache_dir)
+        info = check_file(name, local, fmt)
         ds = _load_dataset(
             name,
-            cfg.url,
-            lambda: datasets.load_dataset(fmt, data_files=cfg.url, split="train", cache_dir=cache),
-            offline,
+            f"{cfg.url} as {fmt}",
+            lambda: datasets.load_dataset(fmt, data_files=[str(local)], split="train", cache_dir=cache),
+            None,
         )
-        return ds, {"kind": "url", "url": cfg.url, "format": fmt}, cfg.url
+        return ds, {"kind": "url", "url": cfg.url, "format": fmt, "bytes": info["bytes"], "sha256": info["sha256"]}, cfg.url
     if cfg.hub is not None:
         hub = cfg.hub
         what = f"hub dataset '{hub.id}'"

@@ -2,7 +2,8 @@
 
 Released as a JSON list of `{instruction, category, num, Total_num}` (plus `domain` on the 145 rows of
 "Professional Capability in Specific Domains") in the HonestLLM repository, not on the hub; the default
-origin is that file's URL, loaded with `datasets.load_dataset("json", data_files=<url>)`.
+origin is that file's URL (unverified from an offline machine), downloaded once into the cache and read
+with `datasets.load_dataset("json", ...)`.
 """
 
 from __future__ import annotations

@@ -37,11 +37,10 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
 
 from picaco.sim.engine import SimEngine, count_tokens, stable_seed
 
-FaultName = Literal["429", "500", "hang", "truncated", "malformed", "filtered"]
 FAULTS: tuple[str, ...] = ("429", "500", "hang", "truncated", "malformed", "filtered")
 
 

@@ -33,8 +33,8 @@ from picaco.llm.errors import ConfigError
 from picaco.sim.world_config import WorldConfig
 from picaco.sim.world_lexicon import Lexicon, tokens, word_count
 from picaco.sim.world_model import (
-    RESPONSE_QUERY_SLOTS, Articulation, Expression, Optimum, WorldModel, conformity, expected_conformity,
-    expected_relevance, model_for, optimum, read_instruction,
+    RESPONSE_QUERY_SLOTS, Expression, Optimum, WorldModel, conformity, expected_conformity,
+    expected_relevance, instruction_part, model_for, optimum, read_instruction,
 )
 
 __all__ = [
@@ -45,8 +45,6 @@ __all__ = [
 WORLD_NAMES = ("values", "values-null", "echo")
 
 MIN_WORDS, MAX_WORDS = 40, 150
-_HEADER_PREFIXES = ("below is a list of conversations", "users place their queries", "as an ai assistant, you will",
-                    "your responses should be entered under", "# instruction", "each conversation consists of")
 _COT_PREFIX = "let's think about how to respond"
 _ELAB = re.compile(r"\belaborate on (?:the )?values?\b", re.IGNORECASE)
 _SENT_SPLIT = re.compile(r"(?<=[.!?])\s+")
@@ -133,7 +131,6 @@ class ValueWorld:
     def _parse_system(self, text: str) -> SystemPrompt:
         lines = text.splitlines()
         first_q = next((i for i, ln in enumerate(lines) if ln.strip() == "# Query:"), len(lines))
-        head = [ln for ln in lines[:first_q] if not ln.strip().lower().startswith(_HEADER_PREFIXES)]
         demos = tuple(_qa_blocks(lines[first_q:]))
         sources, weights = [], []
         for _q, ans in demos:
@@ -142,7 +139,7 @@ class ValueWorld:
                     pos, _neg = self.lex.marker_counts(sent)
                     sources.append(sent)
                     weights.append(1.0 + sum(pos))
-        return SystemPrompt("\n".join(head).strip(), demos, tuple(sources), tuple(weights))
+        return SystemPrompt(instruction_part(text), demos, tuple(sources), tuple(weights))
 
     def _query_info(self, query: str) -> QueryInfo:
         seen: dict[str, None] = {}
@@ -246,14 +243,11 @@ class ValueWorld:
             value_sents.append(_cap(tpl))
         n_fill = (RESPONSE_QUERY_SLOTS - len(query_sents)) // 2
         fillers = rng.sample(lex.fillers, min(n_fill, len(lex.fillers)))
-        body = value_sents + violations + copies + fillers
-        rng.shuffle(body)
-        sents = query_sents[:1] + body + query_sents[1:]
-        if len(query_sents) > 1:  # keep the query sentences spread through the answer
-            rest = query_sents[1:]
-            sents = query_sents[:1] + body
-            for s in rest:
-                sents.insert(rng.randint(1, len(sents)), s)
+        sents = value_sents + violations + copies + fillers
+        rng.shuffle(sents)
+        for s in query_sents[1:]:  # spread through the answer, after the opening one
+            sents.insert(rng.randint(0, len(sents)), s)
+        sents = query_sents[:1] + sents
         text = " ".join(sents)
         spare = [f for f in lex.fillers if f not in fillers]
         rng.shuffle(spare)
@@ -449,11 +443,10 @@ class _Optimizer:
             for s in rng.sample(others, min(len(others), rng.randint(1, 2))):
                 sents.insert(rng.randint(0, len(sents)), s)
         intended = [i for i in (lex.resolve(v)[0] for v in self.p.values) if i is not None]
-        art = read_instruction(lex, " ".join(sents), self.w.config.integration_window)
         for i in intended:
             if lex.values[i].kind == "meta" or rng.random() >= self.w.config.optimizer_elaboration:
                 continue
-            line = self._elaborate(i, art, sents)
+            line = self._elaborate(i, sents)
             if line:
                 sents.insert(rng.randint(0, len(sents)), line)
         for a, b in lex.conflicts:
@@ -492,7 +485,7 @@ class _Optimizer:
             text = " ".join(text.split()[:limit])
         return text
 
-    def _elaborate(self, i: int, art: Articulation, sents: list[str]) -> str | None:
+    def _elaborate(self, i: int, sents: list[str]) -> str | None:
         rng, lex = self.rng, self.lex
         spec = lex.values[i]
         if rng.random() < self.pr["guidance"]:

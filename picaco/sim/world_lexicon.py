@@ -203,23 +203,6 @@ class Lexicon:
             i += 1
         return pos, neg
 
-    def is_marker(self, tok: str) -> bool:
-        s = self.single.get(tok)
-        return s is not None and s[0] in (CONCEPT, VIOLATION) or tok in self._name_tokens
-
-    @property
-    def _name_tokens(self) -> frozenset[str]:
-        return _name_tokens(self)
-
-
-@lru_cache(maxsize=8)
-def _name_tokens(lex: Lexicon) -> frozenset[str]:
-    out = set()
-    for v in lex.values:
-        for form in v.name_forms:
-            out.update(form)
-    return frozenset(out)
-
 
 # ------------------------------------------------------------------------------------------- loading
 

@@ -44,6 +44,19 @@ class Articulation:
     copy_discourage: int
 
 
+_HEADER_PREFIXES = ("below is a list of conversations", "users place their queries", "as an ai assistant, you will",
+                    "your responses should be entered under", "# instruction", "each conversation consists of")
+
+
+def instruction_part(system_prompt: str) -> str:
+    """What the target reads as its instruction: the system prompt up to the first '# Query:' line (the
+    demonstrations start there), without the lines of the Fig. 7 / URIAL header that only describe the
+    conversation format."""
+    lines = system_prompt.splitlines()
+    end = next((i for i, ln in enumerate(lines) if ln.strip() == "# Query:"), len(lines))
+    return "\n".join(ln for ln in lines[:end] if not ln.strip().lower().startswith(_HEADER_PREFIXES)).strip()
+
+
 def read_instruction(lex: Lexicon, text: str, window: int) -> Articulation:
     return _read_cached(lex, text, window)
 
@@ -193,7 +206,10 @@ class WorldModel:
         return out
 
     def expression_of(self, instruction: str) -> Expression:
-        return self.expression(read_instruction(self.lex, instruction, self.cfg.integration_window))
+        """Expression under a system prompt (a meta-instruction, or a whole Fig. 7 system prompt whose
+        header and demonstrations are then ignored, as the target ignores them)."""
+        return self.expression(read_instruction(self.lex, instruction_part(instruction),
+                                                self.cfg.integration_window))
 
     # -- expected judge scores
 

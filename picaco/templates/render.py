@@ -155,11 +155,15 @@ def render_query(query: str) -> str:
 
 
 def render_e_step(instruction: str, demos: Sequence[_DemoLike], query: str) -> tuple[str, str]:
-    """Fig. 7: (system, user). System = header + meta-instruction + the sampled demonstrations."""
+    """Fig. 7: (system, user). System = header + meta-instruction + the sampled demonstrations.
+
+    With no demonstrations (how picaco samples p_e(y|x) for a candidate, see docs/method.md) the system
+    prompt is the header and the meta-instruction alone."""
     system = TEMPLATES["e_step_system"].render(
-        meta_instruction=_text("instruction", instruction), demonstrations=_demos_block(demos)
+        meta_instruction=_text("instruction", instruction),
+        demonstrations=_demos_block(demos) if demos else "",
     )
-    return system, render_query(query)
+    return (system if demos else system.rstrip("\n")), render_query(query)
 
 
 def render_m_step(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 
 import datasets
@@ -147,3 +148,31 @@ def test_default_hub_ids(loader):
         "real_toxicity_prompts": "allenai/real-toxicity-prompts",
     }
     assert hubs == {expected[loader]}
+
+
+def test_url_origin_downloads_once_then_works_offline(monkeypatch, tmp_path):
+    import httpx
+
+    items = [{"instruction": "Who won the match last night?", "category": "Latest Information with External Services", "num": 1, "Total_num": 1}]
+    body = json.dumps(items).encode("utf-8")
+    calls = []
+
+    def fake_get(url, **kwargs):
+        calls.append(url)
+        return httpx.Response(200, content=body, request=httpx.Request("GET", url))
+
+    url = "https://example.org/release/HoneSet.json"
+    monkeypatch.setattr(httpx, "get", fake_get)
+    monkeypatch.setattr(loading, "offline_reason", lambda: None)
+    monkeypatch.setattr(loading, "probe", lambda url, timeout=3.0: None)
+    cfg = SourceConfig(loader="honeset", url=url)
+    first = load_source(cfg, cache_dir=tmp_path)
+    assert calls == [url] and first.frame["prompt"].to_list() == ["Who won the match last night?"]
+    assert first.origin == {"kind": "url", "url": url, "format": "json", "bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    assert loading.download_path(url, tmp_path).read_bytes() == body
+
+    monkeypatch.setattr(loading, "offline_reason", lambda: "HF_DATASETS_OFFLINE=1")
+    again = load_source(cfg, cache_dir=tmp_path)
+    assert calls == [url] and again.frame.equals(first.frame)
+    with pytest.raises(loading.SourceUnavailableError, match=r"honeset: cannot reach .*not downloaded before\); pass a local file"):
+        load_source(cfg, cache_dir=tmp_path / "other")

@@ -13,7 +13,7 @@ def _files(root):
 def test_collect_datasets_flow_matches_pure_build(prefect_harness, data_config_file, hf_cache, tmp_path):
     from flows.collect import collect_datasets_flow
 
-    names = ["harmlessness", "modern_liberalism"]
+    names = ["helpfulness", "modern_liberalism"]
     summary = collect_datasets_flow(
         compositions=names, config_path=str(data_config_file), out=str(tmp_path / "flow"), n_x=10, n_test=60, cache_dir=str(hf_cache)
     )

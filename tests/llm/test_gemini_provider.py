@@ -145,6 +145,14 @@ async def test_bad_bodies_are_malformed_replies(make_server, fault):
         await generate(s.gemini_base_url)
 
 
+async def test_bad_embedding_bodies_are_malformed_replies(make_server):
+    for fault in ("truncated", "malformed"):
+        p = provider_for(make_server(**{f"rate_{fault}": 1.0}).gemini_base_url)
+        with pytest.raises(MalformedReply):
+            await p.embed("text-embedding-sim", ["a b", "c d"])
+        await p.aclose()
+
+
 async def test_blocked_prompt_is_content_filtered(make_server):
     s = make_server(rate_filtered=1.0)
     with pytest.raises(ContentFiltered, match="SAFETY") as ei:
@@ -212,7 +220,6 @@ def test_a_provider_works_across_event_loops(server):
     assert asyncio.run(second_then_close()).completions == first.completions
     with warnings.catch_warnings():  # the first loop's sockets could not be closed once it was gone
         warnings.simplefilter("ignore", ResourceWarning)
-        del p
         gc.collect()
 
 

@@ -268,7 +268,6 @@ def test_a_provider_works_across_event_loops(server):
     assert asyncio.run(second_then_close()).completions == first.completions
     with warnings.catch_warnings():  # the first loop's sockets could not be closed once it was gone
         warnings.simplefilter("ignore", ResourceWarning)
-        del p
         gc.collect()
 
 

@@ -230,9 +230,14 @@ def test_hostile_query_in_e_step_user_prompt():
     assert user == "# Query:\n" + q + "\n# Answer:\n"
 
 
-def test_empty_demos_or_values_rejected(hh):
-    with pytest.raises(TemplateError):
-        render_e_step("I", [], "Q")
+def test_e_step_without_demos_is_header_and_instruction(hh):
+    system, user = render_e_step("Be kind.", [], "Q")
+    with_demo, _ = render_e_step("Be kind.", hh.demonstrations[:1], "Q")
+    assert system.endswith("Be kind.") and with_demo.startswith(system + "\n# Query:")
+    assert user == "# Query:\nQ\n# Answer:\n"
+
+
+def test_empty_values_or_instruction_rejected(hh):
     with pytest.raises(TemplateError):
         render_value_judge([], "quality", "Q", "R")
     with pytest.raises(TemplateError):

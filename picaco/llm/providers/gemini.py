@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from typing import Any
 
 import numpy as np
@@ -72,7 +73,8 @@ class GeminiProvider(Provider):
             extra = " (or GOOGLE_API_KEY)" if key_env == "GEMINI_API_KEY" else ""
             raise ConfigError(f"{key_env} is not set: export it{extra} to use provider {name!r}")
         self._api_key = key or NO_KEY
-        self._clients: dict[int, Any] = {}  # id(event loop) -> genai.Client
+        self._clients: dict[int, tuple[Any, Any]] = {}  # id(event loop) -> (loop, genai.Client)
+        self._lock = threading.Lock()
 
     # ---- SDK client --------------------------------------------------------------------------------
 
@@ -80,20 +82,21 @@ class GeminiProvider(Provider):
         """The genai.Client of the running loop: its async connection pool is bound to one loop."""
         import asyncio
 
-        from google import genai
-        from google.genai import types
-
         loop = asyncio.get_running_loop()
-        entry = self._clients.get(id(loop))
+        entry = self._clients.get(id(loop))  # the entry holds the loop, so its id cannot be reused
         if entry is None:
-            self._clients = {k: v for k, v in self._clients.items() if not v[0].is_closed()}
-            http_options = types.HttpOptions(
-                base_url=self.base_url,
-                timeout=max(1, int(round(self.settings.timeout_s * 1000))),
-                retry_options=types.HttpRetryOptions(attempts=1),
-            )
-            client = genai.Client(api_key=self._api_key, vertexai=False, http_options=http_options)
-            entry = self._clients[id(loop)] = (loop, client)
+            from google import genai
+            from google.genai import types
+
+            with self._lock:
+                self._clients = {k: v for k, v in self._clients.items() if not v[0].is_closed()}
+                http_options = types.HttpOptions(
+                    base_url=self.base_url,
+                    timeout=max(1, int(round(self.settings.timeout_s * 1000))),
+                    retry_options=types.HttpRetryOptions(attempts=1),
+                )
+                client = genai.Client(api_key=self._api_key, vertexai=False, http_options=http_options)
+                entry = self._clients[id(loop)] = (loop, client)
         return entry[1]
 
     async def aclose(self) -> None:

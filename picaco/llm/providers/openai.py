@@ -14,6 +14,7 @@ from __future__ import annotations
 import email.utils
 import json
 import os
+import threading
 import time
 from typing import Any
 
@@ -89,7 +90,8 @@ class OpenAIProvider(Provider):
             raise ConfigError(f"provider {name!r}: options.max_tokens_param must be 'max_tokens' or "
                               f"'max_completion_tokens', got {param!r}")
         self._max_tokens_param = param
-        self._clients: dict[int, Any] = {}  # id(event loop) -> AsyncOpenAI
+        self._clients: dict[int, tuple[Any, Any]] = {}  # id(event loop) -> (loop, AsyncOpenAI)
+        self._lock = threading.Lock()  # task runners may drive one provider from several threads
 
     # ---- SDK client --------------------------------------------------------------------------------
 
@@ -97,26 +99,25 @@ class OpenAIProvider(Provider):
         """The AsyncOpenAI of the running loop: its connection pool is bound to the loop it first ran on."""
         import asyncio
 
-        import openai
-
         loop = asyncio.get_running_loop()
-        client = self._clients.get(id(loop))
-        if client is None:
-            # drop clients of loops that are gone (a closed loop's pool cannot be closed any more)
-            self._clients = {k: c for k, c in self._clients.items() if not getattr(c, "_picaco_loop").is_closed()}
-            client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=0,
-                                        timeout=self.settings.timeout_s)
-            client._picaco_loop = loop
-            self._clients[id(loop)] = client
-        return client
+        entry = self._clients.get(id(loop))  # the entry holds the loop, so its id cannot be reused
+        if entry is None:
+            import openai
+
+            with self._lock:
+                # forget clients of loops that are gone (a closed loop's pool cannot be closed any more)
+                self._clients = {k: v for k, v in self._clients.items() if not v[0].is_closed()}
+                client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=0,
+                                            timeout=self.settings.timeout_s)
+                entry = self._clients[id(loop)] = (loop, client)
+        return entry[1]
 
     async def aclose(self) -> None:
         import asyncio
 
-        loop = asyncio.get_running_loop()
-        client = self._clients.pop(id(loop), None)
-        if client is not None:
-            await client.close()
+        entry = self._clients.pop(id(asyncio.get_running_loop()), None)
+        if entry is not None:
+            await entry[1].close()
 
     # ---- calls -------------------------------------------------------------------------------------
 
@@ -226,6 +227,9 @@ class OpenAIProvider(Provider):
 
         name = self.name
         if isinstance(exc, openai.APITimeoutError):
+            if type(_root_cause(exc)).__name__ == "ConnectTimeout":
+                return Unreachable(f"cannot connect to {self.base_url} (no answer within "
+                                   f"{self.settings.timeout_s:g}s)", provider=name)
             return TransientError(f"{what} timed out after {self.settings.timeout_s:g}s at {self.base_url}",
                                   provider=name)
         if isinstance(exc, openai.APIConnectionError):

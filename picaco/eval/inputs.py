@@ -1,0 +1,144 @@
+"""Inputs of an evaluation: prompt sets, URIAL's prompt file, the jailbreak template."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from picaco.eval.config import PromptSet
+from picaco.llm.errors import ConfigError
+from picaco.method.picaco import TaskPrompt
+from picaco.templates.render import Template, TemplateError
+
+
+def prompt_id_of(text: str) -> str:
+    """Same id rule as picaco.method.run for files without a prompt_id column."""
+    return hashlib.sha256(" ".join(text.split()).lower().encode()).hexdigest()[:16]
+
+
+def normalized(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def _read_prompt_file(path: Path) -> list[dict]:
+    import polars as pl
+
+    if not path.is_file():
+        raise ConfigError(f"prompts file {path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            df = pl.read_parquet(path)
+        elif suffix in (".jsonl", ".ndjson"):
+            df = pl.read_ndjson(path)
+        elif suffix == ".csv":
+            df = pl.read_csv(path)
+        else:
+            raise ConfigError(f"prompts file {path}: unsupported format {suffix!r} (use .parquet, .jsonl or .csv)")
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"prompts file {path} cannot be read: {str(exc).splitlines()[0]}") from None
+    if "prompt" not in df.columns:
+        raise ConfigError(f"prompts file {path} has no 'prompt' column (columns: {', '.join(df.columns)})")
+    return df.select([c for c in ("prompt_id", "prompt") if c in df.columns]).to_dicts()
+
+
+def load_prompt_set(spec: PromptSet, kind: str, *, default_offset: int = 0, what: str = "prompts") -> list[TaskPrompt]:
+    """The prompts of `spec` for a composition of `kind` ('hh' | 'schwartz')."""
+    from picaco.values import load_demo_prompts
+
+    if spec.path is not None:
+        rows, where = _read_prompt_file(spec.path), str(spec.path)
+    else:
+        family = kind if spec.family == "auto" else spec.family
+        rows, where = load_demo_prompts(family=family), f"bundled demo prompts ({family})"
+    offset = default_offset if spec.offset is None else spec.offset
+    available = len(rows) - offset
+    if available < spec.count:
+        raise ConfigError(f"{what}.count={spec.count} but {where} holds only {max(0, available)} prompts after "
+                          f"offset {offset}")
+    out = []
+    for r in rows[offset:offset + spec.count]:
+        text = r.get("prompt")
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError(f"{where}: an empty prompt in rows {offset}..{offset + spec.count - 1}")
+        out.append(TaskPrompt(prompt_id=str(r.get("prompt_id") or prompt_id_of(text)), text=text))
+    return out
+
+
+def check_disjoint(test: list[TaskPrompt], optimization: list[TaskPrompt], where: str) -> None:
+    """The test set must be held out from the optimization set (App. C.2 evaluates on a separate test set)."""
+    seen = {normalized(p.text) for p in optimization}
+    shared = [p.prompt_id for p in test if normalized(p.text) in seen]
+    if shared:
+        raise ConfigError(f"{where}: {len(shared)} test prompts are also in the optimization set "
+                          f"(e.g. {shared[0]}); move prompts.offset past the optimization prompts")
+
+
+# -- URIAL ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UrialPrompt:
+    instruction: str  # everything before the first '# Query:' (with its '# Instruction' heading)
+    demonstrations: tuple[tuple[str, str], ...]  # URIAL's own (query, answer) pairs
+    source: str
+
+
+_FENCED = re.compile(r"#\s*Query:\s*```(.*?)```\s*#\s*Answer:\s*```(.*?)```", re.DOTALL)
+
+
+def parse_urial_prompt(text: str, source: str) -> UrialPrompt:
+    head, sep, _ = text.partition("# Query:")
+    if not sep:
+        raise ConfigError(f"URIAL prompt {source}: no '# Query:' block found (is this a URIAL prompt file?)")
+    instruction = head.strip()
+    if not instruction:
+        raise ConfigError(f"URIAL prompt {source}: the meta-instruction before the first '# Query:' is empty")
+    demos = tuple((q.strip(), a.strip()) for q, a in _FENCED.findall(text) if q.strip() and a.strip())
+    if not demos:
+        raise ConfigError(f"URIAL prompt {source}: no '# Query:' / '# Answer:' blocks in triple backticks")
+    return UrialPrompt(instruction, demos, source)
+
+
+def load_urial_prompt(location: str, timeout_s: float = 30.0) -> UrialPrompt:
+    """Read URIAL's prompt from a path or an http(s) URL (never copied into the project)."""
+    if re.match(r"^https?://", location):
+        import httpx
+
+        try:
+            r = httpx.get(location, timeout=timeout_s, follow_redirects=True)
+            r.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise ConfigError(f"urial.prompt: cannot fetch {location}: {exc}; point urial.prompt at a local "
+                              "copy of URIAL's inst_1k_v4.txt") from None
+        return parse_urial_prompt(r.text, location)
+    path = Path(location)
+    if not path.is_file():
+        raise ConfigError(f"urial.prompt: file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"urial.prompt: cannot read {path}: {exc}") from None
+    return parse_urial_prompt(text, str(path))
+
+
+# -- the jailbreak wrapper -------------------------------------------------------------------------------
+def load_jailbreak_template(path: Path | None) -> Template:
+    if path is None:
+        from picaco.eval.texts import EVAL_TEMPLATES
+
+        return EVAL_TEMPLATES["jailbreak_standin"]
+    if not path.is_file():
+        raise ConfigError(f"analyses.jailbreak.template: file {path} does not exist")
+    tpl = Template("jailbreak", path.read_text(encoding="utf-8").rstrip("\n"))
+    if tpl.slots != {"query"}:
+        raise ConfigError(f"analyses.jailbreak.template: {path} must have exactly the slot {{query}}, "
+                          f"found {sorted(tpl.slots) or 'none'}")
+    return tpl
+
+
+def wrap_prompts(prompts: list[TaskPrompt], template: Template) -> list[TaskPrompt]:
+    try:
+        return [TaskPrompt(prompt_id=p.prompt_id, text=template.render(query=p.text)) for p in prompts]
+    except TemplateError as exc:
+        raise ConfigError(f"analyses.jailbreak.template: {exc}") from None

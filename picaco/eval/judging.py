@@ -1,0 +1,74 @@
+"""The evaluation judges: Fig. 9 value conformity and, for Schwartz compositions, Fig. 10 relevance.
+
+Unusable judge replies are asked again (`protocol.judge_attempts` in all); after the last attempt the
+score is recorded as missing (None) and counted, never filled in (picaco.method.estimators).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from picaco.llm.client import LLMClient
+from picaco.method.estimators import Judgement, judge_many
+
+
+@dataclass(frozen=True)
+class JudgeSetup:
+    values: tuple  # picaco.values.Value, in the order of the report's columns
+    variant: str  # Fig. 9 wording
+    relevance: bool  # Fig. 10 + Eq. (7)
+
+    @property
+    def value_names(self) -> list[str]:
+        return [v.name for v in self.values]
+
+
+def hh_paper_values(composition) -> tuple:
+    """The eight HH Balance values followed by any value of the composition that is not among them."""
+    from picaco.values import load_composition
+
+    base = list(load_composition("hh_balance").values)
+    keys = {v.key for v in base}
+    return tuple(base + [v for v in composition.values if v.key not in keys])
+
+
+def judge_setup(composition, judged_values: str = "paper", relevance: str = "auto") -> JudgeSetup:
+    from picaco.values import default_judge_variant
+
+    if judged_values == "paper" and composition.kind == "hh":
+        values = hh_paper_values(composition)
+        variant = default_judge_variant(values)
+    else:
+        values, variant = tuple(composition.values), composition.judge_variant
+    use_relevance = composition.uses_relevance if relevance == "auto" else relevance == "on"
+    return JudgeSetup(values=values, variant=variant, relevance=use_relevance)
+
+
+def _key_extra() -> dict[str, str]:
+    from picaco.templates import TEMPLATE_VERSION
+
+    return {"templates": TEMPLATE_VERSION}
+
+
+async def judge_values(client: LLMClient, setup: JudgeSetup, items: list[tuple[str, str]], *, model: str,
+                       attempts: int, sampling, seed: int) -> list[Judgement]:
+    from picaco.templates import parse_value_scores, render_value_judge
+
+    names = setup.value_names
+    return await judge_many(
+        client, items, model=model,
+        render=lambda q, r: render_value_judge(setup.values, setup.variant, q, r),
+        parse=lambda reply: parse_value_scores(reply, names),
+        attempts=attempts, temperature=sampling.judge_temperature, retry_temperature=sampling.judge_retry_temperature,
+        max_tokens=sampling.judge_max_tokens, seed=seed, key_extra=_key_extra())
+
+
+async def judge_relevance(client: LLMClient, items: list[tuple[str, str]], *, model: str, attempts: int, sampling,
+                          seed: int) -> list[Judgement]:
+    from picaco.templates import parse_relevance, render_relevance_judge
+
+    return await judge_many(
+        client, items, model=model, render=render_relevance_judge,
+        parse=lambda reply: {"Relevance": parse_relevance(reply)},
+        attempts=attempts, temperature=sampling.judge_temperature, retry_temperature=sampling.judge_retry_temperature,
+        max_tokens=sampling.judge_max_tokens, seed=seed, key_extra=_key_extra())
