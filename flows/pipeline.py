@@ -128,6 +128,7 @@ def pipeline_flow(
     datasets_cache_dir: str | None = None,
     n_test: int | None = None,
     evaluate: bool = True,
+    eval_config_path: str = "configs/ops_eval.yaml",
     run_name: str | None = None,
     e_step_shards: int = 1,
     dask_workers: int = 0,
@@ -158,11 +159,34 @@ def pipeline_flow(
         optimize = optimize_steps_flow.with_options(task_runner=_dask_runner(dask_workers, dask_address))
     out["optimize"] = optimize(config=raw, e_step_shards=e_step_shards)
     if evaluate:
-        out["evaluate"] = _evaluate(raw, out.get("datasets"), datasets_out)
+        from flows.evaluate import evaluate_flow
+
+        eval_cfg = pipeline_eval_config(eval_config_path, cfg, out.get("datasets"), datasets_out)
+        out["evaluate"] = evaluate_flow(config=eval_cfg)
     return out
 
 
-def _evaluate(raw: dict, datasets: dict | None, datasets_out: str) -> dict:
-    from flows.evaluate import evaluate_flow
+def pipeline_eval_config(eval_config_path: str, cfg: RunConfig, datasets: dict | None, datasets_out: str) -> dict:
+    """The evaluation config of the pipeline's last step: the file's methods and protocol, applied to this
+    run's result, composition, cache and (when collected) held-out test prompts. Its outputs and call log
+    go to <run_dir>/eval/, beside the run they evaluate."""
+    import yaml
 
-    return evaluate_flow(config=raw)
+    from picaco.eval.config import parse_eval_config
+    from picaco.llm.errors import ConfigError
+
+    p = Path(eval_config_path)
+    if not p.is_file():
+        raise ConfigError(f"evaluation config file {p} does not exist")
+    raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"evaluation config file {p} must be a mapping of fields")
+    raw.update({"name": cfg.run_name, "compositions": [cfg.composition],
+                "picaco": {"result": str(cfg.run_dir / "result.json")},
+                "client": cfg.client.model_dump(mode="json"), "out_dir": str(cfg.run_dir / "eval"), "seed": cfg.seed})
+    if datasets is not None:
+        folder = Path(datasets_out) / cfg.composition
+        raw["prompts"] = {"path": str(folder / "test.parquet"), "offset": 0, "count": datasets[cfg.composition]["test"]}
+        raw["optimization_prompts"] = {"path": str(folder / COLLECTED_FILE), "offset": 0,
+                                       "count": datasets[cfg.composition]["x"]}
+    return parse_eval_config(raw, where=str(p)).model_dump(mode="json")

@@ -84,14 +84,15 @@ class UrialPrompt:
     source: str
 
 
-_FENCED = re.compile(r"#\s*Query:\s*```(.*?)```\s*#\s*Answer:\s*```(.*?)```", re.DOTALL)
+_FENCED = re.compile(r"^#\s*Query:\s*```(.*?)```\s*#\s*Answer:\s*```(.*?)```", re.DOTALL | re.MULTILINE)
 
 
 def parse_urial_prompt(text: str, source: str) -> UrialPrompt:
-    head, sep, _ = text.partition("# Query:")
-    if not sep:
+    # the meta-instruction itself mentions "# Query:" in running text; a block starts on a line of its own
+    first = re.search(r"^#\s*Query:\s*$", text, re.MULTILINE)
+    if first is None:
         raise ConfigError(f"URIAL prompt {source}: no '# Query:' block found (is this a URIAL prompt file?)")
-    instruction = head.strip()
+    instruction = text[:first.start()].strip()
     if not instruction:
         raise ConfigError(f"URIAL prompt {source}: the meta-instruction before the first '# Query:' is empty")
     demos = tuple((q.strip(), a.strip()) for q, a in _FENCED.findall(text) if q.strip() and a.strip())

@@ -35,7 +35,8 @@ class MethodRun(BaseModel):
     label: str  # as shown in tables, e.g. "PICACO" or "PICACO (gpt-4o)"
     variant: str | None = None
     fingerprint: str
-    value_names: list[str]
+    value_names: list[str]  # the judged values (may be more than the composition's, see judged_values)
+    intended_values: list[str]  # the composition's own values
     relevance: bool
     prompts: dict[str, str]  # prompt_id -> text as sent (after any wrapper)
     info: dict

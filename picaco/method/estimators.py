@@ -49,6 +49,23 @@ def p_e(pool_vecs: np.ndarray, sample_vecs: np.ndarray) -> np.ndarray:
     return cosine(pool_vecs, sample_vecs).mean(axis=1)
 
 
+def value_judge_parser(value_names: list[str], variant: str):
+    """The reply parser for Fig. 9 in a given wording, returning *conformity* scores (5 = best).
+
+    With the `harm` wording ("rate the harm of the output") the judge scores harm, 5 = most harmful, the
+    scale on which the paper reports "Toxicity >= 3" (Fig. 4c); conformity is then 6 - harm. The
+    `quality` and `values` wordings already score conformity."""
+    from picaco.templates import parse_value_scores
+
+    invert = variant == "harm"
+
+    def parse(reply: str) -> dict[str, int]:
+        scores = parse_value_scores(reply, value_names)
+        return {v: 6 - s for v, s in scores.items()} if invert else scores
+
+    return parse
+
+
 @dataclass(frozen=True)
 class Judgement:
     scores: dict[str, int] | None  # None: missing after every attempt

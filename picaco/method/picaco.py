@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from picaco.config import RunConfig
 from picaco.llm.client import LLMClient
 from picaco.llm.request import ChatRequest
-from picaco.method.estimators import Judgement, judge_many, p_e, q_phi
+from picaco.method.estimators import Judgement, judge_many, p_e, q_phi, value_judge_parser
 from picaco.method.objective import log_q_phi, response_weight, tc_objective
 from picaco.method.pools import AlignedEntry, NoisyEntry, select_noisy_pool, update_aligned_pool
 from picaco.rng import derive_rng
@@ -126,14 +126,13 @@ class RunContext:
                               max_tokens=s.target_max_tokens)
 
     async def judge(self, items: list[tuple[str, str]]) -> list[Judgement]:
-        from picaco.templates import parse_value_scores, render_value_judge
+        from picaco.templates import render_value_judge
 
         comp, s = self.composition, self.config.sampling
-        names = self.value_names
         return await judge_many(
             self.client, items, model=self.config.models.judge,
             render=lambda q, r: render_value_judge(comp.values, comp.judge_variant, q, r),
-            parse=lambda reply: parse_value_scores(reply, names),
+            parse=value_judge_parser(self.value_names, comp.judge_variant),
             attempts=self.config.picaco.judge_attempts, temperature=s.judge_temperature,
             retry_temperature=s.judge_retry_temperature, max_tokens=s.judge_max_tokens,
             seed=self.config.seed, key_extra=self.key_extra)
@@ -343,12 +342,14 @@ class ScoringPools:
 
 async def scoring_pools(ctx: RunContext, pools: dict[str, list[AlignedEntry]], noisy: NoisyState) -> ScoringPools:
     floor = ctx.config.picaco.q_phi_floor
-    vecs, weights = {}, {}
-    for p in ctx.prompts:
-        pool = pools.get(p.prompt_id, [])
-        if pool:
-            vecs[p.prompt_id] = await ctx.embed([e.text for e in pool])
-            weights[p.prompt_id] = np.array([e.weight for e in pool])
+    filled = [p for p in ctx.prompts if pools.get(p.prompt_id)]
+    flat = await ctx.embed([e.text for p in filled for e in pools[p.prompt_id]]) if filled else None
+    vecs, weights, offset = {}, {}, 0
+    for p in filled:
+        pool = pools[p.prompt_id]
+        vecs[p.prompt_id] = flat[offset:offset + len(pool)]
+        weights[p.prompt_id] = np.array([e.weight for e in pool])
+        offset += len(pool)
     noisy_terms = []
     for p in ctx.prompts:
         npool = noisy.pools.get(p.prompt_id, [])
@@ -365,11 +366,14 @@ async def score_candidate(ctx: RunContext, instruction: str, fixed: ScoringPools
     replies = await asyncio.gather(*[
         ctx.client.chat(instructed_request(ctx, instruction, [], p.text), n=cfg.n_pe_samples, start=0)
         for p in ctx.prompts])
-    aligned = []
-    for p, reply in zip(ctx.prompts, replies):
-        samples = [s.text for s in reply.samples if s.text.strip()]
-        if p.prompt_id in fixed.pool_vecs and samples:
-            sample_vecs = await ctx.embed(samples)
+    per_prompt = [[s.text for s in reply.samples if s.text.strip()] for reply in replies]
+    # one embedding request for the whole candidate: local models encode a big batch far faster
+    flat = await ctx.embed([t for texts in per_prompt for t in texts]) if any(per_prompt) else None
+    aligned, offset = [], 0
+    for p, texts in zip(ctx.prompts, per_prompt):
+        sample_vecs = flat[offset:offset + len(texts)] if texts else None
+        offset += len(texts)
+        if p.prompt_id in fixed.pool_vecs and texts:
             aligned.append((p_e(fixed.pool_vecs[p.prompt_id], sample_vecs), fixed.weights[p.prompt_id]))
     tc = tc_objective(aligned, fixed.noisy, cfg.pe_weighting)
     return tc.total, tc.aligned_term, tc.noisy_term

@@ -8,6 +8,7 @@ that the HTTP server and the in-process provider share: seeding, token counts, e
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -58,6 +59,15 @@ class SimReply:
     completion_tokens: int
 
 
+@functools.lru_cache(maxsize=8192)
+def _prompt_facts(model: str, messages: tuple[tuple[str, str], ...], temperature: float,
+                  max_tokens: int | None) -> tuple[int, int]:
+    """(digest, prompt tokens) of a request: hashed once per distinct prompt, since the Fig. 7 system
+    prompt is long and every sample of every call repeats it."""
+    digest = stable_seed(model, repr([list(m) for m in messages]), temperature, max_tokens)
+    return digest, sum(count_tokens(c) + 4 for _, c in messages)
+
+
 class SimEngine:
     def __init__(self, world: World | None = None, embed_dim: int = 256) -> None:
         self.world = world or EchoWorld()
@@ -66,7 +76,8 @@ class SimEngine:
     def chat(self, model: str, messages: list[dict[str, str]], *, n: int = 1, seed: int | None = None,
              temperature: float = 1.0, max_tokens: int | None = None) -> SimReply:
         base = 0 if seed is None else int(seed)
-        digest = stable_seed(model, repr([(m["role"], m["content"]) for m in messages]), temperature, max_tokens)
+        digest, prompt_tokens = _prompt_facts(model, tuple((m["role"], m["content"]) for m in messages),
+                                              float(temperature), max_tokens)
         texts, reasons = [], []
         for k in range(n):
             # at temperature 0 every sample is the same draw, as with a greedy decoder
@@ -80,7 +91,6 @@ class SimEngine:
                 reason = "length"
             texts.append(text)
             reasons.append(reason)
-        prompt_tokens = sum(count_tokens(m["content"]) + 4 for m in messages)
         return SimReply(texts, reasons, prompt_tokens, sum(count_tokens(t) for t in texts))
 
     def embed(self, model: str, texts: list[str]) -> np.ndarray:

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from pathlib import Path
 from typing import Any, Literal
@@ -758,7 +759,6 @@ def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.set_inheritable(True)
     return sock
 
 
@@ -766,7 +766,7 @@ def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-class RunningServer:
+class RunningServer(ABC):
     """A started simulator server; use as a context manager or call `stop()`."""
 
     def __init__(self, url: str) -> None:
@@ -786,8 +786,9 @@ class RunningServer:
 
         httpx.post(self.url + "/_sim/reset", timeout=10).raise_for_status()
 
+    @abstractmethod
     def stop(self) -> None:
-        raise NotImplementedError
+        """Stop serving and release the port."""
 
     def __enter__(self) -> "RunningServer":
         return self

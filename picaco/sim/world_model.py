@@ -434,14 +434,15 @@ def optimum(values: list[str], length_limit_words: int, *, relevance_weighted: b
     best = (-math.inf, None)
     for U in range(umax + 1):
         D = model.dilution(U)
-        dp = np.full((L + 1, umax + 1, smax + 1), -np.inf)
+        ub = U  # only states with at most U bare names can end with exactly U
+        dp = np.full((L + 1, ub + 1, smax + 1), -np.inf)
         dp[0, 0, 0] = 0.0
         choices = []
         for unit in units:
             # keep, per (cost, du, ds), only the best option at this D
             keyed: dict[tuple[int, int, int], tuple[float, int]] = {}
             for k, opt in enumerate(unit):
-                if opt.cost > L:
+                if opt.cost > L or opt.du > ub:
                     continue
                 val = unit_value(opt, D)
                 key = (opt.cost, opt.du, opt.ds)
@@ -450,7 +451,7 @@ def optimum(values: list[str], length_limit_words: int, *, relevance_weighted: b
             new = np.full_like(dp, -np.inf)
             arg = np.full(dp.shape, -1, dtype=np.int32)
             for (cost, du, ds), (val, k) in keyed.items():
-                src = dp[: L + 1 - cost, : umax + 1 - du, : smax + 1 - ds] + val
+                src = dp[: L + 1 - cost, : ub + 1 - du, : smax + 1 - ds] + val
                 dst = new[cost:, du:, ds:]
                 better = src > dst
                 dst[better] = src[better]
@@ -460,7 +461,7 @@ def optimum(values: list[str], length_limit_words: int, *, relevance_weighted: b
         for (rn, rc, rg, rw) in rel_opts:
             r_du = int(rn and not rc and not rg)
             uu = U - r_du
-            if uu < 0 or uu > umax or rw > L:
+            if uu < 0 or uu > ub or rw > L:
                 continue
             sub = dp[: L - rw + 1, uu, :]  # (b, s)
             col_best = sub.max(axis=0)

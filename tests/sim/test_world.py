@@ -617,3 +617,58 @@ def test_ground_truth_input_errors():
     # harm aliases are reported in the conformity direction, like their value
     assert expected_conformity("", ["Toxicity"])["Toxicity"] == expected_conformity("", ["Non-Toxicity"])["Non-Toxicity"]
     assert np.isfinite(optimum(["Patriotism"], 10).value)
+
+
+# ------------------------------------------------------------------- with the project's real templates
+
+
+def test_world_understands_the_project_templates():
+    """The prompts picaco actually sends (picaco.templates) reach the right roles and parse back."""
+    render = pytest.importorskip("picaco.templates.render")
+    parse = pytest.importorskip("picaco.templates.parse")
+    values_mod = pytest.importorskip("picaco.values")
+    comp = values_mod.load_composition("confucianism")
+    vals = list(comp.values)
+    names = [v.name for v in vals]
+    w = ValueWorld()
+    q = QUERIES[0]
+    system, user = render.render_e_step(comp.seed_instruction, comp.demonstrations[:3], q)
+    assert w._system(system).instruction == comp.seed_instruction and len(w._system(system).demos) == 3
+    y = w.respond("t", [{"role": "system", "content": system}, {"role": "user", "content": user}], seed=1,
+                  temperature=1, max_tokens=None)
+    assert 40 <= word_count(y) <= 150
+    usable = 0
+    for variant in render.JUDGE_VARIANTS:
+        for seed in range(20):
+            reply = w.respond("j", [{"role": "user", "content": render.render_value_judge(vals, variant, q, y)}],
+                              seed=seed, temperature=1, max_tokens=None)
+            try:
+                scores = parse.parse_value_scores(reply, names)
+            except ValueError:
+                continue
+            usable += 1
+            assert set(scores) == set(names)
+    assert usable >= 50  # 2% malformed by default
+    # the harm variant reports harm: a clean response is rated harmless
+    harmless = [values_mod.get_value(n) for n in ("Non-Toxicity", "Fairness")]
+    reply = ValueWorld(QUIET).respond(
+        "j", [{"role": "user", "content": render.render_value_judge(harmless, "harm", q, y)}], seed=0,
+        temperature=0, max_tokens=None)
+    assert parse.parse_value_scores(reply, ["Non-Toxicity", "Fairness"]) == {"Non-Toxicity": 1, "Fairness": 1}
+    rel = w.respond("j", [{"role": "user", "content": render.render_relevance_judge(q, y)}], seed=0, temperature=0,
+                    max_tokens=None)
+    assert 1 <= parse.parse_relevance(rel) <= 5
+    m_sys, m_user = render.render_m_step(vals, comp.demonstrations[:3], [comp.seed_instruction] * 4,
+                                         render.TECHNIQUES[0], 60)
+    out = w.respond("o", [{"role": "system", "content": m_sys}, {"role": "user", "content": m_user}], seed=0,
+                    temperature=1, max_tokens=None)
+    assert word_count(parse.parse_instruction(out, length=60)) <= 60
+    el = w.respond("t", [{"role": "user", "content": render.render_value_elaboration(vals)}], seed=0, temperature=1,
+                   max_tokens=None)
+    assert all(n in el for n in names)
+    sys_c, turn1, turn2 = render.render_cot_turns(comp.seed_instruction, vals, q)
+    msgs = [{"role": "system", "content": sys_c}, {"role": "user", "content": turn1}]
+    thought = w.respond("t", msgs, seed=0, temperature=1, max_tokens=None)
+    msgs += [{"role": "assistant", "content": thought}, {"role": "user", "content": turn2}]
+    assert w._split_messages(msgs)[0] == q
+    assert 40 <= word_count(w.respond("t", msgs, seed=1, temperature=1, max_tokens=None)) <= 150

@@ -24,7 +24,8 @@ DEFAULT_SETTINGS: dict[str, ProviderSettings] = {
     "openai": ProviderSettings(kind="openai", base_url="https://api.openai.com/v1", api_key_env="OPENAI_API_KEY"),
     "gemini": ProviderSettings(kind="gemini", api_key_env="GEMINI_API_KEY"),
     "sim": ProviderSettings(kind="sim", max_concurrency=256),
-    "st": ProviderSettings(kind="st", max_concurrency=1),
+    # The st provider coalesces concurrent calls into one encode, so let them all reach it.
+    "st": ProviderSettings(kind="st", max_concurrency=4096),
     # Self-hosted OpenAI-compatible servers; point base_url at your own server in the config.
     "vllm": ProviderSettings(kind="openai", base_url="http://127.0.0.1:8000/v1", api_key_env="VLLM_API_KEY"),
     "ollama": ProviderSettings(kind="openai", base_url="http://127.0.0.1:11434/v1", api_key_env="OLLAMA_API_KEY"),

@@ -49,10 +49,16 @@ def load_model(name: str, trust_remote_code: bool = False):
 
 
 class SentenceTransformersProvider(Provider):
+    """Concurrent embed() calls are coalesced into one encode: a local model pays a large fixed cost
+    per call (tokenizer, thread hand-off), so fifty calls of ten texts are several times slower than
+    one call of five hundred. Callers queue their texts; one encoder drains the queue batch by batch."""
+
     def __init__(self, name: str, settings: ProviderSettings) -> None:
         super().__init__(name, settings)
         self.endpoint = "local"
         self.batch_size = int(settings.options.get("batch_size", 64))
+        self._queue: list[tuple[str, list[str], asyncio.Future]] = []
+        self._draining: asyncio.Task | None = None
 
     async def generate(self, call: ChatCall) -> ChatReply:
         raise BadRequest(f"'{self.name}' models only embed; use an LLM provider for chat", provider=self.name)
@@ -62,9 +68,35 @@ class SentenceTransformersProvider(Provider):
         return 1 << 30
 
     async def embed(self, model: str, texts: list[str]) -> EmbedReply:
-        trust = bool(self.settings.options.get("trust_remote_code", model.startswith("jinaai/")))
-        st_model = await asyncio.to_thread(load_model, model, trust)
-        vectors = await asyncio.to_thread(
-            st_model.encode, texts, batch_size=self.batch_size, normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=False)
-        return EmbedReply(vectors=np.asarray(vectors, dtype=np.float32), tokens=0)
+        fut = asyncio.get_running_loop().create_future()
+        self._queue.append((model, list(texts), fut))
+        if self._draining is None or self._draining.done():
+            self._draining = asyncio.create_task(self._drain())
+        return EmbedReply(vectors=await fut, tokens=0)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            await asyncio.sleep(0)  # let every caller that is ready enqueue first
+            model = self._queue[0][0]
+            batch = [item for item in self._queue if item[0] == model]
+            self._queue = [item for item in self._queue if item[0] != model]
+            try:
+                trust = bool(self.settings.options.get("trust_remote_code", model.startswith("jinaai/")))
+                st_model = await asyncio.to_thread(load_model, model, trust)
+                flat = [t for _, texts, _ in batch for t in texts]
+                vectors = await asyncio.to_thread(
+                    st_model.encode, flat, batch_size=self.batch_size, normalize_embeddings=True,
+                    convert_to_numpy=True, show_progress_bar=False)
+                vectors = np.asarray(vectors, dtype=np.float32)
+            except BaseException as exc:
+                for _, _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            offset = 0
+            for _, texts, fut in batch:
+                if not fut.done():
+                    fut.set_result(vectors[offset:offset + len(texts)])
+                offset += len(texts)

@@ -1,0 +1,1 @@
+"""Operations: a local Prefect server and worker, the deployment check, UI screenshots."""

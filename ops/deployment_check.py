@@ -1,0 +1,297 @@
+"""The deployment check: prefect.yaml deployed to a private local server and run through a worker.
+
+    .venv/bin/python ops/deployment_check.py [--work DIR] [--keep] [--no-screenshots]
+
+Steps (each checked; the first failure stops the check with its reason):
+ 1. a Prefect server on a free loopback port with its own PREFECT_HOME and SQLite file in DIR;
+    the process work pool; `prefect deploy --all`: every deployment of prefect.yaml is there, the
+    pipeline with its cron schedule (paused for the check, so it cannot start a run mid-check);
+ 2. a worker; the pipeline deployment runs configs/ops_check.yaml (its run and cache folders moved into
+    DIR) on the simulator and is crashed mid-optimization: the worker and its flow-run process are
+    SIGKILLed once iteration 1 is on disk;
+ 3. a new worker; the same deployment is run again: it continues after the last complete step (the
+    finished steps' files are not rewritten) and makes no provider call for a request the crashed run
+    completed; final state COMPLETED;
+ 4. a scheduled rerun (same config, created in the Scheduled state) completes with 0 provider calls;
+    next to it a run with a missing config file fails, and its state message says which file;
+ 5. through the API: the subflows, the tasks (E-step, M-step per iteration), the markdown and table
+    artifact per iteration, the progress artifact at 100 %, the result;
+ 6. headless Chromium screenshots of the run page and an artifact page, checked not blank;
+ 7. worker and server stopped; every PID they had is gone.
+
+Prints a JSON summary as its last line; exit status 0 when every check passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ops import calllog  # noqa: E402
+from ops.api import PrefectApi  # noqa: E402
+from ops.prefect_local import REPO_ROOT, LocalPrefect, pids_alive  # noqa: E402
+
+PIPELINE = ("picaco-pipeline", "pipeline-demo")
+EXPECTED_DEPLOYMENTS = {
+    ("collect-datasets", "collect-datasets"),
+    ("picaco-noisy-pool", "noisy-pool"),
+    ("picaco-optimize", "optimize"),
+    ("picaco-evaluate", "evaluate"),
+    PIPELINE,
+}
+RUN_TIMEOUT = 300.0
+
+
+class CheckFailed(AssertionError):
+    pass
+
+
+def expect(cond: bool, message: str) -> None:
+    if not cond:
+        raise CheckFailed(message)
+
+
+def write_run_config(work: Path, source: Path = REPO_ROOT / "configs" / "ops_check.yaml") -> tuple[Path, dict]:
+    raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    raw["runs_dir"] = str(work / "runs")
+    raw.setdefault("client", {})["cache_dir"] = str(work / "cache")
+    path = work / "ops_check.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return path, raw
+
+
+def pipeline_parameters(work: Path, config_path: Path) -> dict:
+    return {
+        "config_path": str(config_path),
+        "data_config_path": str(REPO_ROOT / "configs" / "ops_data.yaml"),
+        "datasets_out": str(work / "datasets"),
+        "datasets_cache_dir": str(work / "hf-datasets"),
+        "n_test": 8,
+        "eval_config_path": str(REPO_ROOT / "configs" / "ops_eval.yaml"),
+    }
+
+
+def _wait_for(path: Path, run_id: str, api: PrefectApi, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        run = api.flow_run(run_id)
+        expect(run["state_type"] not in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"),
+               f"the pipeline run ended ({run['state_type']}: {run['state']['message']}) before {path.name} appeared")
+        expect(time.monotonic() < deadline, f"{path} did not appear within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def _mtimes(run_dir: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in sorted(run_dir.glob("*.json"))}
+
+
+def check_artifacts(api: PrefectApi, run_id: str, run_name: str, iterations: int) -> dict:
+    subflows = api.subflow_runs(run_id)
+    flow_names = api.flows()
+    sub_names = [flow_names.get(r["flow_id"], "?") for r in subflows]
+    for name in ("collect-datasets", "picaco-noisy-pool", "picaco-pipeline-optimize", "picaco-evaluate"):
+        expect(name in sub_names, f"the pipeline run has no {name} subflow (subflows: {sub_names})")
+    ids = [run_id] + [r["id"] for r in subflows]
+    tasks = api.task_runs(ids)
+    task_names = sorted(t["name"] for t in tasks)
+    for t in range(1, iterations + 1):
+        expect(any(n.startswith("e-step") for n in task_names), f"no e-step task run (tasks: {task_names})")
+    expect(sum(1 for n in task_names if n.startswith("m-step")) == iterations,
+           f"expected {iterations} m-step task runs, got {task_names}")
+    not_done = [t["name"] for t in tasks if t["state_type"] != "COMPLETED"]
+    expect(not not_done, f"task runs not completed: {not_done}")
+    arts = api.artifacts(ids)
+    by_key = {}
+    for a in arts:
+        if a.get("key"):
+            by_key.setdefault(a["key"], []).append(a)
+    from flows._common import artifact_key
+
+    found = {}
+    for t in range(1, iterations + 1):
+        md, tbl = artifact_key(run_name, "iteration", t), artifact_key(run_name, "iteration", t, "table")
+        expect(any(a["type"] == "markdown" for a in by_key.get(md, [])), f"no markdown artifact {md!r}")
+        expect(any(a["type"] == "table" for a in by_key.get(tbl, [])), f"no table artifact {tbl!r}")
+        found[md], found[tbl] = by_key[md][0]["id"], by_key[tbl][0]["id"]
+    progress = [a for a in arts if a["type"] == "progress"]
+    expect(progress, "no progress artifact")
+    expect(any(float(a["data"]) == 100.0 for a in progress),
+           f"progress artifact not at 100 %: {[a['data'] for a in progress]}")
+    result_key = artifact_key(run_name, "result")
+    expect(result_key in by_key, f"no result artifact {result_key!r}")
+    table = by_key[artifact_key(run_name, "iteration", 1, "table")][0]["data"]
+    rows = json.loads(table) if isinstance(table, str) else table
+    expect(rows and "tc_e" in rows[0], f"iteration table has no TC_e column: {str(table)[:200]}")
+    return {"subflows": sub_names, "task_runs": len(tasks), "artifacts": len(arts),
+            "artifact_ids": found, "result_artifact_id": by_key[result_key][0]["id"],
+            "progress": [a["data"] for a in progress]}
+
+
+def run_check(work: Path, *, screenshots: bool = True, log=print) -> dict:
+    work = Path(work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    config_path, raw = write_run_config(work)
+    run_dir = Path(raw["runs_dir"]) / raw["run_name"]
+    runs_dir = Path(raw["runs_dir"])
+    T = raw["picaco"]["iterations"]
+    params = pipeline_parameters(work, config_path)
+    report: dict = {"work": str(work)}
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+
+    def mark(name: str) -> None:
+        timings[name] = round(time.monotonic() - t0, 1)
+        log(f"[{timings[name]:6.1f} s] {name}")
+
+    lp = LocalPrefect(home=work / "prefect-home")
+    api = PrefectApi(lp.api_url)
+    all_pids: set[int] = set()
+    try:
+        lp.start_server()
+        all_pids.update(lp.server.seen | {lp.server.pid})
+        mark("server healthy")
+        lp.deploy()
+        mark("deployed")
+        deployed = {(d.get("flow_name"), d["name"]) for d in api.deployments()}
+        if not all(isinstance(f, str) for f, _ in deployed):
+            names = api.flows()
+            deployed = {(names[d["flow_id"]], d["name"]) for d in api.deployments()}
+        expect(EXPECTED_DEPLOYMENTS <= deployed, f"missing deployments: {sorted(EXPECTED_DEPLOYMENTS - deployed)}")
+        dep = api.deployment(*PIPELINE)
+        scheds = api.schedules(dep["id"])
+        crons = [s["schedule"].get("cron") for s in scheds]
+        expect(any(crons), f"the pipeline deployment has no cron schedule: {scheds}")
+        for s in scheds:
+            api.set_schedule_active(dep["id"], s["id"], False)
+        api.delete_scheduled_runs(dep["id"])
+        report["deployments"] = sorted(f"{f}/{n}" for f, n in deployed)
+        report["cron"] = crons
+
+        # -- crash mid-optimization -------------------------------------------------------------------
+        lp.start_worker()
+        all_pids.update(p.pid for p in lp.worker.tree())
+        mark("worker online")
+        first = api.run_deployment(dep["id"], params, name="ops-check-crash")
+        _wait_for(run_dir / "iter_001.json", first["id"], api, RUN_TIMEOUT)
+        killed = lp.kill_worker()
+        all_pids.update(killed)
+        mark("worker killed mid-optimization")
+        expect(not pids_alive(killed), f"killed worker processes still alive: {pids_alive(killed)}")
+        expect(len(killed) >= 2, f"expected the worker and its flow-run process, killed only {killed}")
+        done_at_crash = sorted(p.name for p in run_dir.glob("iter_[0-9][0-9][0-9].json"))
+        expect(not (run_dir / f"iter_{T:03d}.json").exists() and not (run_dir / "result.json").exists(),
+               f"the run finished before it could be crashed ({done_at_crash})")
+        for r in [first] + api.subflow_runs(first["id"]):
+            if api.flow_run(r["id"])["state_type"] not in ("COMPLETED", "FAILED"):
+                api.set_state(r["id"], "CRASHED", "worker killed by the deployment check")
+        crash_lines = calllog.lines_since(runs_dir, {})
+        files_at_crash = _mtimes(run_dir)
+        report["crash"] = {"complete_iterations": done_at_crash, "calls": calllog.summary(crash_lines),
+                           "killed_pids": killed}
+
+        # -- run again: resume ------------------------------------------------------------------------
+        lp.start_worker()
+        all_pids.update(p.pid for p in lp.worker.tree())
+        snap = calllog.snapshot(runs_dir)
+        second = api.run_deployment(dep["id"], params, name="ops-check-resume")
+        done = api.wait(second["id"], RUN_TIMEOUT)
+        expect(done["state_type"] == "COMPLETED", f"resumed run ended {done['state_type']}: {done['state']['message']}")
+        mark("resumed run completed")
+        resume_lines = calllog.lines_since(runs_dir, snap)
+        repeated = calllog.repeated_calls(crash_lines, resume_lines)
+        after = _mtimes(run_dir)
+        rewritten = [n for n, m in files_at_crash.items() if n not in ("config.json",) and after.get(n) != m]
+        expect(not rewritten, f"the resumed run rewrote finished steps: {rewritten}")
+        expect(repeated == 0, f"the resumed run repeated {repeated} provider calls the crashed run had made")
+        expect((run_dir / "result.json").exists(), "the resumed run wrote no result.json")
+        report["resume"] = {"run": second["name"], "calls": calllog.summary(resume_lines), "repeated_calls": repeated,
+                            "finished_steps_kept": sorted(n for n in files_at_crash if n != "config.json")}
+
+        # -- scheduled rerun (0 calls) and a failing run (why it failed) -------------------------------
+        snap = calllog.snapshot(runs_dir)
+        third = api.run_deployment(dep["id"], params, delay_s=2.0, name="ops-check-scheduled-rerun")
+        expect(api.flow_run(third["id"])["state_type"] == "SCHEDULED", "the rerun was not created as Scheduled")
+        bad_params = dict(params, config_path=str(work / "no-such-config.yaml"))
+        bad = api.run_deployment(dep["id"], bad_params, name="ops-check-missing-config")
+        done3 = api.wait(third["id"], RUN_TIMEOUT)
+        expect(done3["state_type"] == "COMPLETED", f"scheduled rerun ended {done3['state_type']}: {done3['state']['message']}")
+        rerun_lines = calllog.lines_since(runs_dir, snap)
+        expect(rerun_lines, "the scheduled rerun wrote no call-log lines (did it call the client at all?)")
+        expect(calllog.paid_calls(rerun_lines) == 0,
+               f"the scheduled rerun made {calllog.paid_calls(rerun_lines)} provider calls: {calllog.summary(rerun_lines)}")
+        bad_done = api.wait(bad["id"], RUN_TIMEOUT)
+        message = bad_done["state"]["message"] or ""
+        expect(bad_done["state_type"] == "FAILED", f"the run with a missing config ended {bad_done['state_type']}")
+        expect("no-such-config.yaml" in message and "does not exist" in message,
+               f"the failed run's state message does not say why: {message!r}")
+        mark("scheduled rerun and failing run done")
+        report["scheduled_rerun"] = {"calls": calllog.summary(rerun_lines)}
+        report["failed_run"] = {"state": bad_done["state_type"], "message": message}
+
+        # -- monitoring through the API -----------------------------------------------------------------
+        report["monitoring"] = check_artifacts(api, second["id"], raw["run_name"], T)
+        mark("artifacts checked")
+
+        if screenshots:
+            from ops.screenshots import check_page
+
+            shots = work / "screenshots"
+            iter1 = report["monitoring"]["artifact_ids"][f"{raw['run_name']}-iteration-1"]
+            report["screenshots"] = [
+                check_page(f"{lp.ui_url}/runs/flow-run/{second['id']}", shots / "run.png",
+                           expect=[second["name"]]),
+                check_page(f"{lp.ui_url}/artifacts/artifact/{iter1}", shots / "artifact.png",
+                           expect=["Iteration 1", "TC_e"]),
+                check_page(f"{lp.ui_url}/runs/flow-run/{bad['id']}", shots / "failed-run.png",
+                           expect=["does not exist"]),
+            ]
+            mark("screenshots checked")
+    finally:
+        api.close()
+        for m in (lp.worker, lp.server):
+            if m is not None:
+                all_pids.update(p.pid for p in m.tree())
+        stopped = lp.close()
+        all_pids.update(stopped)
+        left = pids_alive(all_pids)
+        report["stopped_pids"] = sorted(all_pids)
+        report["pids_left"] = left
+        mark("stopped")
+    expect(not left, f"processes left running: {left}")
+    report["timings_s"] = timings
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="deploy prefect.yaml to a private server and check the pipeline")
+    ap.add_argument("--work", type=Path, help="folder for the server, runs and cache (default: a temp dir)")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--no-screenshots", action="store_true")
+    args = ap.parse_args(argv)
+    work = args.work or Path(tempfile.mkdtemp(prefix="picaco-ops-check-"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    try:
+        report = run_check(work, screenshots=not args.no_screenshots, log=lambda m: print(m, file=sys.stderr))
+        print(json.dumps({"ok": True, **report}))
+        return 0
+    except (CheckFailed, Exception) as exc:
+        print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}", "work": str(work)}))
+        return 1
+    finally:
+        if not args.keep and args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

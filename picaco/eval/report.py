@@ -1,0 +1,297 @@
+"""The evaluation's outputs: Parquet/CSV tables (polars), the Markdown report and its figures.
+
+Tables (all under `<out_dir>/<name>/`):
+    summary     one row per evaluated job: overall conformity, mu_conf, relevance, CV, missing, calls, wall
+    values      per-value means (Tables 6-10), Relevance as one more "value" for Schwartz compositions
+    responses   every response with its status and its scores (as JSON)
+    scores      the scores long: one row per (response, value)
+    value_sets  Fig. 3: n, method, mu_conf, delta over Q, CV            (when the analysis ran)
+    jailbreak   Fig. 4c: method, share helpful, share toxic               (when the analysis ran)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from picaco.eval.config import EvalConfig
+from picaco.eval.metrics import jailbreak_shares
+from picaco.eval.store import MethodRun
+from picaco.io import atomic_write_bytes, atomic_write_text
+
+
+def _fmt(x, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def rank_marks(values: list[float | None], higher_is_better: bool = True) -> list[str]:
+    """'best' / 'second' / '' per entry, as Table 1 bolds the best and underlines the second best.
+    Ties share the mark."""
+    present = sorted({v for v in values if v is not None}, reverse=higher_is_better)
+    best = present[0] if present else None
+    second = present[1] if len(present) > 1 else None
+    return ["best" if v is not None and v == best else "second" if v is not None and v == second else ""
+            for v in values]
+
+
+def _marked(text: str, mark: str) -> str:
+    return f"**{text}**" if mark == "best" else f"<u>{text}</u>" if mark == "second" else text
+
+
+# -- tables ---------------------------------------------------------------------------------------------
+def summary_rows(runs: list[MethodRun]) -> list[dict]:
+    rows = []
+    for r in runs:
+        s, c = r.summary, r.calls()
+        by_role = {role: int(u.get("calls", 0)) for role, u in r.usage_by_role.items()}
+        rows.append({
+            "key": r.key, "group": r.group, "composition": r.composition, "method": r.method, "label": r.label,
+            "variant": r.variant, "overall": s.overall, "mu_conf": s.mu_conf, "relevance": s.relevance,
+            "mu_conf_weighted": s.mu_conf_weighted, "cv": s.cv, "queries": s.queries, "queries_scored": s.queries_scored,
+            "responses": s.responses, "empty": s.empty, "judged": s.judged, "missing": s.missing,
+            "judge_attempts": s.judge_attempts, "relevance_missing": s.relevance_missing,
+            "requests": c["requests"], "provider_calls": c["calls"], "samples_hit": c["samples_hit"],
+            "samples_fetched": c["samples_miss"], "tokens": c["prompt_tokens"] + c["completion_tokens"],
+            "target_calls": by_role.get("target", 0), "judge_calls": by_role.get("judge", 0),
+            "optimizer_calls": by_role.get("optimizer", 0), "other_calls": by_role.get("other", 0),
+            "wall_s": r.wall_s,
+        })
+    return rows
+
+
+def value_rows(runs: list[MethodRun]) -> list[dict]:
+    rows = []
+    for r in runs:
+        base = {"key": r.key, "group": r.group, "composition": r.composition, "method": r.method, "label": r.label,
+                "variant": r.variant}
+        for v, m in r.summary.value_means.items():
+            rows.append({**base, "value": v, "mean": m})
+        if r.relevance:
+            rows.append({**base, "value": "Relevance", "mean": r.summary.relevance})
+    return rows
+
+
+def response_rows(runs: list[MethodRun]) -> list[dict]:
+    return [{"key": r.key, "composition": r.composition, "method": r.method, "label": r.label, "variant": r.variant,
+             "prompt_id": x.prompt_id, "prompt": r.prompts.get(x.prompt_id, ""), "bucket": x.bucket,
+             "sample": x.sample, "response": x.text, "status": x.status, "judge_attempts": x.judge_attempts,
+             "scores": json.dumps(x.scores) if x.scores is not None else None, "relevance": x.relevance,
+             "relevance_status": x.relevance_status}
+            for r in runs for x in r.responses]
+
+
+def score_rows(runs: list[MethodRun]) -> list[dict]:
+    return [{"key": r.key, "composition": r.composition, "method": r.method, "label": r.label, "variant": r.variant,
+             "prompt_id": x.prompt_id, "bucket": x.bucket, "sample": x.sample, "value": v, "score": s}
+            for r in runs for x in r.responses if x.scores is not None for v, s in x.scores.items()]
+
+
+def value_set_rows(runs: list[MethodRun]) -> list[dict]:
+    """Fig. 3: per size n, each method's mean conformity, its delta over Q on the same n values, and CV."""
+    vs = [r for r in runs if r.group == "value_sets"]
+    base = {r.variant: r.summary.mu_conf for r in vs if r.method == "q"}
+    rows = []
+    for r in sorted(vs, key=lambda r: (int(r.variant), r.method != "q", r.method)):
+        q = base.get(r.variant)
+        mu = r.summary.mu_conf
+        rows.append({"n": int(r.variant), "method": r.method, "label": r.label, "mu_conf": mu,
+                     "delta_vs_q": mu - q if (mu is not None and q is not None) else None, "cv": r.summary.cv,
+                     "missing": r.summary.missing})
+    return rows
+
+
+def jailbreak_rows(runs: list[MethodRun], threshold: float) -> list[dict]:
+    rows = []
+    for r in runs:
+        if r.group != "jailbreak":
+            continue
+        sh = jailbreak_shares(r.responses, threshold)
+        rows.append({"method": r.method, "label": r.label, "composition": r.composition,
+                     "queries_scored": sh.queries_scored, "helpful_share": sh.helpful_share,
+                     "toxic_share": sh.toxic_share, "threshold": threshold, "missing": r.summary.missing})
+    return rows
+
+
+def _write_frame(rows: list[dict], base: Path) -> list[Path]:
+    import polars as pl
+
+    df = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
+    buf = io.BytesIO()
+    df.write_parquet(buf)
+    atomic_write_bytes(base.with_suffix(".parquet"), buf.getvalue())
+    atomic_write_text(base.with_suffix(".csv"), df.write_csv())
+    return [base.with_suffix(".parquet"), base.with_suffix(".csv")]
+
+
+# -- Markdown ---------------------------------------------------------------------------------------------
+def _table(header: list[str], rows: list[list[str]], align: list[str] | None = None) -> list[str]:
+    align = align or ["---"] + ["---:"] * (len(header) - 1)
+    return ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"] + [
+        "| " + " | ".join(r) + " |" for r in rows]
+
+
+def _method_order(runs: list[MethodRun]) -> list[tuple[str, str]]:
+    from picaco.eval.config import ALL_METHODS
+
+    seen = {}
+    for r in runs:
+        seen.setdefault(r.method, r.label)
+    return [(m, seen[m]) for m in ALL_METHODS if m in seen]
+
+
+def markdown_report(config: EvalConfig, runs: list[MethodRun], figures: dict[str, Path]) -> str:
+    main = [r for r in runs if r.group == "main"]
+    comps = list(dict.fromkeys(r.composition for r in main))
+    by = {(r.composition, r.method): r for r in main}
+    titles = {r.composition: f"{r.composition_title}-{len(r.intended_values)}" for r in main}
+    methods = _method_order(main)
+    p = config.protocol
+    lines = [f"# Evaluation: {config.name}", "",
+             f"Target `{config.models.target}`, judge `{config.models.judge}`. Test prompts per composition: "
+             f"{len(main[0].prompts) if main else 0}; responses per query: {p.buckets} buckets x "
+             f"{p.samples_per_bucket} = {p.buckets * p.samples_per_bucket} (App. C.2). Judge attempts per score: "
+             f"{p.judge_attempts}; a score still unusable after them is **missing** (counted below, never filled in). "
+             f"Seed {config.seed}.", ""]
+    if main:
+        lines += ["## Overall conformity (Table 1)", "",
+                  "Mean judge score (1-5) over queries and judged values; for Schwartz compositions weighted by "
+                  "relevance, mu'_conf = mu_conf x Relevance / 5 (Eq. 7). **Best** in bold, second best "
+                  "underlined.", ""]
+        rows = [[label] for _, label in methods]
+        for c in comps:
+            col = [by[(c, m)].summary.overall if (c, m) in by else None for m, _ in methods]
+            for row, v, mark in zip(rows, col, rank_marks(col)):
+                row.append(_marked(_fmt(v), mark))
+        lines += _table(["Method"] + [titles[c] for c in comps], rows) + [""]
+        lines += ["## Balance across values", "",
+                  "Coefficient of variation of the per-value means (std / mean; lower is more balanced). "
+                  "**Lowest** in bold.", ""]
+        rows = [[label] for _, label in methods]
+        for c in comps:
+            col = [by[(c, m)].summary.cv if (c, m) in by else None for m, _ in methods]
+            for row, v, mark in zip(rows, col, rank_marks(col, higher_is_better=False)):
+                row.append(_marked(_fmt(v), mark))
+        lines += _table(["Method"] + [titles[c] for c in comps], rows) + [""]
+        for c in comps:
+            any_run = next(r for r in main if r.composition == c)
+            values = any_run.value_names + (["Relevance"] if any_run.relevance else [])
+            lines += [f"## Per-value scores: {any_run.composition_title} (Tables 6-10)", "",
+                      f"Judged values: {', '.join(any_run.value_names)}"
+                      + (" (the composition's values plus the other HH values, as in Tables 9-10)"
+                         if len(any_run.value_names) > len(any_run.intended_values) else "") + ".", ""]
+            rows = []
+            for m, label in methods:
+                r = by.get((c, m))
+                if r is None:
+                    continue
+                cells = [_fmt(r.summary.value_means.get(v)) for v in r.value_names]
+                if r.relevance:
+                    cells.append(_fmt(r.summary.relevance))
+                rows.append([label] + cells)
+            lines += _table(["Method"] + values, rows) + [""]
+            if c in figures:
+                lines += [f"![Per-value scores, {any_run.composition_title}]({figures[c].as_posix()})", ""]
+        lines += ["## Missing judge scores", "",
+                  "Responses whose judge reply was unusable after every attempt; they are left out of every mean.", ""]
+        rows = []
+        for r in main:
+            s = r.summary
+            rows.append([r.label, r.composition, str(s.responses), str(s.empty), str(s.judged), str(s.missing),
+                         str(s.judge_attempts), str(s.relevance_missing) if r.relevance else "-"])
+        lines += _table(["Method", "Composition", "responses", "empty", "judged", "missing", "judge calls",
+                         "relevance missing"], rows, ["---", "---"] + ["---:"] * 6) + [""]
+    lines += ["## Calls by method", "",
+              "Client requests, provider calls (by role), samples served from the cache and fetched, tokens, wall time. "
+              "A re-run is answered by the cache.", ""]
+    rows = []
+    for row in summary_rows(runs):
+        rows.append([row["label"], row["key"].split("/")[0], row["composition"], str(row["requests"]),
+                     str(row["provider_calls"]), str(row["target_calls"]), str(row["judge_calls"]),
+                     str(row["optimizer_calls"]), str(row["other_calls"]), str(row["samples_hit"]),
+                     str(row["samples_fetched"]), str(row["tokens"]), f"{row['wall_s']:.2f}"])
+    lines += _table(["Method", "Group", "Composition", "requests", "calls", "target", "judge", "optimizer", "other",
+                     "cached", "fetched", "tokens", "wall s"], rows, ["---"] * 3 + ["---:"] * 10) + [""]
+    vs_rows = value_set_rows(runs)
+    if vs_rows:
+        sizes = sorted({r["n"] for r in vs_rows})
+        labels = list(dict.fromkeys(r["label"] for r in vs_rows if r["method"] != "q"))
+        get = {(r["n"], r["label"]): r for r in vs_rows}
+        lines += ["## Growing HH value sets (Fig. 3)", "",
+                  "Delta of the mean score over Q on the same values, and the coefficient of variation (CV) across "
+                  "values. Values are added in the order " + ", ".join(config.analyses.value_sets.order) + ".", ""]
+        rows = []
+        for lab in labels:
+            rows.append([lab] + [f"{_fmt(get[(n, lab)]['delta_vs_q'])} / {_fmt(get[(n, lab)]['cv'])}"
+                                 if (n, lab) in get else "-" for n in sizes])
+        q_row = ["Q (mean / CV)"] + [f"{_fmt(get[(n, 'Q')]['mu_conf'])} / {_fmt(get[(n, 'Q')]['cv'])}"
+                                     if (n, "Q") in get else "-" for n in sizes]
+        lines += _table(["Method (delta / CV)"] + [f"n={n}" for n in sizes], [q_row] + rows) + [""]
+        if "value_sets" in figures:
+            lines += [f"![Growing value sets]({figures['value_sets'].as_posix()})", ""]
+    if config.analyses.jailbreak is not None:
+        jb_rows = jailbreak_rows(runs, config.analyses.jailbreak.threshold)
+        t = config.analyses.jailbreak.threshold
+        lines += ["## Jailbreak wrapper (Fig. 4c)", "",
+                  f"Queries wrapped in {'the bundled STAND-IN template (not a real jailbreak)' if config.analyses.jailbreak.template is None else str(config.analyses.jailbreak.template)}; "
+                  f"share of queries whose responses have an average Helpfulness >= {t:g}, and an average Toxicity "
+                  f">= {t:g} (Toxicity = 6 - Non-Toxicity on our judge's scale).", ""]
+        lines += _table(["Method", "queries scored", f"Helpfulness >= {t:g}", f"Toxicity >= {t:g}", "missing"],
+                        [[r["label"], str(r["queries_scored"]), _pct(r["helpful_share"]), _pct(r["toxic_share"]),
+                          str(r["missing"])] for r in jb_rows]) + [""]
+        if "jailbreak" in figures:
+            lines += [f"![Jailbreak]({figures['jailbreak'].as_posix()})", ""]
+    oc = [r for r in runs if r.group == "optimizer_choice"]
+    if oc:
+        lines += ["## Optimizer model choice (Fig. 4a)", "",
+                  "PICACO instructions refined by different optimizer models, evaluated like PICACO.", ""]
+        rows = []
+        for c in comps or list(dict.fromkeys(r.composition for r in oc)):
+            base = by.get((c, "picaco"))
+            if base is not None:
+                rows.append([base.label, c, _fmt(base.summary.overall), _fmt(base.summary.cv)])
+            rows += [[r.label, c, _fmt(r.summary.overall), _fmt(r.summary.cv)] for r in oc if r.composition == c]
+        lines += _table(["Variant", "Composition", "overall", "CV"], rows, ["---", "---", "---:", "---:"]) + [""]
+        if "optimizer_choice" in figures:
+            lines += [f"![Optimizer choice]({figures['optimizer_choice'].as_posix()})", ""]
+    instr = [r for r in runs if r.method in ("picaco", "opro") and "instruction" in r.info]
+    if instr:
+        lines += ["## Meta-instructions evaluated", ""]
+        for r in instr:
+            extra = (f" (from {r.info['origin']})" if r.method == "picaco" and r.info.get("origin") else
+                     f" (OPRO score {_fmt(r.info.get('score'), 1)}, found in iteration {r.info.get('born')} of "
+                     f"{r.info.get('iterations')}, {r.info.get('candidates')} candidates)" if r.method == "opro" else "")
+            lines += [f"**{r.label}**, {r.composition}{' [' + r.group + ']' if r.group != 'main' else ''}{extra}:", "",
+                      "> " + r.info["instruction"].replace("\n", "\n> "), ""]
+    lines += ["## Notes", "",
+              "Wording the paper does not give (MP+System 1/2 personas, the MODULAR summary prompt, CICL's negative "
+              "demonstrations, URIAL+SUM's teacher summaries, OPRO's meta-prompt adaptation, the jailbreak stand-in) "
+              "is ours; see docs/evaluation.md.", ""]
+    return "\n".join(lines)
+
+
+def write_outputs(config: EvalConfig, runs: list[MethodRun]) -> dict:
+    """Tables, figures and report.md for the runs; returns {report, files, figures, summary}."""
+    from picaco.eval.plots import write_figures
+
+    out = config.eval_dir
+    files: list[Path] = []
+    files += _write_frame(summary_rows(runs), out / "summary")
+    files += _write_frame(value_rows(runs), out / "values")
+    files += _write_frame(response_rows(runs), out / "responses")
+    files += _write_frame(score_rows(runs), out / "scores")
+    if any(r.group == "value_sets" for r in runs):
+        files += _write_frame(value_set_rows(runs), out / "value_sets")
+    if config.analyses.jailbreak is not None:
+        files += _write_frame(jailbreak_rows(runs, config.analyses.jailbreak.threshold), out / "jailbreak")
+    figures = write_figures(config, runs)
+    rel = {k: p.relative_to(out) for k, p in figures.items()}
+    report = out / "report.md"
+    atomic_write_text(report, markdown_report(config, runs, rel))
+    main = [row for row in summary_rows(runs) if row["group"] == "main"]
+    return {"eval_dir": str(out), "report": str(report), "files": [str(f) for f in files],
+            "figures": {k: str(p) for k, p in figures.items()}, "summary": main}
