@@ -83,9 +83,12 @@ def screenshot(url: str, out: Path, *, width: int = 1400, height: int = 900, bud
     return out
 
 
-def rendered_dom(url: str, *, budget_ms: int = 20000, timeout: float = 180) -> str:
-    """The page's DOM after its scripts ran for `budget_ms` of virtual time."""
-    proc = _chromium([f"--virtual-time-budget={budget_ms}", "--dump-dom", url], timeout)
+def rendered_dom(url: str, *, width: int = 1400, height: int = 900, budget_ms: int = 20000,
+                 timeout: float = 180) -> str:
+    """The page's DOM after its scripts ran for `budget_ms` of virtual time. The window size matters: the
+    UI renders lists (e.g. a run's logs) only as far as the viewport reaches."""
+    proc = _chromium([f"--window-size={width},{height}", f"--virtual-time-budget={budget_ms}", "--dump-dom", url],
+                     timeout)
     if proc.returncode != 0:
         raise ScreenshotError(f"chromium --dump-dom {url} exited with {proc.returncode}")
     return proc.stdout.decode("utf-8", errors="replace")
@@ -138,9 +141,8 @@ def check_page(url: str, out: Path, expect: list[str] = (), **kw) -> dict:
     reasons = stats.blank_reasons()
     if reasons:
         raise ScreenshotError(f"screenshot {out} of {url} looks blank: {'; '.join(reasons)}")
-    missing = []
     if expect:
-        dom = rendered_dom(url, budget_ms=kw.get("budget_ms", 20000))
+        dom = rendered_dom(url, **{k: v for k, v in kw.items() if k in ("width", "height", "budget_ms", "timeout")})
         missing = [e for e in expect if e not in dom]
         if missing:
             raise ScreenshotError(f"the rendered page {url} does not show {missing}")

@@ -78,7 +78,7 @@ class RecordingProvider(Provider):
         texts = []
         for k in range(call.n):
             seed = (call.seed or 0) + k
-            rng = random.Random(f"{seed}|{user}|{call.model}")
+            rng = random.Random(f"{seed}|{call.messages}|{call.model}")
             texts.append(self._reply(rng, call, user))
         return ChatReply([Completion(t, "stop") for t in texts], prompt_tokens=10, completion_tokens=5 * len(texts))
 

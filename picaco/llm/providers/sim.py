@@ -1,8 +1,9 @@
 """The simulator as an in-process provider: the same engine `picaco sim-server` serves over HTTP.
 
 `sim/<anything>` models share one engine per world; options (in the provider settings):
-`world` (default "echo"; "values" is the simulated value world), `latency_ms` (sleep per call, to
-exercise concurrency offline).
+`world` (default "echo"; "values" is the simulated value world, "values-null" its null optimizer),
+`world_<field>` overrides a WorldConfig field (e.g. `world_malformed_rate: 0.05`), `latency_ms` (sleep
+per call, to exercise concurrency offline), `max_context_tokens`.
 """
 
 from __future__ import annotations
@@ -16,17 +17,28 @@ from picaco.llm.errors import ContextTooLong
 from picaco.llm.providers.base import ChatCall, ChatReply, Completion, EmbedReply, Provider, ProviderSettings
 from picaco.sim.engine import SimEngine, count_tokens
 
-_ENGINES: dict[str, SimEngine] = {}
+_ENGINES: dict[tuple, SimEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def engine_for(world: str) -> SimEngine:
+def engine_for(world: str, overrides: dict | None = None) -> SimEngine:
+    key = (world, tuple(sorted((overrides or {}).items())))
     with _ENGINES_LOCK:
-        engine = _ENGINES.get(world)
+        engine = _ENGINES.get(key)
         if engine is None:
             from picaco.sim.engine import make_world
 
-            engine = _ENGINES[world] = SimEngine(make_world(world))
+            if overrides:
+                from picaco.llm.errors import ConfigError
+
+                if world not in ("values", "values-null"):
+                    raise ConfigError(f"sim option world_* needs world 'values' or 'values-null', not {world!r}")
+                spec = dict(overrides)
+                if world == "values-null":
+                    spec.setdefault("null_optimizer", True)
+                engine = _ENGINES[key] = SimEngine(make_world(spec))
+            else:
+                engine = _ENGINES[key] = SimEngine(make_world(world))
         return engine
 
 
@@ -34,10 +46,12 @@ class SimProvider(Provider):
     def __init__(self, name: str, settings: ProviderSettings) -> None:
         super().__init__(name, settings)
         self.world = str(settings.options.get("world", "echo"))
+        overrides = {k[len("world_"):]: v for k, v in settings.options.items() if k.startswith("world_")}
         self.latency_s = float(settings.options.get("latency_ms", 0)) / 1000.0
         self.max_context_tokens = int(settings.options.get("max_context_tokens", 0))
-        self.endpoint = f"sim-inproc:{self.world}"
-        self._engine = engine_for(self.world)
+        # the world (and its overrides) decides every answer, so it is part of the endpoint identity
+        self.endpoint = f"sim-inproc:{self.world}" + "".join(f";{k}={v}" for k, v in sorted(overrides.items()))
+        self._engine = engine_for(self.world, overrides)
 
     async def generate(self, call: ChatCall) -> ChatReply:
         if self.latency_s:
