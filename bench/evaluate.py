@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import sys
 import tempfile
@@ -113,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--attempts", type=int, default=3, help="judge attempts per score")
     ap.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
     args = ap.parse_args(argv)
+    # each spoiled judge reply is logged as a warning by the estimators; the counts below say it all
+    logging.getLogger("picaco.method.estimators").setLevel(logging.ERROR)
 
     from picaco.config import parse_run_config
     from picaco.eval.runner import evaluate

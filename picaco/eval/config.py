@@ -9,10 +9,11 @@ configs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
+                      model_validator)
 
 from picaco.config import SamplingConfig
 from picaco.llm.client import ClientConfig
@@ -49,7 +50,8 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 class PromptSet(BaseModel):
     """A slice of prompts: the bundled demo prompts of a family (`auto`: the composition's family) or a
-    Parquet/JSONL/CSV file with a `prompt` column (and optionally `prompt_id`)."""
+    Parquet/JSONL/CSV file with a `prompt` column (and optionally `prompt_id`); `{composition}` in the
+    path stands for each composition's name, e.g. artifacts/datasets/{composition}/test.parquet."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     demo_family: Literal["auto", "hh", "schwartz"] | None = None
@@ -135,6 +137,19 @@ class PicacoSource(BaseModel):
         if self.instruction is not None and not self.instruction.strip():
             raise ValueError("'instruction' is empty")
         return self
+
+
+def _picaco_shape(v) -> str:
+    """One source (its own field names) or a mapping composition -> source."""
+    if isinstance(v, PicacoSource) or (isinstance(v, dict) and set(v) <= set(PicacoSource.model_fields)):
+        return _ONE
+    return _PER_COMPOSITION
+
+
+_ONE, _PER_COMPOSITION = "<one source>", "<per composition>"  # union tags, dropped from error locations
+PicacoSources = Annotated[Union[Annotated[PicacoSource, Tag(_ONE)],
+                                Annotated[dict[str, PicacoSource], Tag(_PER_COMPOSITION)]],
+                          Discriminator(_picaco_shape)]
 
 
 class UrialConfig(BaseModel):
@@ -238,7 +253,7 @@ class EvalConfig(BaseModel):
     protocol: ProtocolConfig = ProtocolConfig()
     sampling: SamplingConfig = SamplingConfig()
     # One source for every composition, or one per composition (keyed by the names in `compositions`).
-    picaco: PicacoSource | dict[str, PicacoSource] | None = None
+    picaco: PicacoSources | None = None
     urial: UrialConfig = UrialConfig()
     opro: OproConfig = OproConfig()
     analyses: AnalysesConfig = AnalysesConfig()
@@ -305,7 +320,7 @@ def parse_eval_config(raw: dict, where: str = "eval config") -> EvalConfig:
         return EvalConfig.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(x) for x in first["loc"])
+        field = ".".join(str(x) for x in first["loc"] if x not in (_ONE, _PER_COMPOSITION))
         msg = first["msg"].removeprefix("Value error, ")
         # a model-level check names its field at the start of its message
         raise ConfigError(f"{where}: field '{field}': {msg}" if field else f"{where}: {msg}") from None

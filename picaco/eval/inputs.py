@@ -44,12 +44,15 @@ def _read_prompt_file(path: Path) -> list[dict]:
     return df.select([c for c in ("prompt_id", "prompt") if c in df.columns]).to_dicts()
 
 
-def load_prompt_set(spec: PromptSet, kind: str, *, default_offset: int = 0, what: str = "prompts") -> list[TaskPrompt]:
-    """The prompts of `spec` for a composition of `kind` ('hh' | 'schwartz')."""
+def load_prompt_set(spec: PromptSet, kind: str, *, composition: str = "", default_offset: int = 0,
+                    what: str = "prompts") -> list[TaskPrompt]:
+    """The prompts of `spec` for a composition of `kind` ('hh' | 'schwartz'). A `{composition}` in the
+    path is replaced by the composition's name (datasets_prep writes <out>/<composition>/test.parquet)."""
     from picaco.values import load_demo_prompts
 
     if spec.path is not None:
-        rows, where = _read_prompt_file(spec.path), str(spec.path)
+        path = Path(str(spec.path).replace("{composition}", composition))
+        rows, where = _read_prompt_file(path), str(path)
     else:
         family = kind if spec.family == "auto" else spec.family
         rows, where = load_demo_prompts(family=family), f"bundled demo prompts ({family})"

@@ -268,18 +268,22 @@ def resolve_inputs(config: EvalConfig, job: EvalJob, on_event: Event | None = No
     run_x, after = _run_prompts(run_cfg) if run_cfg is not None else (None, None)
     if config.optimization_prompts is not None:
         opt_spec = config.optimization_prompts
-        optimization = load_prompt_set(opt_spec, comp.kind, what="optimization_prompts")
+        optimization = load_prompt_set(opt_spec, comp.kind, composition=comp.name, what="optimization_prompts")
         after = (opt_spec.offset or 0) + opt_spec.count if opt_spec.family is not None else None
+        if run_x is not None and [p.text for p in run_x] != [p.text for p in optimization]:
+            log.warning("%s: optimization_prompts differ from the PICACO run's X; OPRO is then not tuned on "
+                        "PICACO's query set (App. C.3 uses the same set)", job.key)
     elif run_x is not None:
         optimization = run_x
     else:
-        optimization = load_prompt_set(DEFAULT_OPTIMIZATION_SET, comp.kind, what="optimization_prompts")
+        optimization = load_prompt_set(DEFAULT_OPTIMIZATION_SET, comp.kind, composition=comp.name,
+                                       what="optimization_prompts")
         after = DEFAULT_OPTIMIZATION_SET.offset + DEFAULT_OPTIMIZATION_SET.count
     if job.prompts_kind == "jailbreak" and config.analyses.jailbreak.prompts is not None:
         spec, what = config.analyses.jailbreak.prompts, "analyses.jailbreak.prompts"
     else:
         spec, what = config.prompts, "prompts"
-    test = load_prompt_set(spec, comp.kind, default_offset=after or 0, what=what)
+    test = load_prompt_set(spec, comp.kind, composition=comp.name, default_offset=after or 0, what=what)
     check_disjoint(test, optimization, what)
     if run_x is not None:
         check_disjoint(test, run_x, f"{what} (against the PICACO run's prompts)")

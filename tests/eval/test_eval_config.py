@@ -83,3 +83,17 @@ def test_jailbreak_template_must_have_the_query_slot(tape, tmp_path):
     job = next(j for j in plan_jobs(cfg) if j.group == "jailbreak")
     with pytest.raises(ConfigError, match=r"must have exactly the slot \{query\}"):
         run_job(cfg, job)
+
+
+def test_prompt_path_per_composition(tape, tmp_path):
+    _, key = tape
+    for comp in ("helpfulness", "harmlessness"):
+        (tmp_path / comp).mkdir()
+        (tmp_path / comp / "test.csv").write_text(f"prompt_id,prompt\n{comp}-1,First {comp} prompt\n"
+                                                  f"{comp}-2,Second {comp} prompt\n")
+    cfg = parse_eval_config(eval_raw(tmp_path, key, compositions=["helpfulness", "harmlessness"],
+                                     prompts={"path": str(tmp_path / "{composition}" / "test.csv"), "count": 1,
+                                              "offset": 1}))
+    runs = {j.composition: run_job(cfg, j) for j in plan_jobs(cfg)}
+    assert runs["helpfulness"].prompts == {"helpfulness-2": "Second helpfulness prompt"}
+    assert runs["harmlessness"].prompts == {"harmlessness-2": "Second harmlessness prompt"}

@@ -1,0 +1,50 @@
+"""The optimization flow under a Prefect test server, against the in-process simulator."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flows._common import artifact_key
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def config(tmp_path) -> dict:
+    return {"run_name": "flow-run", "composition": "harmlessness", "prompts": {"demo_family": "hh"},
+            "runs_dir": str(tmp_path / "runs"), "models": {"embedding": "sim/embed"},
+            "client": {"cache_dir": str(tmp_path / "cache"),
+                       "providers": {"sim": {"kind": "sim", "options": {"world": "values"}}}},
+            "picaco": {"n_prompts": 3, "m1": 2, "m2": 2, "iterations": 2, "noisy_samples": 3, "n_pe_samples": 2,
+                       "buckets": 2, "samples_per_bucket": 1}}
+
+
+def test_optimize_flow_runs_publishes_artifacts_and_resumes_for_free(tmp_path):
+    from prefect.artifacts import Artifact
+
+    from flows.optimize import optimize_flow
+
+    raw = config(tmp_path)
+    result = optimize_flow(config=raw)
+    assert result["best_instruction"] and set(result["value_scores"]) == {
+        "Non-Toxicity", "Fairness", "Information Safety", "Responsible Uses"}
+    for t in (1, 2):
+        art = Artifact.get(artifact_key("flow-run", "iteration", t))
+        assert art is not None and f"Iteration {t}" in art.data and "TC_e" in art.data
+    assert Artifact.get(artifact_key("flow-run", "result")) is not None
+    progress = Artifact.get(artifact_key("flow-run", "progress"))
+    assert progress is not None and float(progress.data) == pytest.approx(100.0)
+
+    log = tmp_path / "runs" / "flow-run" / "calls.jsonl"
+    paid = sum(json.loads(line)["calls"] for line in log.read_text().splitlines())
+    again = optimize_flow(config=raw)
+    assert sum(json.loads(line)["calls"] for line in log.read_text().splitlines()) == paid
+    assert again["best_instruction"] == result["best_instruction"]
+
+
+def test_noisy_pool_flow(tmp_path):
+    from flows.noisy_pool import noisy_pool_flow
+
+    out = noisy_pool_flow(config={**config(tmp_path), "run_name": "noisy-only"})
+    assert out == {"prompts": 3, "kept": 3 * 2, "observation_texts": 8}  # top-M2 per prompt; S = D
