@@ -186,6 +186,37 @@ def demo_cmd(config: Path = typer.Option(DEFAULT_DEMO_CONFIG, "--config", help="
     console.print(f"Report: {demo['report']}  Plot: {demo['plot']}")
 
 
+@app.command("estimate")
+def estimate_cmd(config: Path = typer.Option(..., "--config", help="run config YAML")) -> None:
+    """Run the configuration on the simulator and print the calls, tokens and money it would cost per
+    role on the configured providers, before you spend anything."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from picaco.config import load_run_config
+    from picaco.estimate import estimate
+
+    try:
+        cfg = load_run_config(config)
+        out: dict = {}
+        _with_progress(cfg, "estimate (simulated)", lambda on_event: out.update(estimate(cfg, on_event=on_event)))
+    except PicacoError as exc:
+        _fail(exc)
+    money = lambda x: "no price" if x is None else f"${x:,.2f}"  # noqa: E731
+    table = Table("role", "model", "calls", "prompt tokens", "completion tokens", "cost", "upper bound",
+                  title=f"Estimated cost of '{cfg.run_name}'")
+    for role, r in sorted(out["by_role"].items()):
+        table.add_row(role, r["model"], f"{r['calls']:,}", f"{r['prompt_tokens']:,}", f"{r['completion_tokens']:,}",
+                      money(r["cost_usd"]), money(r["cost_upper_bound_usd"]))
+    table.add_row("total", "", "", "", "", money(out["total_usd"]), money(out["total_upper_bound_usd"]))
+    console = Console()
+    console.print(table)
+    console.print("Token counts are the simulator's (its answers run 40-150 words); the upper bound puts every "
+                  "completion at max_tokens.")
+    if out["unpriced_models"]:
+        console.print(f"No price for: {', '.join(out['unpriced_models'])}; add them with client.prices_path.")
+
+
 @app.command("draft-demos")
 def draft_demos(values: str = typer.Option(..., help="comma-separated value names from the value library"),
                 queries: Path = typer.Option(..., help="a text file, one query per line"),

@@ -122,8 +122,10 @@ class PicacoSource(BaseModel):
     result: Path | None = None
     run_config: Path | None = None
     instruction: str | None = None
-    # With run_config only: override models.optimizer (Fig. 4a) and/or the run name.
+    # With run_config only: override models.optimizer (Fig. 4a), the composition it optimizes (e.g. the
+    # jailbreak analysis's Harmlessness) and/or the run name.
     optimizer: str | None = None
+    composition: str | None = None
     run_name: str | None = Field(None, pattern=_NAME)
 
     @model_validator(mode="after")
@@ -132,8 +134,8 @@ class PicacoSource(BaseModel):
         if len(given) != 1:
             raise ValueError("give exactly one of 'result', 'run_config' or 'instruction'"
                              + (f" (got {', '.join(given)})" if given else ""))
-        if self.run_config is None and (self.optimizer is not None or self.run_name is not None):
-            raise ValueError("'optimizer' and 'run_name' only apply together with 'run_config'")
+        if self.run_config is None and any(x is not None for x in (self.optimizer, self.composition, self.run_name)):
+            raise ValueError("'optimizer', 'composition' and 'run_name' only apply together with 'run_config'")
         if self.instruction is not None and not self.instruction.strip():
             raise ValueError("'instruction' is empty")
         return self

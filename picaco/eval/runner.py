@@ -179,8 +179,8 @@ def picaco_run_config(source: PicacoSource, composition_ref: str | None = None,
                       run_name: str | None = None) -> RunConfig:
     cfg = load_run_config(source.run_config, run_name=source.run_name or run_name)
     update = {}
-    if composition_ref is not None:
-        update["composition"] = composition_ref
+    if composition_ref is not None or source.composition is not None:
+        update["composition"] = composition_ref or source.composition
     if source.optimizer is not None:
         update["models"] = cfg.models.model_copy(update={"optimizer": source.optimizer})
         if source.run_name is None:

@@ -1,0 +1,73 @@
+"""`picaco estimate`: what a configuration would cost on its real providers, before paying anything.
+
+The configuration runs to the end on the simulated value world (same N, M1, M2, T, n, buckets, the
+same prompts and composition), with every model replaced by the simulator playing its role; the calls
+and tokens it makes, by role, are then priced with the *configured* models' prices. The simulator's
+replies are 40-150 words: a real model that writes longer answers costs more, so the table also gives
+an upper bound with every completion at its max_tokens.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from picaco.config import RunConfig
+from picaco.demo import calls_by_role
+from picaco.llm.pricing import PriceTable
+from picaco.llm.providers.base import ProviderSettings
+
+
+def simulated_config(config: RunConfig, workdir: Path) -> RunConfig:
+    # The simulator's hashed embeddings stand in for any embedding model: the counts of texts (and so
+    # the tokens a paid embedding API would bill) are the same, and they cost no CPU time.
+    return config.model_copy(update={
+        "run_name": f"estimate-{config.run_name}",
+        "runs_dir": workdir / "runs",
+        "models": config.models.model_copy(update={"target": "sim/target", "judge": "sim/judge",
+                                                    "optimizer": "sim/optimizer", "embedding": "sim/embedding"}),
+        "client": config.client.model_copy(update={
+            "cache_dir": workdir / "cache", "call_log_path": None, "cache_mode": "normal",
+            "providers": {"sim": ProviderSettings(kind="sim", options={"world": "values"})}}),
+    })
+
+
+def estimate(config: RunConfig, workdir: Path | None = None, on_event=None) -> dict:
+    from picaco.method.run import optimize
+
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="picaco-estimate-"))
+    sim_cfg = simulated_config(config, workdir)
+    optimize(sim_cfg, on_event=on_event)
+    usage = calls_by_role(sim_cfg.run_dir / "calls.jsonl")
+    prices = PriceTable.load(config.client.prices_path)
+    s = config.sampling
+    models = {"target": config.models.target, "judge": config.models.judge,
+              "optimizer": config.models.optimizer_model, "embedding": config.models.embedding}
+    max_tokens = {"target": s.target_max_tokens, "judge": s.judge_max_tokens, "optimizer": s.optimizer_max_tokens,
+                  "embedding": 0}
+    rows = {}
+    for role, u in usage.items():
+        model = models.get(role, "?")
+        cost = prices.cost(model, u["prompt_tokens"], u["completion_tokens"])
+        bound = prices.cost(model, u["prompt_tokens"], _samples_drawn(sim_cfg, role) * max_tokens.get(role, 0))
+        rows[role] = {"model": model, "calls": u["calls"], "prompt_tokens": u["prompt_tokens"],
+                      "completion_tokens": u["completion_tokens"], "cost_usd": cost,
+                      "cost_upper_bound_usd": bound, "priced": cost is not None}
+    total = sum(r["cost_usd"] or 0.0 for r in rows.values())
+    total_bound = sum(r["cost_upper_bound_usd"] or 0.0 for r in rows.values())
+    unpriced = [r["model"] for r in rows.values() if not r["priced"]]
+    return {"by_role": rows, "total_usd": total, "total_upper_bound_usd": total_bound, "unpriced_models": unpriced,
+            "workdir": str(workdir)}
+
+
+def _samples_drawn(config: RunConfig, role: str) -> int:
+    """Samples the provider drew for a role (the call log's misses of chat requests)."""
+    import json
+
+    log = config.run_dir / "calls.jsonl"
+    total = 0
+    for line in log.read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        if rec["role"] == role and rec.get("kind") == "chat":
+            total += rec.get("misses", 0)
+    return total
