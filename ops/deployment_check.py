@@ -124,9 +124,10 @@ def check_artifacts(api: PrefectApi, run_id: str, run_name: str, iterations: int
         expect(any(a["type"] == "markdown" for a in by_key.get(md, [])), f"no markdown artifact {md!r}")
         expect(any(a["type"] == "table" for a in by_key.get(tbl, [])), f"no table artifact {tbl!r}")
         found[md], found[tbl] = by_key[md][0]["id"], by_key[tbl][0]["id"]
-    progress = [a for a in arts if a["type"] == "progress"]
-    expect(progress, "no progress artifact")
-    expect(any(float(a["data"]) == 100.0 for a in progress),
+    progress_key = artifact_key(run_name, "progress")
+    progress = [a for a in by_key.get(progress_key, []) if a["type"] == "progress"]
+    expect(progress, f"no progress artifact {progress_key!r}")
+    expect(all(float(a["data"]) == 100.0 for a in progress),
            f"progress artifact not at 100 %: {[a['data'] for a in progress]}")
     result_key = artifact_key(run_name, "result")
     expect(result_key in by_key, f"no result artifact {result_key!r}")

@@ -1,5 +1,8 @@
 """The evaluation judges: Fig. 9 value conformity and, for Schwartz compositions, Fig. 10 relevance.
 
+Scores are stored as conformity, 5 = best, whatever the Fig. 9 wording: with the `harm` wording the
+judge rates harm (5 = most harmful) and the score is turned into 6 - harm (docs/values_and_templates.md).
+
 Unusable judge replies are asked again (`protocol.judge_attempts` in all); after the last attempt the
 score is recorded as missing (None) and counted, never filled in (picaco.method.estimators).
 """
@@ -52,13 +55,14 @@ def _key_extra() -> dict[str, str]:
 
 async def judge_values(client: LLMClient, setup: JudgeSetup, items: list[tuple[str, str]], *, model: str,
                        attempts: int, sampling, seed: int) -> list[Judgement]:
-    from picaco.templates import parse_value_scores, render_value_judge
+    from picaco.method.estimators import value_judge_parser
+    from picaco.templates import render_value_judge
 
-    names = setup.value_names
     return await judge_many(
         client, items, model=model,
         render=lambda q, r: render_value_judge(setup.values, setup.variant, q, r),
-        parse=lambda reply: parse_value_scores(reply, names),
+        # conformity scores (5 = best) in every wording: the harm wording's scores are inverted there
+        parse=value_judge_parser(setup.value_names, setup.variant),
         attempts=attempts, temperature=sampling.judge_temperature, retry_temperature=sampling.judge_retry_temperature,
         max_tokens=sampling.judge_max_tokens, seed=seed, key_extra=_key_extra())
 

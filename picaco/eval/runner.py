@@ -55,6 +55,8 @@ class EvalJob(BaseModel):
     variant: str | None = None
     judged_values: Literal["paper", "composition"] = "paper"
     prompts_kind: Literal["test", "jailbreak"] = "test"
+    # The group's PICACO source, set for every method of the group: PICACO's instruction for the
+    # `picaco` job, and for all jobs the run whose X is OPRO's query set and precedes the test prompts.
     picaco: PicacoSource | None = None
     # value sets: a PICACO run config is optimized on this job's composition, under this run name
     picaco_composition_override: bool = False
@@ -106,20 +108,18 @@ def plan_jobs(config: EvalConfig) -> list[EvalJob]:
         for m in config.methods:
             jobs.append(EvalJob(key=f"main/{comp.name}/{m}", group="main", composition=ref, method=m,
                                 label=METHOD_LABELS[m], judged_values=config.protocol.judged_values,
-                                picaco=config.picaco_source(ref) if m == "picaco" else None))
+                                picaco=config.picaco_source(ref)))
     a = config.analyses
     if a.value_sets is not None:
         base_run_name = None
         if a.value_sets.picaco_run_config is not None:
             base_run_name = load_run_config(a.value_sets.picaco_run_config).run_name
         for n, path in write_value_set_compositions(config).items():
+            src, override, run_name = a.value_sets.picaco.get(n), False, None
+            if src is None and a.value_sets.picaco_run_config is not None:
+                src = PicacoSource(run_config=a.value_sets.picaco_run_config)
+                override, run_name = True, f"{base_run_name}-hh{n}"[:100]
             for m in ["q", *a.value_sets.methods]:
-                src, override, run_name = None, False, None
-                if m == "picaco":
-                    src = a.value_sets.picaco.get(n)
-                    if src is None:
-                        src = PicacoSource(run_config=a.value_sets.picaco_run_config)
-                        override, run_name = True, f"{base_run_name}-hh{n}"[:100]
                 jobs.append(EvalJob(key=f"value_sets/n{n}/{m}", group="value_sets", composition=str(path), method=m,
                                     label=METHOD_LABELS[m], variant=str(n), judged_values="composition", picaco=src,
                                     picaco_composition_override=override, picaco_run_name=run_name))
@@ -129,8 +129,8 @@ def plan_jobs(config: EvalConfig) -> list[EvalJob]:
         if comp.kind != "hh":
             raise ConfigError(f"analyses.jailbreak.composition: {jb.composition!r} is a Schwartz composition; the "
                               "jailbreak analysis reads Helpfulness and Toxicity, so it needs an HH composition")
+        src = jb.picaco or config.picaco_source(jb.composition)
         for m in jb.methods:
-            src = (jb.picaco or config.picaco_source(jb.composition)) if m == "picaco" else None
             jobs.append(EvalJob(key=f"jailbreak/{comp.name}/{m}", group="jailbreak", composition=jb.composition,
                                 method=m, label=METHOD_LABELS[m], judged_values="paper", prompts_kind="jailbreak",
                                 picaco=src))
@@ -245,25 +245,22 @@ def _picaco_for(job: EvalJob, composition, on_event) -> PicacoResolved | None:
                           else None, run_name=job.picaco_run_name, on_event=on_event)
 
 
-def _known_run_config(config: EvalConfig, job: EvalJob) -> RunConfig | None:
-    """PICACO's run config when the config names one, without optimizing: its X is OPRO's query set and
-    must not overlap the test set."""
+def _known_run_config(job: EvalJob) -> RunConfig | None:
+    """PICACO's run config when the job's group names one, without optimizing: its X is OPRO's query set
+    and the test set starts after it, for every method of the group alike."""
     src = job.picaco
-    override = job.picaco_composition_override
-    if src is None and job.group in ("main", "jailbreak"):
-        src = config.picaco_source(job.composition)
-        override = False
     if src is None or src.instruction is not None:
         return None
     if src.result is not None:
         return _run_config_beside(Path(src.result)) if Path(src.result).is_file() else None
-    return picaco_run_config(src, job.composition if override else None, job.picaco_run_name)
+    return picaco_run_config(src, job.composition if job.picaco_composition_override else None,
+                             job.picaco_run_name)
 
 
 def resolve_inputs(config: EvalConfig, job: EvalJob, on_event: Event | None = None) -> JobInputs:
     comp = _load_composition(job.composition)
     picaco = _picaco_for(job, comp, on_event)
-    run_cfg = picaco.run_config if picaco is not None else _known_run_config(config, job)
+    run_cfg = picaco.run_config if picaco is not None else _known_run_config(job)
     # the optimization set: explicit, else PICACO's X, else the default demo slice
     run_x, after = _run_prompts(run_cfg) if run_cfg is not None else (None, None)
     if config.optimization_prompts is not None:

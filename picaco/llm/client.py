@@ -101,7 +101,8 @@ class CallLog:
         self._lock = threading.Lock()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(path, "a", encoding="utf-8", buffering=1 << 16)
+            # line-buffered: a process killed mid-run must not lose the record of calls it paid for
+            self._fh = open(path, "a", encoding="utf-8", buffering=1)
 
     def write(self, record: dict) -> None:
         if self._fh is not None:

@@ -74,6 +74,7 @@ class EStepState(BaseModel):
 class MStepReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
     proposed: int
+    optimizer_attempts: int = 0  # optimizer requests made, retries included
     new_unique: int
     skipped: list[str]  # why an optimizer slot gave no candidate (no <INS>, empty, duplicate)
     kept: int
@@ -305,9 +306,10 @@ def stratified_examples(candidates: list[Candidate], rng, k: int = 4) -> list[st
     return [c.instruction for c in picks]
 
 
-async def propose(ctx: RunContext, t: int, slot: int, existing: list[Candidate]) -> tuple[str | None, str | None]:
+async def propose(ctx: RunContext, t: int, slot: int, existing: list[Candidate]
+                  ) -> tuple[str | None, str | None, int]:
     """One optimizer call (Fig. 8) for candidate slot `slot`; retried on an unusable reply.
-    Returns (instruction, None) or (None, reason)."""
+    Returns (instruction, None, attempts) or (None, reason, attempts)."""
     from picaco.templates import TECHNIQUES, parse_instruction, render_m_step
 
     cfg, s = ctx.config.picaco, ctx.config.sampling
@@ -323,12 +325,12 @@ async def propose(ctx: RunContext, t: int, slot: int, existing: list[Candidate])
     for attempt in range(cfg.optimizer_attempts):
         reply = await ctx.client.chat(request, n=1, start=attempt)
         try:
-            return parse_instruction(reply.text, length=cfg.instruction_length), None
+            return parse_instruction(reply.text, length=cfg.instruction_length), None, attempt + 1
         except ValueError as exc:
             reason = f"slot {slot}: {exc}"
             log.info("optimizer reply unusable (t=%d, slot %d, attempt %d): %s", t, slot, attempt + 1, exc)
     log.warning("optimizer slot skipped after %d attempts: %s", cfg.optimizer_attempts, reason)
-    return None, reason
+    return None, reason, cfg.optimizer_attempts
 
 
 @dataclass(frozen=True)
@@ -395,7 +397,7 @@ async def m_step(ctx: RunContext, t: int, candidates: list[Candidate], pools: di
     proposals = await asyncio.gather(*[propose(ctx, t, slot, candidates) for slot in range(cfg.m2)])
     known = {c.instruction for c in kept}
     new, skipped = [], []
-    for slot, (instruction, reason) in enumerate(proposals):
+    for slot, (instruction, reason, _) in enumerate(proposals):
         if instruction is None:
             skipped.append(reason)
         elif instruction in known:
@@ -409,6 +411,7 @@ async def m_step(ctx: RunContext, t: int, candidates: list[Candidate], pools: di
     rescored = [c.model_copy(update={"tc": tc, "aligned_term": a, "noisy_term": nt})
                 for c, (tc, a, nt) in zip(pool_of_candidates, scores)]
     best = select_best(rescored)
-    report = MStepReport(proposed=cfg.m2, new_unique=len(new), skipped=skipped, kept=len(kept),
+    report = MStepReport(proposed=cfg.m2, optimizer_attempts=sum(p[2] for p in proposals),
+                         new_unique=len(new), skipped=skipped, kept=len(kept),
                          best_changed=best.instruction != previous_best)
     return rescored, best, report

@@ -250,3 +250,15 @@ def test_judges_see_all_eight_hh_values_and_relevance_only_for_schwartz(tape, tm
     assert run.relevance and len(rel) == len(run.responses)
     s = run.summary
     assert s.overall == pytest.approx(s.mu_conf * s.relevance / 5)
+
+
+def test_harm_worded_judge_scores_are_stored_as_conformity(tape, tmp_path):
+    tp, key = tape
+    tp.judge_fixed = 2  # the judge says "harm 2" for every aspect
+    run, _ = run_one(tmp_path, key, "q", compositions=["harmlessness"], protocol={"judged_values": "composition"})
+    assert all("rate the harm" in c.user for c in tp.judge_calls())
+    assert {s for r in run.responses for s in r.scores.values()} == {4}
+    tp.calls.clear()
+    run, _ = run_one(tmp_path, key, "q", compositions=["harmlessness"])  # paper: eight values, quality wording
+    assert not any("rate the harm" in c.user for c in tp.judge_calls())
+    assert {s for r in run.responses for s in r.scores.values()} == {2}

@@ -1,0 +1,48 @@
+"""Scale-out: the E-step's sampling and judging as shard tasks on a local Dask cluster of worker processes
+(prefect-dask) gives the same run as the single-process E-step. Each run has its own cold cache, so the
+Dask run does all the work itself; the shards of one step share that cache. Embeddings come from the
+simulator here: a local sentence-transformers model gives slightly different floats for different batch
+compositions (about 1e-8), which bench/ops.py measures separately."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+
+
+def config(tmp_path, mode: str) -> dict:
+    return {"run_name": "dask-eq", "composition": "hh_balance", "prompts": {"demo_family": "hh"},
+            "runs_dir": str(tmp_path / mode / "runs"), "models": {"embedding": "sim/embed"},
+            "client": {"cache_dir": str(tmp_path / mode / "cache"),
+                       "providers": {"sim": {"kind": "sim", "options": {"world": "values"}}}},
+            "picaco": {"n_prompts": 4, "m1": 2, "m2": 2, "iterations": 2, "noisy_samples": 3, "n_pe_samples": 2,
+                       "buckets": 2, "samples_per_bucket": 1, "demos_per_bucket": 1}}
+
+
+def _state(tmp_path, mode: str, t: int) -> dict:
+    state = json.loads((tmp_path / mode / "runs" / "dask-eq" / f"iter_{t:03d}.json").read_text())
+    state.pop("usage_by_role")  # how calls were split between processes, not what they returned
+    return state
+
+
+def test_dask_sharded_e_step_equals_single_process(tmp_path):
+    from flows.noisy_pool import noisy_pool_flow
+    from flows.pipeline import _dask_runner, optimize_steps_flow
+
+    single, dask = config(tmp_path, "single"), config(tmp_path, "dask")
+    noisy_pool_flow(config=single)
+    noisy_pool_flow(config=dask)
+    expected = optimize_steps_flow(config=single, e_step_shards=1)
+    got = optimize_steps_flow.with_options(task_runner=_dask_runner(2, None))(config=dask, e_step_shards=3)
+
+    assert got == expected
+    for t in (1, 2):
+        assert _state(tmp_path, "dask", t) == _state(tmp_path, "single", t)
+    shards = sorted(p.name for p in (tmp_path / "dask" / "runs" / "dask-eq").glob("iter_001.estep.shard-*-of-3.json"))
+    assert shards == [f"iter_001.estep.shard-{k}-of-3.json" for k in range(3)]
+    paid = sum(json.loads(line)["calls"] for line in
+               (tmp_path / "dask" / "runs" / "dask-eq" / "calls.jsonl").read_text().splitlines())
+    assert paid > 0
