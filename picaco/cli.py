@@ -36,6 +36,15 @@ def _mount_data_app() -> None:
 _mount_data_app()
 
 
+def _mount_evaluate() -> None:
+    from picaco.eval.cli import evaluate_command
+
+    app.command("evaluate", help="Evaluate PICACO against the baselines on a test set (App. C.2-C.3).")(evaluate_command)
+
+
+_mount_evaluate()
+
+
 @app.command("sim-server", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
              help="Serve the simulator over HTTP on 127.0.0.1 (OpenAI and Gemini APIs). --help lists its flags.")
 def sim_server(ctx: typer.Context) -> None:

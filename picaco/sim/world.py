@@ -122,6 +122,8 @@ class ValueWorld:
         if system.lstrip().startswith("You are an expert in LLM instructions") or (
                 "<INS>" in last and re.search(r"\bbetter instruction\b", last, re.IGNORECASE)):
             return self._optimizer(rng, last)
+        if "generate the instruction <INS>" in last and "higher score" in last:
+            return self._opro_optimizer(rng, last)
         if _ELAB.search(last) and not any(ln.strip() == "# Query:" for ln in last.splitlines()):
             return self._elaborate(rng, last)
         return self._target(rng, system, messages)
@@ -381,7 +383,35 @@ class ValueWorld:
         return f"{pre}<INS>{new}</INS>"
 
 
+    def _opro_optimizer(self, rng: random.Random, text: str) -> str:
+        """OPRO's meta-prompt (instructions with 0-100 scores, exemplars): the same imperfect rewrite,
+        starting from the instructions ranked by their scores."""
+        p = _parse_opro(text)
+        ranked_texts = [t for _lab, t in p.shown]
+        names = p.values or ["the intended values"]
+        seed = f"You should always provide responses that reflect the values of {_join(names)}."
+        if self.config.null_optimizer:
+            return f"<INS>{ranked_texts[-1] if ranked_texts else seed}</INS>"
+        return f"<INS>{_Optimizer(self, rng, p, ranked_texts, seed).run()}</INS>"
+
+
 # ----------------------------------------------------------------------------------- the optimizer role
+
+
+_OPRO_SCORED = re.compile(r"text:\n(.*?)\nscore:\n\s*([-+]?\d+(?:\.\d+)?)", re.DOTALL)
+
+
+def _parse_opro(text: str) -> "_OptPrompt":
+    m = re.search(r"reflect the values of (.+?)\.\s*(?:\n|$)", text)
+    values = [v.strip() for v in re.split(r",\s*(?:and\s+)?|\s+and\s+", m.group(1)) if v.strip()] if m else []
+    scored = sorted(((float(score), body.strip()) for body, score in _OPRO_SCORED.findall(text) if body.strip()),
+                    key=lambda x: x[0])
+    start = text.find("example conversations")
+    end = text.find("Generate an instruction")
+    demos = _qa_blocks(text[start:end].splitlines()) if start >= 0 and end > start else []
+    n = re.search(r"at most\s+(\d+)\s+words", text)
+    return _OptPrompt(values, demos, "", [(f"score {sc:g}", body) for sc, body in scored],
+                      int(n.group(1)) if n else 150)
 
 
 @dataclass(frozen=True)

@@ -53,3 +53,18 @@ def test_test_prompts_inside_the_runs_x_are_refused(tmp_path):
     cfg, _ = _configs(tmp_path, methods=["q"], prompts={"offset": 0, "count": 1})
     with pytest.raises(ConfigError, match="also in the optimization set"):
         evaluate(cfg)
+
+
+def test_value_set_jobs_share_the_test_prompts_after_the_size_runs_x(tmp_path):
+    run_path = tmp_path / "run.yaml"
+    cfg, _ = _configs(tmp_path, methods=["q"], analyses={"value_sets": {
+        "sizes": [2], "methods": ["q_if", "picaco"], "picaco_run_config": str(run_path)}})
+    evaluate(cfg)
+    from picaco.eval.store import EvalStore
+
+    store = EvalStore(cfg.eval_dir)
+    prompts = {m: list(store.load(f"value_sets/n2/{m}").prompts) for m in ("q", "q_if", "picaco")}
+    assert prompts["q"] == prompts["q_if"] == prompts["picaco"] == list(store.load("main/hh_balance/q").prompts)
+    sized = json.loads((tmp_path / "runs" / "tiny-hh2" / "result.json").read_text())
+    assert sized["composition"].endswith("value_sets/hh_2.yaml")
+    assert store.load("value_sets/n2/picaco").info["instruction"] == sized["best_instruction"]

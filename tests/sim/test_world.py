@@ -672,3 +672,25 @@ def test_world_understands_the_project_templates():
     msgs += [{"role": "assistant", "content": thought}, {"role": "user", "content": turn2}]
     assert w._split_messages(msgs)[0] == q
     assert 40 <= word_count(w.respond("t", msgs, seed=1, temperature=1, max_tokens=None)) <= 150
+
+
+def test_opro_meta_prompt_gets_a_rewritten_instruction():
+    """OPRO's meta-prompt (scored instructions, exemplars) is answered by the optimizer role too."""
+    from pathlib import Path
+
+    from picaco.sim.world import make_world
+    from picaco.templates import parse_instruction
+
+    meta = (Path(__file__).resolve().parents[2] / "picaco" / "eval" / "templates" / "opro_meta.txt").read_text()
+    seed = "You should always provide responses that reflect the values of Tradition and Hedonism."
+    scored = f"text:\n{seed}\nscore:\n55.2\n\ntext:\nBe kind.\nscore:\n40"
+    exemplar = "Input:\n# Query:\nShould I go to the party?\nOutput:\n# Answer:\nGo, and keep the family custom."
+    prompt = (meta.replace("{scored_instructions}", scored).replace("{intended_values}", "Tradition and Hedonism")
+              .replace("{exemplars}", exemplar).replace("{length}", "120"))
+    replies = {parse_instruction(make_world("values").respond("m", [{"role": "user", "content": prompt}], seed=s,
+                                                               temperature=1.0, max_tokens=600), length=120)
+               for s in range(8)}
+    assert len(replies) > 1 and any(r != seed for r in replies)
+    null = make_world("values-null").respond("m", [{"role": "user", "content": prompt}], seed=1, temperature=1.0,
+                                             max_tokens=600)
+    assert parse_instruction(null) == seed  # the best-scored instruction, unchanged

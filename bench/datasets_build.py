@@ -6,7 +6,7 @@ temporary folder (datasets_prep.synthetic); nothing is copied from ../shared/dat
 twice (cold datasets cache, then warm) into two folders and the files are compared byte for byte.
 Prints figures, then one final JSON line with `build_all_s` and `identical_rebuild`.
 
-    .venv/bin/python bench/datasets.py [--n-x 50] [--n-test 800] [--keep DIR]
+    .venv/bin/python bench/datasets_build.py [--n-x 50] [--n-test 800] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SHARED = REPO.parent / "shared" / "data"
-# This file is named datasets.py: drop its folder from the import path, or `import datasets` (here and
-# inside datasets_prep) would import this script instead of the Hugging Face library.
+# Scripts in bench/ must never shadow a library (a bench/datasets.py once hid Hugging Face `datasets`):
+# keep this folder off the import path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(REPO))
 
