@@ -26,9 +26,11 @@ def _mount_data_app() -> None:
     try:
         from datasets_prep.cli import app as data_app
     except ImportError as exc:  # datasets_prep is part of the project: a broken import is a bug, say it
+        reason = str(exc)
+
         @app.command("data", help="Dataset collection (unavailable: datasets_prep failed to import).")
         def data_unavailable():
-            _fail(RuntimeError(f"datasets_prep could not be imported: {exc}"))
+            _fail(RuntimeError(f"datasets_prep could not be imported: {reason}"))
         return
     app.add_typer(data_app, name="data", help="Build prompt sets from public datasets.")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from picaco.llm.client import ClientConfig
@@ -108,17 +107,11 @@ class RunConfig(BaseModel):
 
 def load_run_config(path: str | Path, **overrides) -> RunConfig:
     """Read a YAML run config; `overrides` are top-level fields (e.g. run_name) set on top."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {p} does not exist")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {p} must be a mapping of fields")
+    from picaco.io import read_yaml_mapping
+
+    raw = read_yaml_mapping(path)
     raw.update({k: v for k, v in overrides.items() if v is not None})
-    return parse_run_config(raw, where=str(p))
+    return parse_run_config(raw, where=str(path))
 
 
 def parse_run_config(raw: dict, where: str = "config") -> RunConfig:

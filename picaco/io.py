@@ -32,3 +32,46 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+
+
+def read_yaml_mapping(path: str | Path) -> dict:
+    """A YAML file that must hold a mapping; every problem is one ConfigError line naming the file."""
+    import yaml
+
+    from picaco.llm.errors import ConfigError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {p} must be a mapping of fields")
+    return raw
+
+
+def read_prompt_table(path: Path) -> list[dict]:
+    """Rows {prompt_id?, prompt} of a Parquet/JSONL/CSV prompt file (e.g. X.parquet of `picaco data build`)."""
+    import polars as pl
+
+    from picaco.llm.errors import ConfigError
+
+    if not path.is_file():
+        raise ConfigError(f"prompts file {path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            df = pl.read_parquet(path)
+        elif suffix in (".jsonl", ".ndjson"):
+            df = pl.read_ndjson(path)
+        elif suffix == ".csv":
+            df = pl.read_csv(path)
+        else:
+            raise ConfigError(f"prompts file {path}: unsupported format {suffix!r} (use .parquet, .jsonl or .csv)")
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"prompts file {path} cannot be read: {str(exc).splitlines()[0]}") from None
+    if "prompt" not in df.columns:
+        raise ConfigError(f"prompts file {path} has no 'prompt' column (columns: {', '.join(df.columns)})")
+    return df.select([c for c in ("prompt_id", "prompt") if c in df.columns]).to_dicts()

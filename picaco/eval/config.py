@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-import yaml
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
                       model_validator)
 
@@ -304,17 +303,11 @@ class EvalConfig(BaseModel):
 
 def load_eval_config(path: str | Path, **overrides) -> EvalConfig:
     """Read a YAML evaluation config; `overrides` are top-level fields (e.g. name) set on top."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {p} does not exist")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {p} must be a mapping of fields")
+    from picaco.io import read_yaml_mapping
+
+    raw = read_yaml_mapping(path)
     raw.update({k: v for k, v in overrides.items() if v is not None})
-    return parse_eval_config(raw, where=str(p))
+    return parse_eval_config(raw, where=str(path))
 
 
 def parse_eval_config(raw: dict, where: str = "eval config") -> EvalConfig:

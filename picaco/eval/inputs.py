@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from picaco.io import read_prompt_table
+
 import hashlib
 import re
 from dataclasses import dataclass
@@ -22,26 +24,7 @@ def normalized(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
-def _read_prompt_file(path: Path) -> list[dict]:
-    import polars as pl
-
-    if not path.is_file():
-        raise ConfigError(f"prompts file {path} does not exist")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            df = pl.read_parquet(path)
-        elif suffix in (".jsonl", ".ndjson"):
-            df = pl.read_ndjson(path)
-        elif suffix == ".csv":
-            df = pl.read_csv(path)
-        else:
-            raise ConfigError(f"prompts file {path}: unsupported format {suffix!r} (use .parquet, .jsonl or .csv)")
-    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"prompts file {path} cannot be read: {str(exc).splitlines()[0]}") from None
-    if "prompt" not in df.columns:
-        raise ConfigError(f"prompts file {path} has no 'prompt' column (columns: {', '.join(df.columns)})")
-    return df.select([c for c in ("prompt_id", "prompt") if c in df.columns]).to_dicts()
+_read_prompt_file = read_prompt_table  # one reader for every prompt file
 
 
 def load_prompt_set(spec: PromptSet, kind: str, *, composition: str = "", default_offset: int = 0,

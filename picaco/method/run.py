@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from picaco.config import RunConfig
-from picaco.io import atomic_write_json, atomic_write_text
+from picaco.io import atomic_write_json, atomic_write_text, read_prompt_table
 from picaco.llm.client import LLMClient
 from picaco.llm.errors import ConfigError
 from picaco.method.picaco import (AlignedEntry, Candidate, EStepState, EStepTally, IterationState, NoisyState,
@@ -44,7 +44,7 @@ def load_prompts(config: RunConfig) -> list[TaskPrompt]:
         rows = load_demo_prompts(family=src.demo_family)
         where = f"bundled demo prompts ({src.demo_family})"
     else:
-        rows = _read_prompt_file(src.path)
+        rows = read_prompt_table(src.path)
         where = str(src.path)
     available = len(rows) - src.offset
     if available < n:
@@ -64,29 +64,6 @@ def held_out_prompts(config: RunConfig, count: int) -> list[TaskPrompt]:
 
 def _prompt_id(text: str) -> str:
     return hashlib.sha256(" ".join(text.split()).lower().encode()).hexdigest()[:16]
-
-
-def _read_prompt_file(path: Path) -> list[dict]:
-    import polars as pl
-
-    if not path.is_file():
-        raise ConfigError(f"prompts file {path} does not exist")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            df = pl.read_parquet(path)
-        elif suffix in (".jsonl", ".ndjson"):
-            df = pl.read_ndjson(path)
-        elif suffix == ".csv":
-            df = pl.read_csv(path)
-        else:
-            raise ConfigError(f"prompts file {path}: unsupported format {suffix!r} (use .parquet, .jsonl or .csv)")
-    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"prompts file {path} cannot be read: {str(exc).splitlines()[0]}") from None
-    if "prompt" not in df.columns:
-        raise ConfigError(f"prompts file {path} has no 'prompt' column (columns: {', '.join(df.columns)})")
-    cols = [c for c in ("prompt_id", "prompt") if c in df.columns]
-    return df.select(cols).to_dicts()
 
 
 def load_composition_for(config: RunConfig):
