@@ -32,8 +32,11 @@ def e_step_task(config: dict, t: int) -> dict:
 
 @task(name="m-step", cache_policy=NO_CACHE)
 def m_step_task(config: dict, t: int) -> dict:
-    state = runner.run_m_step(_cfg(config), t)
-    return {"t": t, "best_tc": state.best.tc, "best_born": state.best.born, "markdown": runner.iteration_markdown(state),
+    cfg = _cfg(config)
+    state = runner.run_m_step(cfg, t)
+    history = runner.RunStore(cfg.run_dir).iterations()
+    return {"t": t, "best_tc": state.best.tc, "best_born": state.best.born,
+            "markdown": runner.iteration_markdown(state, history),
             "new_candidates": state.mstep.new_unique if state.mstep else 0}
 
 

@@ -350,11 +350,14 @@ def result_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def iteration_markdown(state: IterationState) -> str:
-    """The per-iteration Prefect artifact: TC_e, per-value scores, the instruction."""
+def iteration_markdown(state: IterationState, history: list[IterationState] = ()) -> str:
+    """The per-iteration Prefect artifact: TC_e per iteration so far, per-value scores, the instruction."""
     lines = [f"## Iteration {state.t}", "", f"TC_e of the best instruction: **{_fmt(state.best.tc, 4)}** "
              f"(born in iteration {state.best.born}; changed: {state.mstep.best_changed if state.mstep else '-'})",
-             "", "| value | mean score of responses under e^(t-1) |", "|---|---|"]
+             "", "| t | TC_e of e^t | mean judge score under e^(t-1) |", "|---|---|---|"]
+    for past in [h for h in history if h.t < state.t] + [state]:
+        lines.append(f"| {past.t} | {_fmt(past.best.tc, 4)} | {_fmt(past.estep.conformity)} |")
+    lines += ["", "| value | mean score of responses under e^(t-1) |", "|---|---|"]
     lines += [f"| {v} | {_fmt(s)} |" for v, s in state.estep.value_means.items()]
     lines += ["", f"Judge replies missing after retries: {state.estep.missing} of {state.estep.responses}",
               "", "### Best instruction", "", "> " + state.best.instruction.replace("\n", "\n> "), "",

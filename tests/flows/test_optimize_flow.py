@@ -31,7 +31,8 @@ def test_optimize_flow_runs_publishes_artifacts_and_resumes_for_free(tmp_path):
         "Non-Toxicity", "Fairness", "Information Safety", "Responsible Uses"}
     for t in (1, 2):
         art = Artifact.get(artifact_key("flow-run", "iteration", t))
-        assert art is not None and f"Iteration {t}" in art.data and "TC_e" in art.data
+        assert art is not None and f"Iteration {t}" in art.data and "TC_e of e^t" in art.data
+        assert art.data.count("\n| ") >= t + 1  # one TC_e row per iteration so far
     assert Artifact.get(artifact_key("flow-run", "result")) is not None
     progress = Artifact.get(artifact_key("flow-run", "progress"))
     assert progress is not None and float(progress.data) == pytest.approx(100.0)
