@@ -10,9 +10,12 @@ that were paid for. The cache grows until the user clears it (`picaco cache clea
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import queue
 import sqlite3
+import threading
 from pathlib import Path
 
 import diskcache
@@ -54,6 +57,56 @@ class JsonOnlyDisk(diskcache.Disk):
         return super().fetch(mode, filename, value, read)
 
 
+class _WriteBehind(threading.Thread):
+    """Writes cache rows on its own thread, many rows per SQLite transaction.
+
+    A diskcache `set` costs a transaction (a few hundred microseconds of CPU); on the event loop that
+    caps a client at well under the provider's throughput. Callers await the write (their future is
+    resolved once the row is committed), so a result is on disk before anyone is told it exists."""
+
+    def __init__(self, dc: diskcache.Cache) -> None:
+        super().__init__(name="picaco-cache-writer", daemon=True)
+        self.dc = dc
+        self.q: queue.SimpleQueue = queue.SimpleQueue()
+        self.errors = 0
+
+    def run(self) -> None:
+        while True:
+            item = self.q.get()
+            if item is None:
+                return
+            batch = [item]
+            while True:
+                try:
+                    nxt = self.q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self.q.put(None)  # finish this batch, then stop
+                    break
+                batch.append(nxt)
+            error: BaseException | None = None
+            try:
+                with self.dc.transact(retry=True):
+                    for rows, _, _ in batch:
+                        for key, value in rows:
+                            self.dc.set(key, value, retry=True)
+            except Exception as exc:  # reported to every waiter below; the caller logs and counts it
+                error = exc
+                self.errors += 1
+            for _, loop, fut in batch:
+                loop.call_soon_threadsafe(_settle, fut, error)
+
+
+def _settle(fut: asyncio.Future, error: BaseException | None) -> None:
+    if fut.done():
+        return
+    if error is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(error)
+
+
 class ResponseCache:
     """Chat samples as JSON, embeddings as float32 bytes, and persistent hit/miss counters per role."""
 
@@ -63,6 +116,7 @@ class ResponseCache:
         self.mode = mode
         self.directory = Path(directory)
         self.refused_rows = 0
+        self.write_errors = 0
         self._dc = diskcache.Cache(
             str(self.directory),
             disk=JsonOnlyDisk,
@@ -71,6 +125,8 @@ class ResponseCache:
             cull_limit=0,
             statistics=False,
         )
+        self._writer: _WriteBehind | None = None
+        self._writer_lock = threading.Lock()
         # Counters live in their own small cache so that entry counts and `clear` stay simple.
         self._counters = diskcache.Cache(str(self.directory / "counters"), disk=JsonOnlyDisk,
                                          eviction_policy="none", size_limit=2**62, cull_limit=0)
@@ -111,7 +167,24 @@ class ResponseCache:
 
     def put_sample(self, key: str, record: dict) -> None:
         if self.writes:
-            self._dc.set(key, json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode())
+            self._dc.set(key, encode_sample(record))
+
+    async def write_rows(self, rows: list[tuple[str, bytes]]) -> None:
+        """Commit rows (from encode_sample / encode_embedding) off the event loop; returns once on disk.
+        A failed write is logged and counted, never raised: the caller's paid result stays valid."""
+        if not self.writes or not rows:
+            return
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = _WriteBehind(self._dc)
+                self._writer.start()
+        fut = asyncio.get_running_loop().create_future()
+        self._writer.q.put((rows, asyncio.get_running_loop(), fut))
+        try:
+            await fut
+        except Exception as exc:
+            self.write_errors += len(rows)
+            log.error("could not write %d rows to the cache at %s: %s", len(rows), self.directory, exc)
 
     # -- embeddings -------------------------------------------------------------------------------
     def get_embedding(self, key: str) -> np.ndarray | None:
@@ -124,7 +197,7 @@ class ResponseCache:
 
     def put_embedding(self, key: str, vector: np.ndarray) -> None:
         if self.writes:
-            self._dc.set(key, np.ascontiguousarray(vector, dtype=np.float32).tobytes())
+            self._dc.set(key, encode_embedding(vector))
 
     # -- counters ---------------------------------------------------------------------------------
     def add_stats(self, role: str, **counts: int) -> None:
@@ -149,8 +222,21 @@ class ResponseCache:
         return self._dc.clear()
 
     def close(self) -> None:
+        with self._writer_lock:
+            if self._writer is not None:
+                self._writer.q.put(None)
+                self._writer.join()
+                self._writer = None
         self._dc.close()
         self._counters.close()
 
     def __len__(self) -> int:
         return len(self._dc)
+
+
+def encode_sample(record: dict) -> bytes:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def encode_embedding(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()

@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from picaco.llm.cache import ResponseCache
+from picaco.llm.cache import ResponseCache, encode_embedding, encode_sample
 from picaco.llm.errors import MalformedReply, ProviderError, RetriesExhausted
 from picaco.llm.pricing import PriceTable
 from picaco.llm.providers import make_provider
@@ -300,7 +300,7 @@ class LLMClient:
 
         reply, tries = await self._with_retries(prov, request.role, make_call)
         per_sample = _split_evenly(reply.completion_tokens, call.n)
-        samples = []
+        samples, rows = [], []
         for k, (j, completion) in enumerate(zip(run, reply.completions)):
             # the prompt is billed once per call; book it on the call's first sample
             usage = Usage(prompt_tokens=reply.prompt_tokens if k == 0 else 0, completion_tokens=per_sample[k])
@@ -308,8 +308,10 @@ class LLMClient:
                             usage=usage, cached=False)
             samples.append(sample)
             if completion.text.strip() and completion.finish_reason != "content_filter":
-                self.cache.put_sample(keys[j], {"text": completion.text, "finish_reason": completion.finish_reason,
-                                                "usage": usage.model_dump()})
+                rows.append((keys[j], encode_sample({"text": completion.text, "finish_reason": completion.finish_reason,
+                                                     "usage": {"prompt_tokens": usage.prompt_tokens,
+                                                               "completion_tokens": usage.completion_tokens}})))
+        await self.cache.write_rows(rows)
         return samples, tries, reply.prompt_tokens, reply.completion_tokens
 
     def _log_chat(self, request, keys, n, start, hits, calls, attempts, t0, prompt_tokens, completion_tokens,
@@ -375,9 +377,9 @@ class LLMClient:
                         attempts += tries
                         tokens += reply.tokens
                         matrix = np.asarray(reply.vectors, dtype=np.float32)
+                        await self.cache.write_rows([(keys[t], encode_embedding(vec)) for t, vec in zip(batch, matrix)])
                         for t, vec in zip(batch, matrix):
                             vectors[t] = vec
-                            self.cache.put_embedding(keys[t], vec)
                             futures[t].set_result(vec)
                 except BaseException as exc:
                     for fut in futures.values():
