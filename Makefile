@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench serve clean
+.PHONY: install demo test bench bench-call-layer bench-method bench-world bench-datasets bench-evaluate clean
 
 # torch goes in first, pinned: an unpinned torch pulls gigabytes of CUDA wheels.
 $(STAMP): pyproject.toml constraints.txt
@@ -22,8 +22,25 @@ test: $(STAMP)
 	PREFECT_SERVER_ANALYTICS_ENABLED=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-bench: $(STAMP)
+# Each benchmark prints its figures and ends with one JSON line (see README, Benchmarks).
+bench: bench-call-layer bench-method bench-world bench-datasets bench-evaluate bench-ops
+
+bench-call-layer: $(STAMP)
 	$(BIN)/python bench/call_layer.py
+
+bench-method: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/method.py
+
+bench-world: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/world.py
+
+bench-datasets: $(STAMP)
+	HF_DATASETS_OFFLINE=1 $(BIN)/python bench/datasets_build.py
+
+bench-evaluate: $(STAMP)
+	$(BIN)/python bench/evaluate.py
 
 clean:
 	rm -rf $(VENV) artifacts/cache artifacts/runs artifacts/demo
+
+include ops/Makefile.inc
