@@ -129,6 +129,7 @@ async def main() -> dict:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--in-flight", type=int, default=64)
     parser.add_argument("--latency-ms", type=float, default=100.0)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="picaco-bench-"))
     reqs = requests_for(args.calls)
@@ -139,13 +140,21 @@ async def main() -> dict:
         base = server.openai_base_url
         await bare_openai(base, requests_for(200), args.in_flight)  # warm up both paths
         await through_picaco(client_config(tmp, base, args.in_flight, "warm"), requests_for(200))
-        bare_s = await bare_openai(base, reqs, args.in_flight)
-        cfg = client_config(tmp, base, args.in_flight, "main")
-        picaco_s, texts, _, _ = await through_picaco(cfg, reqs)
-        figures.update(bare_rps=args.calls / bare_s, picaco_rps=args.calls / picaco_s)
+        # Interleaved rounds, best of each: the machine is shared, and a transient load on one side of a
+        # single pair would decide the ratio.
+        bare_times, picaco_times = [], []
+        for k in range(args.rounds):
+            bare_times.append(await bare_openai(base, reqs, args.in_flight))
+            cfg = client_config(tmp, base, args.in_flight, f"main{k}")
+            picaco_s, texts, _, _ = await through_picaco(cfg, reqs)
+            picaco_times.append(picaco_s)
+        figures.update(bare_rps=args.calls / min(bare_times), picaco_rps=args.calls / min(picaco_times),
+                       bare_rps_rounds=[round(args.calls / x, 1) for x in bare_times],
+                       picaco_rps_rounds=[round(args.calls / x, 1) for x in picaco_times])
         figures["throughput_ratio"] = figures["picaco_rps"] / figures["bare_rps"]
-        print(f"throughput: bare AsyncOpenAI {figures['bare_rps']:.0f} req/s, picaco {figures['picaco_rps']:.0f} req/s, "
-              f"ratio {figures['throughput_ratio']:.3f} (goal >= 0.90)")
+        print(f"throughput (best of {args.rounds} interleaved rounds): bare AsyncOpenAI {figures['bare_rps']:.0f} req/s, "
+              f"picaco {figures['picaco_rps']:.0f} req/s, ratio {figures['throughput_ratio']:.3f} (goal >= 0.90); "
+              f"rounds bare {figures['bare_rps_rounds']}, picaco {figures['picaco_rps_rounds']}")
 
         before = len(server.request_log())
         second_s, second_texts, _, _ = await through_picaco(cfg, reqs)

@@ -16,6 +16,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import diskcache
@@ -90,12 +91,28 @@ class _WriteBehind(threading.Thread):
                 with self.dc.transact(retry=True):
                     for rows, _, _ in batch:
                         for key, value in rows:
-                            self.dc.set(key, value, retry=True)
+                            _insert_row(self.dc, key, value)
             except Exception as exc:  # reported to every waiter below; the caller logs and counts it
                 error = exc
                 self.errors += 1
             for _, loop, fut in batch:
                 loop.call_soon_threadsafe(_settle, fut, error)
+
+
+_INSERT = ("INSERT OR IGNORE INTO Cache(key, raw, store_time, expire_time, access_time, access_count, tag, size,"
+           " mode, filename, value) VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, ?, NULL, ?)")
+
+
+def _insert_row(dc: diskcache.Cache, key: str, value: bytes) -> None:
+    """A new small row straight into diskcache's table: what `Cache.set` stores for a str key and a
+    bytes value under `disk_min_file_size` (raw key, MODE_RAW blob, no file, no expiry), without its
+    per-call Python overhead. Existing or large rows go through `Cache.set`, which replaces files and
+    keeps diskcache's counters right (a REPLACE would skip its delete triggers)."""
+    if len(value) < dc.disk.min_file_size:
+        now = time.time()
+        if dc._sql(_INSERT, (key, now, now, MODE_RAW, value)).rowcount == 1:
+            return
+    dc.set(key, value, retry=True)
 
 
 def _settle(fut: asyncio.Future, error: BaseException | None) -> None:
@@ -141,8 +158,13 @@ class ResponseCache:
 
     # -- raw access -------------------------------------------------------------------------------
     def _get(self, key: str):
+        """diskcache's `get` minus its bookkeeping (no expiry or access counts are ever used here):
+        one indexed SELECT, decoded by JsonOnlyDisk, which refuses pickled rows."""
         try:
-            return self._dc.get(key, default=None)
+            row = self._dc._sql("SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1", (key,)).fetchone()
+            if row is None:
+                return None
+            return self._dc.disk.fetch(row[0], row[1], row[2], False)
         except UnsafeCacheRow as exc:
             self.refused_rows += 1
             log.warning("cache row %s refused (%s); treating it as a miss", key[:16], exc)
