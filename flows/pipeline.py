@@ -3,9 +3,13 @@
     from flows.pipeline import pipeline_flow
     pipeline_flow(config_path="configs/pipeline_demo.yaml", data_config_path="configs/ops_data.yaml")
 
-Collect and noisy pool run as their own subflows (`collect-datasets`, `picaco-noisy-pool`), evaluation as
-`evaluate`. The optimization runs as the subflow `picaco-pipeline-optimize`: per iteration an E-step and
-an M-step task, a markdown and a table artifact, and one progress artifact moved along. Its E-step can be
+Collect, noisy pool and evaluation run inline: the bodies of the `collect-datasets`, `picaco-noisy-pool`
+and `picaco-evaluate` flows are called directly (`.fn`), so their tasks and artifacts are the pipeline
+run's own. Not as subflows, because each flow run costs about a second here: Prefect 3.8.8 joins a flow
+run's heartbeat thread at its end, and that thread sleeps in 1-second steps. The optimization runs inline
+too, unless it goes to Dask: then it is the subflow `picaco-pipeline-optimize`, since a task runner is
+chosen per flow. Per iteration an E-step and an M-step task, a markdown and a table artifact, and one
+progress artifact moved along. Its E-step can be
 split into shards (`e_step_shards`): each shard samples and judges its share of the prompts as its own
 task, so a distributed task runner spreads them (`dask_workers` starts a local Dask cluster of worker
 processes; `dask_address` uses a running scheduler). The shards share picaco's on-disk cache and run
@@ -19,17 +23,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
 from prefect import flow, task
 from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
                                update_progress_artifact)
 from prefect.cache_policies import NO_CACHE
 
 from flows._common import artifact_key, resolve_config
+from flows.collect import collect_datasets_flow
+from flows.evaluate import evaluate_flow
+from flows.noisy_pool import noisy_pool_flow
 from picaco.config import RunConfig
+from picaco.eval.config import parse_eval_config
+from picaco.llm.errors import ConfigError
 from picaco.method import run as runner
 from tasks.optimize import e_step_task, final_report_task, m_step_task
 
-# The dataset builder's composition names (datasets_prep.config.COMPOSITIONS): collect only works for these.
+# X's file in a collected composition's folder (datasets_prep.build.write_build); test.parquet is beside it.
 COLLECTED_FILE = "X.parquet"
 
 
@@ -143,26 +153,20 @@ def pipeline_flow(
     cfg = resolve_config(config_path, None, run_name)
     out: dict = {"run_name": cfg.run_name}
     if collect:
-        from flows.collect import collect_datasets_flow
-
-        out["datasets"] = collect_datasets_flow(compositions=[cfg.composition], config_path=data_config_path,
-                                                out=datasets_out, n_x=cfg.picaco.n_prompts, n_test=n_test,
-                                                seed=cfg.seed, cache_dir=datasets_cache_dir)
+        out["datasets"] = collect_datasets_flow.fn(compositions=[cfg.composition], config_path=data_config_path,
+                                                   out=datasets_out, n_x=cfg.picaco.n_prompts, n_test=n_test,
+                                                   seed=cfg.seed, cache_dir=datasets_cache_dir)
         cfg = collected_config(cfg, out["datasets"], datasets_out)
     raw = cfg.model_dump(mode="json")
-
-    from flows.noisy_pool import noisy_pool_flow
-
-    out["noisy_pool"] = noisy_pool_flow(config=raw)
-    optimize = optimize_steps_flow
+    out["noisy_pool"] = noisy_pool_flow.fn(config=raw)
     if dask_workers or dask_address:
-        optimize = optimize_steps_flow.with_options(task_runner=_dask_runner(dask_workers, dask_address))
-    out["optimize"] = optimize(config=raw, e_step_shards=e_step_shards)
+        dask_flow = optimize_steps_flow.with_options(task_runner=_dask_runner(dask_workers, dask_address))
+        out["optimize"] = dask_flow(config=raw, e_step_shards=e_step_shards)
+    else:  # shards, if any, go to this flow's thread pool
+        out["optimize"] = _optimize(raw, e_step_shards)
     if evaluate:
-        from flows.evaluate import evaluate_flow
-
         eval_cfg = pipeline_eval_config(eval_config_path, cfg, out.get("datasets"), datasets_out)
-        out["evaluate"] = evaluate_flow(config=eval_cfg)
+        out["evaluate"] = evaluate_flow.fn(config=eval_cfg)
     return out
 
 
@@ -170,15 +174,13 @@ def pipeline_eval_config(eval_config_path: str, cfg: RunConfig, datasets: dict |
     """The evaluation config of the pipeline's last step: the file's methods and protocol, applied to this
     run's result, composition, cache and (when collected) held-out test prompts. Its outputs and call log
     go to <run_dir>/eval/, beside the run they evaluate."""
-    import yaml
-
-    from picaco.eval.config import parse_eval_config
-    from picaco.llm.errors import ConfigError
-
     p = Path(eval_config_path)
     if not p.is_file():
         raise ConfigError(f"evaluation config file {p} does not exist")
-    raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"evaluation config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"evaluation config file {p} must be a mapping of fields")
     raw.update({"name": cfg.run_name, "compositions": [cfg.composition],

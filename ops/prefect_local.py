@@ -94,30 +94,39 @@ class Managed:
     name: str
     proc: subprocess.Popen
     log_path: Path
-    seen: set[int] = field(default_factory=set)
+    known: dict[int, psutil.Process] = field(default_factory=dict)  # everything ever seen in the tree
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
+    @property
+    def seen(self) -> set[int]:
+        return set(self.known)
+
     def tree(self) -> list[psutil.Process]:
-        """The process and every descendant or session member still alive (flow runs start their own
-        sessions, so descendants are followed too)."""
+        """The process, its descendants and its session's members, plus whatever was seen before and still
+        runs (a flow run starts its own session and outlives a killed worker). psutil.Process objects
+        remember their start time, so a recycled PID is never signalled."""
         found: dict[int, psutil.Process] = {}
-        try:
-            root = psutil.Process(self.pid)
-            found[root.pid] = root
-            for child in root.children(recursive=True):
-                found[child.pid] = child
-        except psutil.NoSuchProcess:
-            pass
-        for p in psutil.process_iter(["pid"]):
+        if self.proc.poll() is None:  # once reaped, the PID may belong to someone else
+            try:
+                root = psutil.Process(self.pid)
+                found[root.pid] = root
+                for child in root.children(recursive=True):
+                    found[child.pid] = child
+            except psutil.NoSuchProcess:
+                pass
+        for p in psutil.process_iter():
             try:
                 if os.getsid(p.pid) == self.pid:
                     found[p.pid] = p
             except (ProcessLookupError, PermissionError, psutil.Error):
                 continue
-        self.seen.update(found)
+        for pid, p in self.known.items():
+            if pid not in found and _running(p):
+                found[pid] = p
+        self.known.update(found)
         return list(found.values())
 
     def log_tail(self, lines: int = 30) -> str:
@@ -202,22 +211,47 @@ def start_worker(env: Mapping[str, str], log_path: Path, pool: str = DEFAULT_POO
 def stop(managed: Managed, grace: float = 10.0, *, hard: bool = False) -> list[int]:
     """Stop a process with everything it started; return the PIDs that were stopped. SIGTERM (SIGKILL when
     `hard`), wait up to `grace` seconds, SIGKILL what is left, then check each PID is gone."""
-    procs = managed.tree()
     first = signal.SIGKILL if hard else signal.SIGTERM
-    for p in procs:
+    for p in managed.tree():
         _signal(p, first)
-    _, alive = psutil.wait_procs(procs, timeout=grace)
-    for p in alive + [q for q in managed.tree() if q.pid not in {x.pid for x in procs}]:
-        _signal(p, signal.SIGKILL)
-    _, alive = psutil.wait_procs(managed.tree(), timeout=grace)
+    _reap(managed)
+    if _wait_gone(managed, grace):
+        for p in managed.tree():  # what ignored SIGTERM, or was started meanwhile
+            _signal(p, signal.SIGKILL)
+        _reap(managed)
+        _wait_gone(managed, grace)
+    _reap(managed)
+    left = [pid for pid, p in managed.known.items() if _running(p)]
+    if left:
+        raise OpsError(f"{managed.name}: processes still alive after SIGKILL: {left}")
+    return sorted(managed.seen)
+
+
+def _reap(managed: Managed) -> None:
     try:
-        managed.proc.wait(timeout=grace)
+        managed.proc.wait(timeout=0.05)
     except subprocess.TimeoutExpired:
         pass
-    left = pids_alive(managed.seen)
-    if left or alive:
-        raise OpsError(f"{managed.name}: processes still alive after SIGKILL: {sorted(set(left) | {p.pid for p in alive})}")
-    return sorted(managed.seen)
+
+
+def _wait_gone(managed: Managed, timeout: float) -> list[int]:
+    """Wait until no process of the tree runs; return the PIDs still running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _reap(managed)
+        left = [p.pid for p in managed.tree()]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+def _running(p: psutil.Process) -> bool:
+    """Runs and is the process we saw (not a recycled PID). Zombies count as gone: a process whose parent
+    died is reaped by init whenever init gets to it."""
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _signal(p: psutil.Process, sig: int) -> None:
@@ -227,16 +261,10 @@ def _signal(p: psutil.Process, sig: int) -> None:
         pass
 
 
-def pids_alive(pids: Iterable[int]) -> list[int]:
-    """PIDs of the set that still run (zombies count as gone: they only wait to be reaped)."""
-    out = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                out.append(pid)
-        except psutil.NoSuchProcess:
-            continue
-    return out
+def still_running(procs: Iterable[psutil.Process]) -> list[int]:
+    """PIDs of these processes that still run. Takes psutil.Process objects, not PIDs: PIDs wrap around
+    (pid_max is 32768 here), and a recycled PID must not count as a process left behind."""
+    return sorted(p.pid for p in procs if _running(p))
 
 
 @dataclass
@@ -251,6 +279,7 @@ class LocalPrefect:
     server: Managed | None = None
     worker: Managed | None = None
     stopped_pids: list[int] = field(default_factory=list)
+    processes: dict[int, psutil.Process] = field(default_factory=dict)  # every process seen, for checks
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).resolve()
@@ -268,6 +297,7 @@ class LocalPrefect:
 
     def start_server(self) -> None:
         self.server = start_server(self.env, self.home / "server.log")
+        self.server.tree()
 
     def deploy(self) -> str:
         ensure_pool(self.env, self.pool)
@@ -275,31 +305,34 @@ class LocalPrefect:
 
     def start_worker(self) -> None:
         self.worker = start_worker(self.env, self.home / "worker.log", self.pool, self.cwd)
+        self.worker.tree()
+
+    def _stop(self, name: str, hard: bool = False) -> list[int]:
+        m = getattr(self, name)
+        if m is None:
+            return []
+        setattr(self, name, None)
+        try:
+            pids = stop(m, hard=hard)
+        finally:
+            self.processes.update(m.known)
+        self.stopped_pids += pids
+        return pids
 
     def kill_worker(self) -> list[int]:
         """Crash the worker: SIGKILL it and its flow-run processes at once (no clean shutdown)."""
-        pids = stop(self.worker, hard=True) if self.worker else []
-        self.stopped_pids += pids
-        self.worker = None
-        return pids
+        return self._stop("worker", hard=True)
 
     def stop_worker(self) -> list[int]:
-        pids = stop(self.worker) if self.worker else []
-        self.stopped_pids += pids
-        self.worker = None
-        return pids
+        return self._stop("worker")
 
     def close(self) -> list[int]:
         errors = []
         for name in ("worker", "server"):
-            m = getattr(self, name)
-            if m is None:
-                continue
             try:
-                self.stopped_pids += stop(m)
+                self._stop(name)
             except OpsError as exc:
                 errors.append(str(exc))
-            setattr(self, name, None)
         if errors:
             raise OpsError("; ".join(errors))
         return self.stopped_pids

@@ -109,6 +109,9 @@ def test_pipeline_eval_config_evaluates_this_run_on_the_collected_test_set(tmp_p
     bad.write_text("methods: [q, not_a_method]\n")
     with pytest.raises(ConfigError, match="methods"):
         pipeline_eval_config(str(bad), cfg, None, "x")
+    bad.write_text("methods: [q\n")
+    with pytest.raises(ConfigError, match="bad.yaml is not valid YAML"):
+        pipeline_eval_config(str(bad), cfg, None, "x")
 
 
 def test_pipeline_rejects_bad_scale_out_parameters():

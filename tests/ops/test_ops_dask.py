@@ -32,15 +32,16 @@ def test_dask_sharded_e_step_equals_single_process(tmp_path):
     from flows.noisy_pool import noisy_pool_flow
     from flows.pipeline import _dask_runner, optimize_steps_flow
 
-    single, dask = config(tmp_path, "single"), config(tmp_path, "dask")
-    noisy_pool_flow(config=single)
-    noisy_pool_flow(config=dask)
+    single, dask, threads = config(tmp_path, "single"), config(tmp_path, "dask"), config(tmp_path, "threads")
+    for cfg in (single, dask, threads):
+        noisy_pool_flow(config=cfg)
     expected = optimize_steps_flow(config=single, e_step_shards=1)
     got = optimize_steps_flow.with_options(task_runner=_dask_runner(2, None))(config=dask, e_step_shards=3)
+    in_threads = optimize_steps_flow(config=threads, e_step_shards=2)  # the default thread-pool runner
 
-    assert got == expected
+    assert got == expected and in_threads == expected
     for t in (1, 2):
-        assert _state(tmp_path, "dask", t) == _state(tmp_path, "single", t)
+        assert _state(tmp_path, "dask", t) == _state(tmp_path, "single", t) == _state(tmp_path, "threads", t)
     shards = sorted(p.name for p in (tmp_path / "dask" / "runs" / "dask-eq").glob("iter_001.estep.shard-*-of-3.json"))
     assert shards == [f"iter_001.estep.shard-{k}-of-3.json" for k in range(3)]
     paid = sum(json.loads(line)["calls"] for line in

@@ -38,8 +38,8 @@ def test_pipeline_deployment_through_a_worker(tmp_path, shared_data):
     assert report["failed_run"]["state"] == "FAILED" and "does not exist" in report["failed_run"]["message"]
 
     mon = report["monitoring"]
-    assert set(mon["subflows"]) >= {"collect-datasets", "picaco-noisy-pool", "picaco-pipeline-optimize",
-                                    "picaco-evaluate"}
+    assert mon["subflows"] == []  # every stage inline: a flow run costs ~1 s of Prefect's heartbeat join
+    assert mon["task_runs"] >= 2 * 3 + 6  # E- and M-steps, and the collect, noisy-pool, eval and report tasks
     assert len(mon["artifact_ids"]) == 2 * 3  # a markdown and a table artifact per iteration
     shots = report["screenshots"]
     assert len(shots) == 3

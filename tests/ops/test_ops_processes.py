@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ops.prefect_local import OpsError, pids_alive, prefect_env, start_process, stop
+from ops.prefect_local import OpsError, prefect_env, start_process, still_running, stop
 
 STUBBORN = """
 import os, signal, subprocess, sys, time
@@ -31,7 +31,7 @@ def test_stop_escalates_to_sigkill_and_reaches_a_child_in_another_session(tmp_pa
     t0 = time.monotonic()
     pids = stop(m, grace=1.0)
     assert {m.pid, child} <= set(pids)
-    assert pids_alive(pids) == []
+    assert still_running(m.known.values()) == []
     assert time.monotonic() - t0 < 15
 
 
