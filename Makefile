@@ -41,6 +41,6 @@ bench-evaluate: $(STAMP)
 	$(BIN)/python bench/evaluate.py
 
 clean:
-	rm -rf $(VENV) artifacts/cache artifacts/runs artifacts/demo
+	rm -rf $(VENV) artifacts/cache artifacts/runs artifacts/demo artifacts/prefect artifacts/datasets
 
 include ops/Makefile.inc
