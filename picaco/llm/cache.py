@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import queue
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
@@ -56,47 +54,6 @@ class JsonOnlyDisk(diskcache.Disk):
         if mode not in (MODE_RAW, MODE_BINARY, MODE_TEXT):
             raise UnsafeCacheRow(f"row stored in mode {mode} ({'pickle' if mode == MODE_PICKLE else 'unknown'})")
         return super().fetch(mode, filename, value, read)
-
-
-class _WriteBehind(threading.Thread):
-    """Writes cache rows on its own thread, many rows per SQLite transaction.
-
-    A diskcache `set` costs a transaction (a few hundred microseconds of CPU); on the event loop that
-    caps a client at well under the provider's throughput. Callers await the write (their future is
-    resolved once the row is committed), so a result is on disk before anyone is told it exists."""
-
-    def __init__(self, dc: diskcache.Cache) -> None:
-        super().__init__(name="picaco-cache-writer", daemon=True)
-        self.dc = dc
-        self.q: queue.SimpleQueue = queue.SimpleQueue()
-        self.errors = 0
-
-    def run(self) -> None:
-        while True:
-            item = self.q.get()
-            if item is None:
-                return
-            batch = [item]
-            while True:
-                try:
-                    nxt = self.q.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self.q.put(None)  # finish this batch, then stop
-                    break
-                batch.append(nxt)
-            error: BaseException | None = None
-            try:
-                with self.dc.transact(retry=True):
-                    for rows, _, _ in batch:
-                        for key, value in rows:
-                            _insert_row(self.dc, key, value)
-            except Exception as exc:  # reported to every waiter below; the caller logs and counts it
-                error = exc
-                self.errors += 1
-            for _, loop, fut in batch:
-                loop.call_soon_threadsafe(_settle, fut, error)
 
 
 _INSERT = ("INSERT OR IGNORE INTO Cache(key, raw, store_time, expire_time, access_time, access_count, tag, size,"
@@ -142,8 +99,8 @@ class ResponseCache:
             cull_limit=0,
             statistics=False,
         )
-        self._writer: _WriteBehind | None = None
-        self._writer_lock = threading.Lock()
+        self._queued: list[tuple[list[tuple[str, bytes]], asyncio.Future]] = []
+        self._flush_scheduled = False
         # Counters live in their own small cache so that entry counts and `clear` stay simple.
         self._counters = diskcache.Cache(str(self.directory / "counters"), disk=JsonOnlyDisk,
                                          eviction_policy="none", size_limit=2**62, cull_limit=0)
@@ -192,21 +149,38 @@ class ResponseCache:
             self._dc.set(key, encode_sample(record))
 
     async def write_rows(self, rows: list[tuple[str, bytes]]) -> None:
-        """Commit rows (from encode_sample / encode_embedding) off the event loop; returns once on disk.
-        A failed write is logged and counted, never raised: the caller's paid result stays valid."""
+        """Commit rows (from encode_sample / encode_embedding); returns once they are on disk.
+
+        Rows of every request that finishes in the same turn of the event loop are committed together,
+        in one transaction, at the end of that turn: a transaction per call would cost more CPU than
+        the HTTP call it caches. A failed write is logged and counted, never raised: the caller's paid
+        result stays valid."""
         if not self.writes or not rows:
             return
-        with self._writer_lock:
-            if self._writer is None:
-                self._writer = _WriteBehind(self._dc)
-                self._writer.start()
-        fut = asyncio.get_running_loop().create_future()
-        self._writer.q.put((rows, asyncio.get_running_loop(), fut))
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queued.append((rows, fut))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
         try:
             await fut
         except Exception as exc:
             self.write_errors += len(rows)
             log.error("could not write %d rows to the cache at %s: %s", len(rows), self.directory, exc)
+
+    def _flush(self) -> None:
+        batch, self._queued, self._flush_scheduled = self._queued, [], False
+        error: Exception | None = None
+        try:
+            with self._dc.transact(retry=True):
+                for rows, _ in batch:
+                    for key, value in rows:
+                        _insert_row(self._dc, key, value)
+        except Exception as exc:  # reported to every waiter, who logs and counts it
+            error = exc
+        for _, fut in batch:
+            _settle(fut, error)
 
     # -- embeddings -------------------------------------------------------------------------------
     def get_embedding(self, key: str) -> np.ndarray | None:
@@ -244,11 +218,8 @@ class ResponseCache:
         return self._dc.clear()
 
     def close(self) -> None:
-        with self._writer_lock:
-            if self._writer is not None:
-                self._writer.q.put(None)
-                self._writer.join()
-                self._writer = None
+        if self._queued:  # a loop that stopped before its flush ran: write what it left
+            self._flush()
         self._dc.close()
         self._counters.close()
 
