@@ -7,8 +7,11 @@ for all providers alike.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -97,3 +100,49 @@ class Provider(ABC):
 
     async def aclose(self) -> None:
         return None
+
+
+# sent to servers that need no key; the SDKs refuse to start without one
+NO_KEY = "EMPTY"
+
+
+class SDKProvider(Provider):
+    """A provider behind an SDK client with an async connection pool (openai, google-genai).
+
+    The pool is bound to the event loop it first ran on, so there is one SDK client per loop
+    (picaco runs a loop per step, and task runners may drive one provider from several threads).
+    Subclasses build and close the client; this class keeps them apart per loop and keeps the API
+    key out of every message."""
+
+    def __init__(self, name: str, settings: ProviderSettings) -> None:
+        super().__init__(name, settings)
+        self._api_key = NO_KEY
+        self._clients: dict[int, tuple[Any, Any]] = {}  # id(event loop) -> (loop, SDK client)
+        self._lock = threading.Lock()
+
+    @abstractmethod
+    def _new_client(self) -> Any:
+        """A fresh SDK client (called with the running loop current)."""
+
+    @abstractmethod
+    async def _close_client(self, client: Any) -> None: ...
+
+    def _client(self):
+        loop = asyncio.get_running_loop()
+        entry = self._clients.get(id(loop))  # the entry holds the loop, so its id cannot be reused
+        if entry is None:
+            with self._lock:
+                # forget clients of loops that are gone (a closed loop's pool cannot be closed any more)
+                self._clients = {k: v for k, v in self._clients.items() if not v[0].is_closed()}
+                entry = self._clients[id(loop)] = (loop, self._new_client())
+        return entry[1]
+
+    async def aclose(self) -> None:
+        entry = self._clients.pop(id(asyncio.get_running_loop()), None)
+        if entry is not None:
+            await self._close_client(entry[1])
+
+    def _scrub(self, text: str) -> str:
+        if self._api_key and self._api_key != NO_KEY and len(self._api_key) >= 4:
+            text = text.replace(self._api_key, "***")
+        return text

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from typing import Any
 
 import numpy as np
@@ -31,11 +30,11 @@ from picaco.llm.errors import (
     Unreachable,
     error_for_status,
 )
-from picaco.llm.providers.base import ChatCall, ChatReply, Completion, EmbedReply, Provider, ProviderSettings
+from picaco.llm.providers.base import (NO_KEY, ChatCall, ChatReply, Completion, EmbedReply, ProviderSettings,
+                                       SDKProvider)
 from picaco.llm.providers.openai import one_line, parse_retry_after
 
 GEMINI_API_BASE = "https://generativelanguage.googleapis.com"
-NO_KEY = "EMPTY"
 
 # Gemini's finish reasons that mean "a filter stopped the answer"
 _FILTER_REASONS = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
@@ -60,7 +59,7 @@ def finish_reason_of(reason: Any) -> str | None:
     return name.lower()
 
 
-class GeminiProvider(Provider):
+class GeminiProvider(SDKProvider):
     def __init__(self, name: str, settings: ProviderSettings) -> None:
         super().__init__(name, settings)
         self.base_url = (settings.base_url or "").rstrip("/") or None
@@ -73,38 +72,22 @@ class GeminiProvider(Provider):
             extra = " (or GOOGLE_API_KEY)" if key_env == "GEMINI_API_KEY" else ""
             raise ConfigError(f"{key_env} is not set: export it{extra} to use provider {name!r}")
         self._api_key = key or NO_KEY
-        self._clients: dict[int, tuple[Any, Any]] = {}  # id(event loop) -> (loop, genai.Client)
-        self._lock = threading.Lock()
 
     # ---- SDK client --------------------------------------------------------------------------------
 
-    def _client(self):
-        """The genai.Client of the running loop: its async connection pool is bound to one loop."""
-        import asyncio
+    def _new_client(self):
+        from google import genai
+        from google.genai import types
 
-        loop = asyncio.get_running_loop()
-        entry = self._clients.get(id(loop))  # the entry holds the loop, so its id cannot be reused
-        if entry is None:
-            from google import genai
-            from google.genai import types
+        http_options = types.HttpOptions(
+            base_url=self.base_url,
+            timeout=max(1, int(round(self.settings.timeout_s * 1000))),
+            retry_options=types.HttpRetryOptions(attempts=1),  # picaco's client does the retries
+        )
+        return genai.Client(api_key=self._api_key, vertexai=False, http_options=http_options)
 
-            with self._lock:
-                self._clients = {k: v for k, v in self._clients.items() if not v[0].is_closed()}
-                http_options = types.HttpOptions(
-                    base_url=self.base_url,
-                    timeout=max(1, int(round(self.settings.timeout_s * 1000))),
-                    retry_options=types.HttpRetryOptions(attempts=1),
-                )
-                client = genai.Client(api_key=self._api_key, vertexai=False, http_options=http_options)
-                entry = self._clients[id(loop)] = (loop, client)
-        return entry[1]
-
-    async def aclose(self) -> None:
-        import asyncio
-
-        entry = self._clients.pop(id(asyncio.get_running_loop()), None)
-        if entry is not None:
-            await entry[1].aio.aclose()
+    async def _close_client(self, client) -> None:
+        await client.aio.aclose()
 
     # ---- calls -------------------------------------------------------------------------------------
 
@@ -194,11 +177,6 @@ class GeminiProvider(Provider):
         return 100  # batchEmbedContents takes at most 100 requests
 
     # ---- errors ------------------------------------------------------------------------------------
-
-    def _scrub(self, text: str) -> str:
-        if self._api_key and self._api_key != NO_KEY and len(self._api_key) >= 4:
-            text = text.replace(self._api_key, "***")
-        return text
 
     def _map_error(self, exc: BaseException, *, what: str) -> ProviderError | None:
         """The typed error for an exception raised by google-genai during a call; None when it is not one."""

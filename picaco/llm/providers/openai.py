@@ -14,7 +14,6 @@ from __future__ import annotations
 import email.utils
 import json
 import os
-import threading
 import time
 from typing import Any
 
@@ -33,11 +32,10 @@ from picaco.llm.errors import (
     Unreachable,
     error_for_status,
 )
-from picaco.llm.providers.base import ChatCall, ChatReply, Completion, EmbedReply, Provider, ProviderSettings
+from picaco.llm.providers.base import (NO_KEY, ChatCall, ChatReply, Completion, EmbedReply, ProviderSettings,
+                                       SDKProvider)
 
 OPENAI_API_BASE = "https://api.openai.com/v1"
-# sent to servers that need no key; the SDK refuses to start without one
-NO_KEY = "EMPTY"
 _CONTEXT_CODES = ("context_length_exceeded", "string_above_max_length")
 
 
@@ -74,7 +72,7 @@ def is_openai_hosted(base_url: str) -> bool:
     return base_url.rstrip("/").lower().startswith("https://api.openai.com")
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(SDKProvider):
     def __init__(self, name: str, settings: ProviderSettings) -> None:
         super().__init__(name, settings)
         self.base_url = (settings.base_url or OPENAI_API_BASE).rstrip("/")
@@ -90,34 +88,17 @@ class OpenAIProvider(Provider):
             raise ConfigError(f"provider {name!r}: options.max_tokens_param must be 'max_tokens' or "
                               f"'max_completion_tokens', got {param!r}")
         self._max_tokens_param = param
-        self._clients: dict[int, tuple[Any, Any]] = {}  # id(event loop) -> (loop, AsyncOpenAI)
-        self._lock = threading.Lock()  # task runners may drive one provider from several threads
 
     # ---- SDK client --------------------------------------------------------------------------------
 
-    def _client(self):
-        """The AsyncOpenAI of the running loop: its connection pool is bound to the loop it first ran on."""
-        import asyncio
+    def _new_client(self):
+        import openai
 
-        loop = asyncio.get_running_loop()
-        entry = self._clients.get(id(loop))  # the entry holds the loop, so its id cannot be reused
-        if entry is None:
-            import openai
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=0,
+                                  timeout=self.settings.timeout_s)
 
-            with self._lock:
-                # forget clients of loops that are gone (a closed loop's pool cannot be closed any more)
-                self._clients = {k: v for k, v in self._clients.items() if not v[0].is_closed()}
-                client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=0,
-                                            timeout=self.settings.timeout_s)
-                entry = self._clients[id(loop)] = (loop, client)
-        return entry[1]
-
-    async def aclose(self) -> None:
-        import asyncio
-
-        entry = self._clients.pop(id(asyncio.get_running_loop()), None)
-        if entry is not None:
-            await entry[1].close()
+    async def _close_client(self, client) -> None:
+        await client.close()
 
     # ---- calls -------------------------------------------------------------------------------------
 
@@ -214,11 +195,6 @@ class OpenAIProvider(Provider):
         return 256
 
     # ---- errors ------------------------------------------------------------------------------------
-
-    def _scrub(self, text: str) -> str:
-        if self._api_key and self._api_key != NO_KEY and len(self._api_key) >= 4:
-            text = text.replace(self._api_key, "***")
-        return text
 
     def _map_error(self, exc: BaseException, *, what: str) -> ProviderError | None:
         """The typed error for an exception raised by the SDK during a call; None when it is not one."""
