@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from picaco.llm.client import ClientConfig
-from picaco.llm.errors import ConfigError
 
 
 class ModelsConfig(BaseModel):
@@ -107,17 +106,12 @@ class RunConfig(BaseModel):
 
 def load_run_config(path: str | Path, **overrides) -> RunConfig:
     """Read a YAML run config; `overrides` are top-level fields (e.g. run_name) set on top."""
-    from picaco.io import read_yaml_mapping
+    from picaco.io import load_config
 
-    raw = read_yaml_mapping(path)
-    raw.update({k: v for k, v in overrides.items() if v is not None})
-    return parse_run_config(raw, where=str(path))
+    return load_config(RunConfig, path, overrides)
 
 
 def parse_run_config(raw: dict, where: str = "config") -> RunConfig:
-    try:
-        return RunConfig.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(x) for x in first["loc"]) or "(top level)"
-        raise ConfigError(f"{where}: field '{field}': {first['msg']}") from None
+    from picaco.io import validate_config
+
+    return validate_config(RunConfig, raw, where)

@@ -75,3 +75,28 @@ def read_prompt_table(path: Path) -> list[dict]:
     if "prompt" not in df.columns:
         raise ConfigError(f"prompts file {path} has no 'prompt' column (columns: {', '.join(df.columns)})")
     return df.select([c for c in ("prompt_id", "prompt") if c in df.columns]).to_dicts()
+
+
+def load_config(model, path: str | Path, overrides: dict, hidden_locs: tuple = ()):
+    """Read a YAML config file into a pydantic model; `overrides` (top-level fields, None = unset) go on
+    top. Every problem is one ConfigError line naming the file and the field."""
+    raw = read_yaml_mapping(path)
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return validate_config(model, raw, str(path), hidden_locs)
+
+
+def validate_config(model, raw: dict, where: str, hidden_locs: tuple = ()):
+    """model.model_validate(raw), with a validation error turned into one line naming the field.
+    `hidden_locs` are location parts that only tag union branches and mean nothing to a user."""
+    from pydantic import ValidationError
+
+    from picaco.llm.errors import ConfigError
+
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(x) for x in first["loc"] if x not in hidden_locs)
+        msg = first["msg"].removeprefix("Value error, ")
+        # a model-level check names its field at the start of its message
+        raise ConfigError(f"{where}: field '{field}': {msg}" if field else f"{where}: {msg}") from None

@@ -11,12 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator,
                       model_validator)
 
 from picaco.config import SamplingConfig
 from picaco.llm.client import ClientConfig
-from picaco.llm.errors import ConfigError
 
 # Method ids in the order of Table 1; labels as printed there.
 METHOD_LABELS: dict[str, str] = {
@@ -303,19 +302,12 @@ class EvalConfig(BaseModel):
 
 def load_eval_config(path: str | Path, **overrides) -> EvalConfig:
     """Read a YAML evaluation config; `overrides` are top-level fields (e.g. name) set on top."""
-    from picaco.io import read_yaml_mapping
+    from picaco.io import load_config
 
-    raw = read_yaml_mapping(path)
-    raw.update({k: v for k, v in overrides.items() if v is not None})
-    return parse_eval_config(raw, where=str(path))
+    return load_config(EvalConfig, path, overrides, hidden_locs=(_ONE, _PER_COMPOSITION))
 
 
 def parse_eval_config(raw: dict, where: str = "eval config") -> EvalConfig:
-    try:
-        return EvalConfig.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(x) for x in first["loc"] if x not in (_ONE, _PER_COMPOSITION))
-        msg = first["msg"].removeprefix("Value error, ")
-        # a model-level check names its field at the start of its message
-        raise ConfigError(f"{where}: field '{field}': {msg}" if field else f"{where}: {msg}") from None
+    from picaco.io import validate_config
+
+    return validate_config(EvalConfig, raw, where, hidden_locs=(_ONE, _PER_COMPOSITION))
