@@ -29,3 +29,30 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=180):
         yield
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A simulator server (OpenAI and Gemini APIs) on a free loopback port, for a test module."""
+    from picaco.sim.server import SimServerConfig, start_server_thread
+
+    s = start_server_thread(SimServerConfig())
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def make_server():
+    """make_server(**SimServerConfig fields) -> a running server, stopped after the test."""
+    from picaco.sim.server import SimServerConfig, start_server_thread
+
+    started = []
+
+    def _make(**kw):
+        s = start_server_thread(SimServerConfig(**kw))
+        started.append(s)
+        return s
+
+    yield _make
+    for s in started:
+        s.stop()

@@ -27,7 +27,6 @@ from picaco.llm.providers.base import ChatCall, ProviderSettings
 from picaco.llm.providers.gemini import GeminiProvider, _retry_delay, finish_reason_of
 from picaco.llm.request import Message, SamplingParams
 from picaco.sim.engine import SimEngine, make_world
-from picaco.sim.server import SimServerConfig, start_server_thread
 
 PROMPT = "Which fruit keeps longest in a cold cellar, apples or pears, and why does it matter for winter storage?"
 MESSAGES = (Message(role="system", content="Be brief."), Message(role="user", content=PROMPT))
@@ -39,27 +38,6 @@ def make_call(n: int = 1, seed: int | None = 1, model: str = "gemini-sim", **par
 
 def provider_for(url: str, timeout_s: float = 0.5, **kw) -> GeminiProvider:
     return GeminiProvider("gemini", ProviderSettings(kind="gemini", base_url=url, timeout_s=timeout_s, **kw))
-
-
-@pytest.fixture(scope="module")
-def server():
-    s = start_server_thread(SimServerConfig())
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def make_server():
-    started = []
-
-    def _make(**kw):
-        s = start_server_thread(SimServerConfig(**kw))
-        started.append(s)
-        return s
-
-    yield _make
-    for s in started:
-        s.stop()
 
 
 async def generate(url: str, call: ChatCall | None = None, **kw):

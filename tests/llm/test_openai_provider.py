@@ -30,7 +30,6 @@ from picaco.llm.providers.base import ChatCall, ProviderSettings
 from picaco.llm.providers.openai import OpenAIProvider, parse_retry_after
 from picaco.llm.request import Message, SamplingParams
 from picaco.sim.engine import SimEngine, make_world
-from picaco.sim.server import SimServerConfig, start_server_thread
 
 PROMPT = "Which fruit keeps longest in a cold cellar, apples or pears, and why does it matter for winter storage?"
 MESSAGES = (Message(role="system", content="Be brief."), Message(role="user", content=PROMPT))
@@ -42,27 +41,6 @@ def make_call(n: int = 1, seed: int | None = 1, model: str = "sim-a", **params) 
 
 def provider_for(url: str, timeout_s: float = 0.5, **kw) -> OpenAIProvider:
     return OpenAIProvider("vllm", ProviderSettings(kind="openai", base_url=url, timeout_s=timeout_s, **kw))
-
-
-@pytest.fixture(scope="module")
-def server():
-    s = start_server_thread(SimServerConfig())
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def make_server():
-    started = []
-
-    def _make(**kw):
-        s = start_server_thread(SimServerConfig(**kw))
-        started.append(s)
-        return s
-
-    yield _make
-    for s in started:
-        s.stop()
 
 
 async def generate(url: str, call: ChatCall | None = None, **kw):

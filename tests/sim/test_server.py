@@ -23,32 +23,10 @@ from picaco.sim.server import (
     config_to_argv,
     main,
     start_server_process,
-    start_server_thread,
 )
 
 HTTP = httpx.Client()  # keep-alive: a fresh client per request costs ~30 ms here
 PROMPT = "Which fruit keeps longest in a cold cellar, apples or pears, and why does it matter for winter storage?"
-
-
-@pytest.fixture(scope="module")
-def server():
-    s = start_server_thread(SimServerConfig())
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def make_server():
-    started = []
-
-    def _make(**kw):
-        s = start_server_thread(SimServerConfig(**kw))
-        started.append(s)
-        return s
-
-    yield _make
-    for s in started:
-        s.stop()
 
 
 def chat(url: str, *, n: int = 1, seed: int | None = 1, content: str = PROMPT, headers=None, timeout=5.0, **extra):
