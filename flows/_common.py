@@ -2,18 +2,22 @@ from __future__ import annotations
 
 import re
 
-from picaco.config import RunConfig, load_run_config, parse_run_config
+from picaco.config import RunConfig
+from picaco.io import load_config, validate_config
 
 
-def resolve_config(config_path: str | None, config: dict | None, run_name: str | None) -> RunConfig:
+def resolve_model(model, config_path: str | None, config: dict | None, overrides: dict, hidden_locs: tuple = ()):
+    """A flow's config from a YAML file path or an inline dict (flow parameters), with overrides on top."""
     if (config_path is None) == (config is None):
         raise ValueError("pass exactly one of config_path or config")
     if config_path is not None:
-        return load_run_config(config_path, run_name=run_name)
-    raw = dict(config)
-    if run_name:
-        raw["run_name"] = run_name
-    return parse_run_config(raw)
+        return load_config(model, config_path, overrides, hidden_locs)
+    raw = {**config, **{k: v for k, v in overrides.items() if v}}
+    return validate_config(model, raw, "config", hidden_locs)
+
+
+def resolve_config(config_path: str | None, config: dict | None, run_name: str | None) -> RunConfig:
+    return resolve_model(RunConfig, config_path, config, {"run_name": run_name})
 
 
 def artifact_key(*parts) -> str:

@@ -17,20 +17,14 @@ from prefect.artifacts import (create_image_artifact, create_markdown_artifact, 
                                create_table_artifact, update_progress_artifact)
 
 from flows._common import artifact_key
-from picaco.eval.config import EvalConfig, load_eval_config, parse_eval_config
+from flows._common import resolve_model
+from picaco.eval.config import HIDDEN_LOCS, EvalConfig
 from picaco.eval.runner import plan_jobs
 from tasks.evaluate import evaluate_job_task, report_task, resolve_picaco_task
 
 
 def resolve_eval_config(config_path: str | None, config: dict | None, name: str | None) -> EvalConfig:
-    if (config_path is None) == (config is None):
-        raise ValueError("pass exactly one of config_path or config")
-    if config_path is not None:
-        return load_eval_config(config_path, name=name)
-    raw = dict(config)
-    if name:
-        raw["name"] = name
-    return parse_eval_config(raw)
+    return resolve_model(EvalConfig, config_path, config, {"name": name}, hidden_locs=HIDDEN_LOCS)
 
 
 def _summary_table(rows: list[dict]) -> list[dict]:

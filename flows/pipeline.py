@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from prefect import flow, task
 from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
                                update_progress_artifact)
@@ -35,7 +34,7 @@ from flows.evaluate import evaluate_flow
 from flows.noisy_pool import noisy_pool_flow
 from picaco.config import RunConfig
 from picaco.eval.config import parse_eval_config
-from picaco.llm.errors import ConfigError
+from picaco.io import read_yaml_mapping
 from picaco.method import run as runner
 from tasks.optimize import e_step_task, final_report_task, m_step_task
 
@@ -174,15 +173,7 @@ def pipeline_eval_config(eval_config_path: str, cfg: RunConfig, datasets: dict |
     """The evaluation config of the pipeline's last step: the file's methods and protocol, applied to this
     run's result, composition, cache and (when collected) held-out test prompts. Its outputs and call log
     go to <run_dir>/eval/, beside the run they evaluate."""
-    p = Path(eval_config_path)
-    if not p.is_file():
-        raise ConfigError(f"evaluation config file {p} does not exist")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"evaluation config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"evaluation config file {p} must be a mapping of fields")
+    raw = read_yaml_mapping(eval_config_path)
     raw.update({"name": cfg.run_name, "compositions": [cfg.composition],
                 "picaco": {"result": str(cfg.run_dir / "result.json")},
                 "client": cfg.client.model_dump(mode="json"), "out_dir": str(cfg.run_dir / "eval"), "seed": cfg.seed})
@@ -191,4 +182,4 @@ def pipeline_eval_config(eval_config_path: str, cfg: RunConfig, datasets: dict |
         raw["prompts"] = {"path": str(folder / "test.parquet"), "offset": 0, "count": datasets[cfg.composition]["test"]}
         raw["optimization_prompts"] = {"path": str(folder / COLLECTED_FILE), "offset": 0,
                                        "count": datasets[cfg.composition]["x"]}
-    return parse_eval_config(raw, where=str(p)).model_dump(mode="json")
+    return parse_eval_config(raw, where=str(eval_config_path)).model_dump(mode="json")

@@ -147,6 +147,7 @@ def _picaco_shape(v) -> str:
 
 
 _ONE, _PER_COMPOSITION = "<one source>", "<per composition>"  # union tags, dropped from error locations
+HIDDEN_LOCS = (_ONE, _PER_COMPOSITION)
 PicacoSources = Annotated[Union[Annotated[PicacoSource, Tag(_ONE)],
                                 Annotated[dict[str, PicacoSource], Tag(_PER_COMPOSITION)]],
                           Discriminator(_picaco_shape)]
@@ -304,10 +305,10 @@ def load_eval_config(path: str | Path, **overrides) -> EvalConfig:
     """Read a YAML evaluation config; `overrides` are top-level fields (e.g. name) set on top."""
     from picaco.io import load_config
 
-    return load_config(EvalConfig, path, overrides, hidden_locs=(_ONE, _PER_COMPOSITION))
+    return load_config(EvalConfig, path, overrides, hidden_locs=HIDDEN_LOCS)
 
 
 def parse_eval_config(raw: dict, where: str = "eval config") -> EvalConfig:
     from picaco.io import validate_config
 
-    return validate_config(EvalConfig, raw, where, hidden_locs=(_ONE, _PER_COMPOSITION))
+    return validate_config(EvalConfig, raw, where, hidden_locs=HIDDEN_LOCS)
