@@ -34,8 +34,19 @@ class PrefectApi:
 
     def _call(self, method: str, path: str, **kw):
         # A SQLite-backed server answers 503 when busy: retry a few times, as Prefect's client does.
+        # On 2 cores with flow-run processes starting (each imports torch), the server has also stalled
+        # past the read timeout once (CI, GET /flow_runs/{id}): reads are retried after a timeout too.
+        # Writes are not (a create_flow_run that timed out may have been applied).
+        idempotent = method == "GET" or path.endswith("/filter")
         for attempt in range(6):
-            r = self.http.request(method, path, **kw)
+            try:
+                r = self.http.request(method, path, **kw)
+            except (httpx.TimeoutException, httpx.NetworkError) as exc:
+                if not idempotent or attempt == 5:
+                    raise ApiError(f"{method} {path}: {type(exc).__name__} after {attempt + 1} tries "
+                                   f"({self.http.timeout.read} s read timeout)") from exc
+                time.sleep(0.5 * 2 ** attempt)
+                continue
             if r.status_code != 503:
                 break
             time.sleep(0.5 * 2 ** attempt)
