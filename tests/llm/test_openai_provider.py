@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import gc
+import json
 import socket
 import subprocess
 import sys
@@ -264,3 +265,54 @@ def test_importing_providers_does_not_import_sdks():
             "bad = [m for m in ('openai', 'google.genai') if m in sys.modules]; assert not bad, bad")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+# ---- the request on the wire -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options,params", [
+    ({}, dict(seed=7, temperature=0.3, max_tokens=40, top_p=0.9, stop=("\n\n", "END"))),
+    ({"max_tokens_param": "max_completion_tokens"}, dict(seed=None, temperature=1.0, max_tokens=12)),
+])
+async def test_chat_sends_exactly_what_the_sdks_create_sends(monkeypatch, options, params):
+    """The provider posts its body without `create`'s transform: the request must stay the same."""
+    import httpx2
+    import openai
+
+    captured: list[httpx2.Request] = []
+    reply = {"id": "c1", "object": "chat.completion", "created": 0, "model": "m",
+             "choices": [{"index": i, "finish_reason": "stop", "message": {"role": "assistant", "content": f"a{i}"}}
+                         for i in range(2)],
+             "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}
+
+    def handler(request):
+        captured.append(request)
+        return httpx2.Response(200, json=reply, headers={"x-request-id": "req_1"})
+
+    def sdk_client():
+        return openai.AsyncOpenAI(base_url="http://127.0.0.1:9/v1", api_key="sk-test-key", max_retries=0,
+                                  http_client=openai.DefaultAsyncHttpxClient(transport=httpx2.MockTransport(handler)))
+
+    monkeypatch.setenv("PICACO_TEST_KEY", "sk-test-key")
+    p = provider_for("http://127.0.0.1:9/v1", api_key_env="PICACO_TEST_KEY", options=options)
+    monkeypatch.setattr(p, "_new_client", sdk_client)
+    call = ChatCall(model="m", messages=MESSAGES, params=SamplingParams(**params), n=2, seed=params["seed"])
+    got = await p.generate(call)
+    await p.aclose()
+    assert [c.text for c in got.completions] == ["a0", "a1"] and got.request_id == "req_1"
+    assert (got.prompt_tokens, got.completion_tokens) == (3, 4)
+
+    sdk = sdk_client()
+    token_param = options.get("max_tokens_param", "max_tokens")
+    kwargs = {"model": "m", "messages": [{"role": m.role, "content": m.content} for m in MESSAGES], "n": 2,
+              "temperature": params["temperature"], token_param: params["max_tokens"]}
+    kwargs.update({k: list(v) if k == "stop" else v for k, v in params.items()
+                   if k in ("seed", "top_p", "stop") and v is not None})
+    await sdk.chat.completions.create(**kwargs)
+    await sdk.close()
+
+    ours, theirs = captured
+    assert (ours.method, str(ours.url)) == (theirs.method, str(theirs.url))
+    assert json.loads(ours.content) == json.loads(theirs.content)
+    assert dict(ours.headers) == dict(theirs.headers)
+    assert ours.headers["authorization"] == "Bearer sk-test-key"
