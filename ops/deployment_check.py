@@ -217,14 +217,16 @@ def run_check(work: Path, *, screenshots: bool = True, log=print) -> dict:
         snap = calllog.snapshot(runs_dir)
         third = api.run_deployment(dep["id"], params, delay_s=2.0, name="ops-check-scheduled-rerun")
         expect(api.flow_run(third["id"])["state_type"] == "SCHEDULED", "the rerun was not created as Scheduled")
-        bad_params = dict(params, config_path=str(work / "no-such-config.yaml"))
-        bad = api.run_deployment(dep["id"], bad_params, name="ops-check-missing-config")
         done3 = api.wait(third["id"], RUN_TIMEOUT)
         expect(done3["state_type"] == "COMPLETED", f"scheduled rerun ended {done3['state_type']}: {done3['state']['message']}")
         rerun_lines = calllog.lines_since(runs_dir, snap)
         expect(rerun_lines, "the scheduled rerun wrote no call-log lines (did it call the client at all?)")
         expect(calllog.paid_calls(rerun_lines) == 0,
                f"the scheduled rerun made {calllog.paid_calls(rerun_lines)} provider calls: {calllog.summary(rerun_lines)}")
+        # One run at a time: two flow-run processes starting together on 2 cores (each imports Prefect and
+        # picaco) starved the SQLite-backed server past a 30 s read timeout once in CI.
+        bad_params = dict(params, config_path=str(work / "no-such-config.yaml"))
+        bad = api.run_deployment(dep["id"], bad_params, name="ops-check-missing-config")
         bad_done = api.wait(bad["id"], RUN_TIMEOUT)
         message = bad_done["state"]["message"] or ""
         expect(bad_done["state_type"] == "FAILED", f"the run with a missing config ended {bad_done['state_type']}")
