@@ -13,7 +13,8 @@ Steps (each checked; the first failure stops the check with its reason):
     finished steps' files are not rewritten) and makes no provider call for a request the crashed run
     completed; final state COMPLETED;
  4. a scheduled rerun (same config, created in the Scheduled state) completes with 0 provider calls;
-    next to it a run with a missing config file fails, and its state message says which file;
+    then a run with a missing config file fails, and its state message says which file; the killed
+    run of step 2 is marked Crashed by the zombie-run automation (no heartbeat), not left Running;
  5. through the API: the tasks (collect, noisy pool, E-step and M-step per iteration, evaluation), the markdown and table artifact per iteration, the progress artifact at 100 %,
     the result;
  6. headless Chromium screenshots of the run page and an artifact page, checked not blank;
@@ -40,7 +41,7 @@ if __package__ in (None, ""):
 
 from ops import calllog  # noqa: E402
 from ops.api import PrefectApi  # noqa: E402
-from ops.prefect_local import REPO_ROOT, LocalPrefect, still_running  # noqa: E402
+from ops.prefect_local import HEARTBEAT_S, REPO_ROOT, LocalPrefect, still_running  # noqa: E402
 
 PIPELINE = ("picaco-pipeline", "pipeline-demo")
 EXPECTED_DEPLOYMENTS = {
@@ -51,6 +52,7 @@ EXPECTED_DEPLOYMENTS = {
     PIPELINE,
 }
 RUN_TIMEOUT = 300.0
+ZOMBIE_WITHIN_S = 3 * HEARTBEAT_S
 
 
 class CheckFailed(AssertionError):
@@ -188,9 +190,9 @@ def run_check(work: Path, *, screenshots: bool = True, log=print) -> dict:
         done_at_crash = sorted(p.name for p in run_dir.glob("iter_[0-9][0-9][0-9].json"))
         expect(not (run_dir / f"iter_{T:03d}.json").exists() and not (run_dir / "result.json").exists(),
                f"the run finished before it could be crashed ({done_at_crash})")
-        for r in [first] + api.subflow_runs(first["id"]):
-            if api.flow_run(r["id"])["state_type"] not in ("COMPLETED", "FAILED"):
-                api.set_state(r["id"], "CRASHED", "worker killed by the deployment check")
+        killed_at = time.monotonic()
+        orphans = [r["id"] for r in [first] + api.subflow_runs(first["id"])
+                   if api.flow_run(r["id"])["state_type"] not in ("COMPLETED", "FAILED")]
         crash_lines = calllog.lines_since(runs_dir, {})
         files_at_crash = _mtimes(run_dir)
         report["crash"] = {"complete_iterations": done_at_crash, "calls": calllog.summary(crash_lines),
@@ -235,6 +237,20 @@ def run_check(work: Path, *, screenshots: bool = True, log=print) -> dict:
         mark("scheduled rerun and failing run done")
         report["scheduled_rerun"] = {"calls": calllog.summary(rerun_lines)}
         report["failed_run"] = {"state": bad_done["state_type"], "message": message}
+
+        # -- the killed run was marked Crashed by the zombie-run automation, not left Running ------------
+        # Its last heartbeat was at most HEARTBEAT_S before the kill; the automation fires ZOMBIE_WITHIN_S
+        # after it. By now the resumed, rerun and failed runs have taken most of that wait.
+        crashed = {}
+        for run_id in orphans:
+            left = max(10.0, killed_at + ZOMBIE_WITHIN_S + 90.0 - time.monotonic())
+            run = api.wait(run_id, left)
+            expect(run["state_type"] == "CRASHED" and "no heartbeat" in (run["state"]["message"] or ""),
+                   f"the killed run {run['name']} ended {run['state_type']} ({run['state']['message']!r}), "
+                   f"not Crashed by the zombie-run automation")
+            crashed[run["name"]] = round(time.monotonic() - killed_at, 1)
+        mark("killed run marked Crashed by the automation")
+        report["zombie"] = {"crashed_s_after_kill": crashed}
 
         # -- monitoring through the API -----------------------------------------------------------------
         report["monitoring"] = check_artifacts(api, second["id"], raw["run_name"], T)

@@ -43,6 +43,51 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+HEARTBEAT_S = 30
+ZOMBIE_AUTOMATION = "picaco: crash flow runs that stopped sending heartbeats"
+
+
+def zombie_automation(within_s: float = 3 * HEARTBEAT_S) -> dict:
+    """Prefect's documented zombie-run automation (docs: "detect zombie flows"): a flow run that sent a
+    heartbeat and then, for `within_s`, neither another heartbeat nor a final state, is set Crashed.
+    Without it a run whose worker was killed stays Running in the UI forever; a resumed run does not need
+    it (picaco resumes from its own files), but a user watching the UI does."""
+    return {
+        "name": ZOMBIE_AUTOMATION,
+        "description": "Marks a flow run Crashed when its process stops sending heartbeats (worker or machine died).",
+        "enabled": True,
+        "trigger": {
+            "type": "event",
+            "match": {"prefect.resource.id": ["prefect.flow-run.*"]},
+            "after": ["prefect.flow-run.heartbeat"],
+            "expect": ["prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
+                       "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"],
+            "for_each": ["prefect.resource.id"],
+            "posture": "Proactive",
+            "threshold": 1,
+            "within": within_s,
+        },
+        "actions": [{"type": "change-flow-run-state", "state": "CRASHED",
+                     "message": f"no heartbeat for {within_s:.0f} s: the flow run's process is gone "
+                                f"(worker killed or machine lost); run the deployment again to resume"}],
+    }
+
+
+def ensure_zombie_automation(env: Mapping[str, str], within_s: float = 3 * HEARTBEAT_S) -> str:
+    """Create the zombie-run automation unless one of that name exists; its id."""
+    api = env["PREFECT_API_URL"]
+    r = httpx.post(f"{api}/automations/filter", json={"automations": {"name": {"any_": [ZOMBIE_AUTOMATION]}}},
+                   timeout=30)
+    if r.status_code != 200:
+        raise OpsError(f"reading automations answered {r.status_code}: {r.text[:200]}")
+    if r.json():
+        return r.json()[0]["id"]
+    r = httpx.post(f"{api}/automations/", json=zombie_automation(within_s), timeout=30)
+    if r.status_code != 201:
+        raise OpsError(f"creating the zombie-run automation answered {r.status_code}: {r.text[:300]}")
+    return r.json()["id"]
+
+
 def prefect_env(home: Path, port: int, base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
     """The environment of every process talking to the local server (server, CLI, worker, flow runs)."""
     home = Path(home).resolve()
@@ -61,6 +106,8 @@ def prefect_env(home: Path, port: int, base: Mapping[str, str] | None = None, **
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
         "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+        # Heartbeats every 30 s (Prefect's minimum; default 180) drive the zombie-run automation below.
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S),
         # A worker polls every 10 s by default; 2 s keeps a local run from waiting idle.
         "PREFECT_WORKER_QUERY_SECONDS": "2",
         "PREFECT_WORKER_HEARTBEAT_SECONDS": "10",
@@ -301,6 +348,7 @@ class LocalPrefect:
 
     def deploy(self) -> str:
         ensure_pool(self.env, self.pool)
+        ensure_zombie_automation(self.env)
         return deploy_all(self.env, self.cwd)
 
     def start_worker(self) -> None:
@@ -357,6 +405,7 @@ def serve(home: Path, port: int, pool: str, deploy: bool) -> int:
         print(f"starting prefect server on {lp.ui_url} (PREFECT_HOME={lp.home}) ...", flush=True)
         lp.start_server()
         ensure_pool(lp.env, pool)
+        ensure_zombie_automation(lp.env)
         if deploy:
             print("deploying prefect.yaml ...", flush=True)
             lp.deploy()

@@ -50,6 +50,20 @@ def test_prefect_env_is_private_and_offline(tmp_path):
     assert env["PREFECT_SERVER_API_HOST"] == "127.0.0.1"
     assert env["PREFECT_SERVER_DATABASE_CONNECTION_URL"].endswith(str((tmp_path / "home").resolve() / "prefect.db"))
     assert env["PREFECT_HOME"] == str((tmp_path / "home").resolve())
+    assert env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"  # what the zombie-run automation waits on
+
+
+def test_zombie_automation_is_valid_for_the_server_and_waits_three_heartbeats():
+    from prefect.server.events.schemas.automations import AutomationCreate, Posture
+
+    from ops.prefect_local import HEARTBEAT_S, zombie_automation
+
+    automation = AutomationCreate.model_validate(zombie_automation())
+    trigger = automation.trigger
+    assert trigger.posture == Posture.Proactive and trigger.within.total_seconds() == 3 * HEARTBEAT_S
+    assert trigger.after == {"prefect.flow-run.heartbeat"}
+    assert {"prefect.flow-run.Completed", "prefect.flow-run.Failed"} <= trigger.expect
+    assert [a.state.value for a in automation.actions] == ["CRASHED"]
 
 
 def test_server_that_cannot_start_is_reported_with_its_log(tmp_path):
