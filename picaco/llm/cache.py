@@ -145,8 +145,9 @@ class ResponseCache:
         return json.loads(raw)
 
     def put_sample(self, key: str, record: dict) -> None:
+        """Write one sample now (outside an event loop); the client batches through `write_rows`."""
         if self.writes:
-            self._dc.set(key, encode_sample(record))
+            self._commit([(key, encode_sample(record))])
 
     async def write_rows(self, rows: list[tuple[str, bytes]]) -> None:
         """Commit rows (from encode_sample / encode_embedding); returns once they are on disk.
@@ -173,14 +174,17 @@ class ResponseCache:
         batch, self._queued, self._flush_scheduled = self._queued, [], False
         error: Exception | None = None
         try:
-            with self._dc.transact(retry=True):
-                for rows, _ in batch:
-                    for key, value in rows:
-                        _insert_row(self._dc, key, value)
+            self._commit([row for rows, _ in batch for row in rows])
         except Exception as exc:  # reported to every waiter, who logs and counts it
             error = exc
         for _, fut in batch:
             _settle(fut, error)
+
+    def _commit(self, rows: list[tuple[str, bytes]]) -> None:
+        """The one write path: rows in one transaction (an existing row is replaced, as `refresh` needs)."""
+        with self._dc.transact(retry=True):
+            for key, value in rows:
+                _insert_row(self._dc, key, value)
 
     # -- embeddings -------------------------------------------------------------------------------
     def get_embedding(self, key: str) -> np.ndarray | None:
@@ -193,7 +197,7 @@ class ResponseCache:
 
     def put_embedding(self, key: str, vector: np.ndarray) -> None:
         if self.writes:
-            self._dc.set(key, encode_embedding(vector))
+            self._commit([(key, encode_embedding(vector))])
 
     # -- counters ---------------------------------------------------------------------------------
     def add_stats(self, role: str, **counts: int) -> None:
