@@ -373,26 +373,26 @@ class ValueWorld:
     def _optimizer(self, rng: random.Random, text: str) -> str:
         p = _parse_optimizer(text)
         ranked = sorted(enumerate(p.shown), key=lambda t: (_RANK.get(t[1][0].lower(), 1.5), t[0]))
-        ranked_texts = [t for _i, (_lab, t) in ranked]
-        names = p.values or ["the intended values"]
-        seed = f"You should always provide responses that reflect the values of {_join(names)}."
+        new = self._rewrite(rng, p, [t for _i, (_lab, t) in ranked])
         if self.config.null_optimizer:
-            return f"<INS>{ranked_texts[-1] if ranked_texts else seed}</INS>"
-        new = _Optimizer(self, rng, p, ranked_texts, seed).run()
+            return f"<INS>{new}</INS>"
         pre = rng.choice(("", "", "Here is an improved instruction:\n", "A better instruction:\n"))
         return f"{pre}<INS>{new}</INS>"
-
 
     def _opro_optimizer(self, rng: random.Random, text: str) -> str:
         """OPRO's meta-prompt (instructions with 0-100 scores, exemplars): the same imperfect rewrite,
         starting from the instructions ranked by their scores."""
         p = _parse_opro(text)
-        ranked_texts = [t for _lab, t in p.shown]
+        return f"<INS>{self._rewrite(rng, p, [t for _lab, t in p.shown])}</INS>"
+
+    def _rewrite(self, rng: random.Random, p: "_OptPrompt", ranked_texts: list[str]) -> str:
+        """The new instruction, from the instructions shown (best last); the null optimizer returns the
+        best one shown unchanged."""
         names = p.values or ["the intended values"]
         seed = f"You should always provide responses that reflect the values of {_join(names)}."
         if self.config.null_optimizer:
-            return f"<INS>{ranked_texts[-1] if ranked_texts else seed}</INS>"
-        return f"<INS>{_Optimizer(self, rng, p, ranked_texts, seed).run()}</INS>"
+            return ranked_texts[-1] if ranked_texts else seed
+        return _Optimizer(self, rng, p, ranked_texts, seed).run()
 
 
 # ----------------------------------------------------------------------------------- the optimizer role
