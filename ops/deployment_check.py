@@ -15,8 +15,8 @@ Steps (each checked; the first failure stops the check with its reason):
  4. a scheduled rerun (same config, created in the Scheduled state) completes with 0 provider calls;
     then a run with a missing config file fails, and its state message says which file; the killed
     run of step 2 is marked Crashed by the zombie-run automation (no heartbeat), not left Running;
- 5. through the API: the tasks (collect, noisy pool, E-step and M-step per iteration, evaluation), the markdown and table artifact per iteration, the progress artifact at 100 %,
-    the result;
+ 5. through the API: the tasks (collect, noisy pool, E-step and M-step per iteration, evaluation), the
+    markdown and table artifact per iteration, the progress artifact at 100 %, the result;
  6. headless Chromium screenshots of the run page and an artifact page, checked not blank;
  7. worker and server stopped; every PID they had is gone.
 
@@ -41,7 +41,7 @@ if __package__ in (None, ""):
 
 from ops import calllog  # noqa: E402
 from ops.api import PrefectApi  # noqa: E402
-from ops.prefect_local import HEARTBEAT_S, REPO_ROOT, LocalPrefect, still_running  # noqa: E402
+from ops.prefect_local import REPO_ROOT, ZOMBIE_WITHIN_S, LocalPrefect, still_running  # noqa: E402
 
 PIPELINE = ("picaco-pipeline", "pipeline-demo")
 EXPECTED_DEPLOYMENTS = {
@@ -52,7 +52,6 @@ EXPECTED_DEPLOYMENTS = {
     PIPELINE,
 }
 RUN_TIMEOUT = 300.0
-ZOMBIE_WITHIN_S = 3 * HEARTBEAT_S
 
 
 class CheckFailed(AssertionError):
@@ -239,9 +238,9 @@ def run_check(work: Path, *, screenshots: bool = True, log=print) -> dict:
         report["failed_run"] = {"state": bad_done["state_type"], "message": message}
 
         # -- the killed run was marked Crashed by the zombie-run automation, not left Running ------------
-        # Its last heartbeat was at most HEARTBEAT_S before the kill; the automation fires ZOMBIE_WITHIN_S
-        # after it, give or take the server's trigger evaluation (measured 77 s after the kill; 150 s of slack
-        # for a loaded machine). By now the resumed, rerun and failed runs have taken most of that wait.
+        # Its last heartbeat was at most one heartbeat period (30 s) before the kill; the automation fires
+        # ZOMBIE_WITHIN_S after it, give or take the server's trigger evaluation (measured 77 s after the
+        # kill; 150 s of slack for a loaded machine). The resumed, rerun and failed runs took most of that.
         crashed = {}
         for run_id in orphans:
             left = max(10.0, killed_at + ZOMBIE_WITHIN_S + 150.0 - time.monotonic())

@@ -44,10 +44,11 @@ def free_port() -> int:
 
 
 HEARTBEAT_S = 30
+ZOMBIE_WITHIN_S = 3 * HEARTBEAT_S  # silence after a heartbeat that marks a flow run Crashed
 ZOMBIE_AUTOMATION = "picaco: crash flow runs that stopped sending heartbeats"
 
 
-def zombie_automation(within_s: float = 3 * HEARTBEAT_S) -> dict:
+def zombie_automation(within_s: float = ZOMBIE_WITHIN_S) -> dict:
     """Prefect's documented zombie-run automation (docs: "detect zombie flows"): a flow run that sent a
     heartbeat and then, for `within_s`, neither another heartbeat nor a final state, is set Crashed.
     Without it a run whose worker was killed stays Running in the UI forever; a resumed run does not need
@@ -73,7 +74,7 @@ def zombie_automation(within_s: float = 3 * HEARTBEAT_S) -> dict:
     }
 
 
-def ensure_zombie_automation(env: Mapping[str, str], within_s: float = 3 * HEARTBEAT_S) -> str:
+def ensure_zombie_automation(env: Mapping[str, str], within_s: float = ZOMBIE_WITHIN_S) -> str:
     """Create the zombie-run automation unless one of that name exists; its id."""
     api = env["PREFECT_API_URL"]
     r = httpx.post(f"{api}/automations/filter", json={"automations": {"name": {"any_": [ZOMBIE_AUTOMATION]}}},
@@ -346,9 +347,13 @@ class LocalPrefect:
         self.server = start_server(self.env, self.home / "server.log")
         self.server.tree()
 
-    def deploy(self) -> str:
+    def prepare(self) -> None:
+        """What every deployment here needs on the server: the work pool and the zombie-run automation."""
         ensure_pool(self.env, self.pool)
         ensure_zombie_automation(self.env)
+
+    def deploy(self) -> str:
+        self.prepare()
         return deploy_all(self.env, self.cwd)
 
     def start_worker(self) -> None:
@@ -404,11 +409,11 @@ def serve(home: Path, port: int, pool: str, deploy: bool) -> int:
     try:
         print(f"starting prefect server on {lp.ui_url} (PREFECT_HOME={lp.home}) ...", flush=True)
         lp.start_server()
-        ensure_pool(lp.env, pool)
-        ensure_zombie_automation(lp.env)
         if deploy:
             print("deploying prefect.yaml ...", flush=True)
             lp.deploy()
+        else:
+            lp.prepare()
         lp.start_worker()
         print(f"UI: {lp.ui_url}   API: {lp.api_url}   pool: {pool}\n"
               f"logs: {lp.home}/server.log, {lp.home}/worker.log\n"
