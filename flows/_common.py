@@ -3,17 +3,20 @@ from __future__ import annotations
 import re
 
 from picaco.config import RunConfig
-from picaco.io import load_config, validate_config
+from picaco.io import read_yaml_mapping, validate_config
 
 
 def resolve_model(model, config_path: str | None, config: dict | None, overrides: dict, hidden_locs: tuple = ()):
-    """A flow's config from a YAML file path or an inline dict (flow parameters), with overrides on top."""
+    """A flow's config from a YAML file path or an inline dict (flow parameters), with overrides on top
+    (an empty override, as a form in the UI sends, means unset)."""
     if (config_path is None) == (config is None):
         raise ValueError("pass exactly one of config_path or config")
     if config_path is not None:
-        return load_config(model, config_path, overrides, hidden_locs)
-    raw = {**config, **{k: v for k, v in overrides.items() if v}}
-    return validate_config(model, raw, "config", hidden_locs)
+        raw, where = read_yaml_mapping(config_path), str(config_path)
+    else:
+        raw, where = dict(config), "config"
+    raw.update({k: v for k, v in overrides.items() if v})
+    return validate_config(model, raw, where, hidden_locs)
 
 
 def resolve_config(config_path: str | None, config: dict | None, run_name: str | None) -> RunConfig:

@@ -16,8 +16,7 @@ from prefect import flow
 from prefect.artifacts import (create_image_artifact, create_markdown_artifact, create_progress_artifact,
                                create_table_artifact, update_progress_artifact)
 
-from flows._common import artifact_key
-from flows._common import resolve_model
+from flows._common import artifact_key, resolve_model
 from picaco.eval.config import HIDDEN_LOCS, EvalConfig
 from picaco.eval.runner import plan_jobs
 from tasks.evaluate import evaluate_job_task, report_task, resolve_picaco_task

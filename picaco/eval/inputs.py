@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-from picaco.io import read_prompt_table
-
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from picaco.eval.config import PromptSet
+from picaco.io import read_prompt_table
 from picaco.llm.errors import ConfigError
-from picaco.method.picaco import TaskPrompt
+from picaco.method.picaco import TaskPrompt, select_task_prompts
 from picaco.templates.render import Template, TemplateError
-
-
-def prompt_id_of(text: str) -> str:
-    """Same id rule as picaco.method.run for files without a prompt_id column."""
-    return hashlib.sha256(" ".join(text.split()).lower().encode()).hexdigest()[:16]
 
 
 def normalized(text: str) -> str:
     return " ".join(text.split()).lower()
-
-
-_read_prompt_file = read_prompt_table  # one reader for every prompt file
 
 
 def load_prompt_set(spec: PromptSet, kind: str, *, composition: str = "", default_offset: int = 0,
@@ -35,22 +25,12 @@ def load_prompt_set(spec: PromptSet, kind: str, *, composition: str = "", defaul
 
     if spec.path is not None:
         path = Path(str(spec.path).replace("{composition}", composition))
-        rows, where = _read_prompt_file(path), str(path)
+        rows, where = read_prompt_table(path), str(path)
     else:
         family = kind if spec.family == "auto" else spec.family
         rows, where = load_demo_prompts(family=family), f"bundled demo prompts ({family})"
     offset = default_offset if spec.offset is None else spec.offset
-    available = len(rows) - offset
-    if available < spec.count:
-        raise ConfigError(f"{what}.count={spec.count} but {where} holds only {max(0, available)} prompts after "
-                          f"offset {offset}")
-    out = []
-    for r in rows[offset:offset + spec.count]:
-        text = r.get("prompt")
-        if not isinstance(text, str) or not text.strip():
-            raise ConfigError(f"{where}: an empty prompt in rows {offset}..{offset + spec.count - 1}")
-        out.append(TaskPrompt(prompt_id=str(r.get("prompt_id") or prompt_id_of(text)), text=text))
-    return out
+    return select_task_prompts(rows, offset, spec.count, where, f"{what}.count")
 
 
 def check_disjoint(test: list[TaskPrompt], optimization: list[TaskPrompt], where: str) -> None:

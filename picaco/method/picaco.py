@@ -14,6 +14,7 @@ Choices where the paper is silent are marked "Choice:" and collected in docs/met
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -35,6 +36,28 @@ class TaskPrompt(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     prompt_id: str
     text: str
+
+
+def prompt_id_of(text: str) -> str:
+    """The id of a prompt that comes without one: the same for the same text in every file."""
+    return hashlib.sha256(" ".join(text.split()).lower().encode()).hexdigest()[:16]
+
+
+def select_task_prompts(rows: list[dict], offset: int, count: int, where: str, what: str) -> list[TaskPrompt]:
+    """Rows offset..offset+count-1 of a prompt source (`where`) as TaskPrompts; `what` names the setting
+    that asked for `count` in the error when the source is too short."""
+    from picaco.llm.errors import ConfigError
+
+    available = len(rows) - offset
+    if available < count:
+        raise ConfigError(f"{what}={count} but {where} holds only {max(0, available)} prompts after offset {offset}")
+    out = []
+    for r in rows[offset:offset + count]:
+        text = r.get("prompt")
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError(f"{where}: an empty prompt in rows {offset}..{offset + count - 1}")
+        out.append(TaskPrompt(prompt_id=str(r.get("prompt_id") or prompt_id_of(text)), text=text))
+    return out
 
 
 class NoisyState(BaseModel):

@@ -27,7 +27,7 @@ from picaco.llm.client import LLMClient
 from picaco.llm.errors import ConfigError
 from picaco.method.picaco import (AlignedEntry, Candidate, EStepState, EStepTally, IterationState, NoisyState,
                                   RunContext, TaskPrompt, e_step, merge_aligned_pools, m_step, noisy_pool_step,
-                                  sample_and_judge)
+                                  sample_and_judge, select_task_prompts)
 from pydantic import BaseModel, ConfigDict
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,7 @@ def load_prompts(config: RunConfig) -> list[TaskPrompt]:
     else:
         rows = read_prompt_table(src.path)
         where = str(src.path)
-    available = len(rows) - src.offset
-    if available < n:
-        raise ConfigError(f"picaco.n_prompts={n} but {where} holds only {max(0, available)} prompts after "
-                          f"offset {src.offset}")
-    chosen = rows[src.offset:src.offset + n]
-    return [TaskPrompt(prompt_id=str(r.get("prompt_id") or _prompt_id(r["prompt"])), text=r["prompt"]) for r in chosen]
+    return select_task_prompts(rows, src.offset, n, where, "picaco.n_prompts")
 
 
 def held_out_prompts(config: RunConfig, count: int) -> list[TaskPrompt]:
@@ -60,10 +55,6 @@ def held_out_prompts(config: RunConfig, count: int) -> list[TaskPrompt]:
         update={"offset": config.prompts.offset + config.picaco.n_prompts}),
         "picaco": config.picaco.model_copy(update={"n_prompts": count})})
     return load_prompts(shifted)
-
-
-def _prompt_id(text: str) -> str:
-    return hashlib.sha256(" ".join(text.split()).lower().encode()).hexdigest()[:16]
 
 
 def load_composition_for(config: RunConfig):

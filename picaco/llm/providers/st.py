@@ -49,6 +49,8 @@ def release_freed_memory() -> bool:
         return False
     _MALLOC_TRIM(0)
     return True
+
+
 _MODELS: dict[str, object] = {}
 _LOCK = threading.Lock()
 
