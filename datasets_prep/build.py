@@ -31,6 +31,8 @@ from typing import Any
 
 import polars as pl
 
+from picaco.io import current_umask
+
 from .config import CompositionConfig, SourceConfig
 from .errors import DataError, NotEnoughPromptsError
 from .loading import LoadedSource
@@ -372,6 +374,7 @@ def write_build(result: BuildResult, out_root: str | Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{result.config.name}.tmp-", dir=out_root))
     old: Path | None = None
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # it becomes the output folder: not mkdtemp's 0700
         for name, data in blobs.items():
             (tmp / name).write_bytes(data)
         if target.exists():

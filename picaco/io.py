@@ -8,12 +8,28 @@ import tempfile
 from pathlib import Path
 
 
+def current_umask() -> int:
+    """The process umask, which files and folders made by tempfile (0600, 0700) would otherwise ignore."""
+    try:
+        with open("/proc/self/status", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    # the portable read sets the umask; 0o077 in between errs on the private side for other threads
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())  # as open() would create it, not mkstemp's 0600
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
