@@ -68,7 +68,10 @@ def _contents(path: Path, raw: bytes) -> bytes:
 
 def check_file(source: str, path: Path, fmt: str) -> dict[str, Any]:
     """Reject empty and non-UTF-8 files with a one-line message; return the file's provenance."""
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{source}: cannot read {path}: {err.strerror or err}") from None
     if not raw:
         raise EmptySourceError(f"{source}: {path} is empty")
     try:

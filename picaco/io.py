@@ -50,6 +50,22 @@ def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 
 
+def check_output_path(path: str | Path, what: str, *, folder: bool) -> None:
+    """Refuse, before any work is done, an output path that cannot be written: a file where a folder must
+    be (or the reverse), or a folder without write permission. One ConfigError line naming the path."""
+    from picaco.llm.errors import ConfigError
+
+    path = Path(path)
+    kind, other = ("a folder", "a file") if folder else ("a file", "a folder")
+    if path.exists() and path.is_dir() != folder:
+        raise ConfigError(f"{what} {path} is {other}, not {kind}")
+    nearest = path if folder and path.exists() else next(p for p in path.parents if p.exists())
+    if not nearest.is_dir():
+        raise ConfigError(f"{what} {path}: {nearest} is a file, not a folder")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {path}: no permission to write in {nearest}")
+
+
 def read_yaml_mapping(path: str | Path) -> dict:
     """A YAML file that must hold a mapping; every problem is one ConfigError line naming the file."""
     import yaml

@@ -127,6 +127,19 @@ def test_bad_record_names_row(tmp_path, hf_cache):
         load_source(SourceConfig(loader="hh_rlhf", path=path), cache_dir=hf_cache)
 
 
+def test_unreadable_file_is_one_line(tmp_path, monkeypatch):
+    path = tmp_path / "adaem.jsonl"
+    path.write_text('{"question": "Is this readable?"}\n', encoding="utf-8")
+
+    def denied(self):  # tests run as root here, where chmod 000 still reads
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(type(path), "read_bytes", denied)
+    with pytest.raises(DataError) as exc:
+        load_source(SourceConfig(loader="adaem", path=path))
+    assert _one_line(exc.value) == f"adaem: cannot read {path}: Permission denied"
+
+
 def test_missing_path(tmp_path):
     with pytest.raises(DataError, match=r"adaem: .*nope.csv does not exist"):
         load_source(SourceConfig(loader="adaem", path=tmp_path / "nope.csv"))
