@@ -8,21 +8,6 @@ import tempfile
 from pathlib import Path
 
 
-def current_umask() -> int:
-    """The process umask, which files and folders made by tempfile (0600, 0700) would otherwise ignore."""
-    try:
-        with open("/proc/self/status", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    # the portable read sets the umask; 0o077 in between errs on the private side for other threads
-    mask = os.umask(0o077)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,6 +33,21 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+
+
+def current_umask() -> int:
+    """The process umask, which files and folders made by tempfile (0600, 0700) would otherwise ignore."""
+    try:
+        with open("/proc/self/status", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    # the portable read sets the umask; 0o077 in between errs on the private side for other threads
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def check_output_path(path: str | Path, what: str, *, folder: bool) -> None:

@@ -58,6 +58,8 @@ def write_draft(path: Path, values: Sequence, drafts: list[dict], model: str) ->
         doc["empty_answers"] = empty
     try:
         atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100))
+    except PicacoError:
+        raise  # already the one line to show
     except OSError as err:
         raise PicacoError(f"cannot write {path}: {err.strerror or err}") from None
 
