@@ -47,7 +47,9 @@ def _mount_evaluate() -> None:
 _mount_evaluate()
 
 
+# --help goes to the server's own parser, which knows the flags (typer's would list none)
 @app.command("sim-server", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             add_help_option=False,
              help="Serve the simulator over HTTP on 127.0.0.1 (OpenAI and Gemini APIs). --help lists its flags.")
 def sim_server(ctx: typer.Context) -> None:
     from picaco.sim.server import main as server_main
