@@ -12,7 +12,9 @@ Endpoints
   Sim     GET /_sim/health, GET /_sim/log, POST /_sim/reset
 
 Latency is added before every answer except 401/429 rejections, which a real gateway returns before
-any model work. Faults are drawn per API request from a seeded RNG, in arrival order.
+any model work. Faults are drawn per API request from a seeded RNG, in arrival order. A request body
+over `max_body_mb` (default 8 MiB) gets 413 before it is read; one that is not a JSON object, or nests
+too deeply to parse, gets 400 (see request_body.py).
 
 Run it with `python -m picaco.sim.server --port 8000 --latency-ms 100` (see `--help`).
 """
