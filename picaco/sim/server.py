@@ -1059,7 +1059,8 @@ def main(argv: list[str] | None = None) -> int:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else ""
         flag = _FLAGS[field][0] if field in _FLAGS else field
-        print(f"error: {flag}: {err['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        msg = err["msg"].removeprefix("Value error, ")
+        print(f"error: {flag}: {msg}" if flag else f"error: {msg}", file=sys.stderr)  # no flag: a check of several
         return 2
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
