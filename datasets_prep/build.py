@@ -31,6 +31,8 @@ from typing import Any
 
 import polars as pl
 
+from picaco.io import current_umask
+
 from .config import CompositionConfig, SourceConfig
 from .errors import DataError, NotEnoughPromptsError
 from .loading import LoadedSource
@@ -359,8 +361,6 @@ def write_build(result: BuildResult, out_root: str | Path) -> Path:
     write leaves the previous build (or nothing) in place.
     """
     out_root = Path(out_root)
-    out_root.mkdir(parents=True, exist_ok=True)
-    target = out_root / result.config.name
     blobs = {
         "X.parquet": parquet_bytes(result.x),
         "test.parquet": parquet_bytes(result.test),
@@ -369,13 +369,23 @@ def write_build(result: BuildResult, out_root: str | Path) -> Path:
     manifest = dict(result.manifest)
     manifest["files"] = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(blobs.items())}
     blobs["manifest.json"] = manifest_bytes(manifest)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{result.config.name}.tmp-", dir=out_root))
+    try:
+        return _swap_in(blobs, out_root, result.config.name)
+    except OSError as err:  # a file in the way, no permission, a full disk: one line, not a traceback
+        raise DataError(f"cannot write {out_root / result.config.name}: {err.strerror or err}") from None
+
+
+def _swap_in(blobs: dict[str, bytes], out_root: Path, name: str) -> Path:
+    out_root.mkdir(parents=True, exist_ok=True)
+    target = out_root / name
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=out_root))
     old: Path | None = None
     try:
-        for name, data in blobs.items():
-            (tmp / name).write_bytes(data)
+        os.chmod(tmp, 0o777 & ~current_umask())  # it becomes the output folder: not mkdtemp's 0700
+        for file_name, data in blobs.items():
+            (tmp / file_name).write_bytes(data)
         if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{result.config.name}.old-", dir=out_root))
+            old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=out_root))
             os.replace(target, old / "previous")
         os.replace(tmp, target)
     except BaseException:

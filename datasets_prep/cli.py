@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from picaco.io import check_output_path
 from picaco.llm.errors import PicacoError
 
 from .config import COMPOSITIONS, load_data_config, resolve_compositions
@@ -58,6 +59,7 @@ def build(
         comps = resolve_compositions(
             None if all_ else composition, data_cfg, base_dir=base_dir, n_x=n_x, n_test=n_test, seed=seed
         )
+        check_output_path(out, "--out", folder=True)  # before the sources are loaded, not after
         exclude = {c.name: demonstration_queries(c.name) for c in comps}
         _quiet_datasets()
         with Progress(
@@ -94,6 +96,8 @@ def show(
     """Print prompt counts per source (loaded, dropped, pool, X, test) of built compositions."""
     console = Console(highlight=False)
     try:
+        if out.exists() and not out.is_dir():
+            raise DataError(f"--out {out} is a file, not the folder `picaco data build` wrote")
         manifests = sorted(out.glob("*/manifest.json"))
         if composition:
             manifests = [m for m in manifests if m.parent.name in composition]
@@ -103,24 +107,36 @@ def show(
         if not manifests:
             raise DataError(f"no built datasets under {out}; run `picaco data build --all`")
         for path in manifests:
-            try:
-                manifest = json.loads(path.read_text(encoding="utf-8"))
-                counts = manifest["counts"]
-            except (ValueError, KeyError) as err:
-                raise DataError(f"{path} is not a datasets manifest ({err})") from None
-            table = Table(title=f"{manifest['composition']} (seed {manifest['seed']}, X {counts['x_total']}, test {counts['test_total']})")
+            title, rows = _manifest_counts(path)
+            table = Table(title=title)
             for col in ("source", "prompts", "dropped", "pool", "X", "test"):
                 table.add_column(col, justify="left" if col == "source" else "right")
-            for src, n in counts["prompts"].items():
-                dropped = sum(per.get(src, 0) for per in counts["dropped"].values())
-                table.add_row(
-                    src,
-                    str(n),
-                    str(dropped),
-                    str(counts["pool"].get(src, 0)),
-                    str(sum(counts["x"].get(src, {}).values())),
-                    str(sum(counts["test"].get(src, {}).values())),
-                )
+            for row in rows:
+                table.add_row(*map(str, row))
             console.print(table)
     except PicacoError as err:
         raise _fail(err) from None
+
+
+def _manifest_counts(path: Path) -> tuple[str, list[tuple]]:
+    """A manifest's table title and its rows (source, prompts, dropped, pool, X, test)."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        counts = manifest["counts"]
+        title = f"{manifest['composition']} (seed {manifest['seed']}, X {counts['x_total']}, test {counts['test_total']})"
+        rows = [
+            (
+                src,
+                n,
+                sum(per.get(src, 0) for per in counts["dropped"].values()),
+                counts["pool"].get(src, 0),
+                sum(counts["x"].get(src, {}).values()),
+                sum(counts["test"].get(src, {}).values()),
+            )
+            for src, n in counts["prompts"].items()
+        ]
+    except OSError as err:
+        raise DataError(f"cannot read {path}: {err.strerror or err}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as err:  # not JSON, or not a manifest's shape
+        raise DataError(f"{path} is not a datasets manifest ({type(err).__name__}: {err})") from None
+    return title, rows

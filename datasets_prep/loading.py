@@ -10,10 +10,11 @@ into the cache and then read like a local file.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import gzip
 import hashlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -26,23 +27,13 @@ from urllib.parse import urlsplit
 import polars as pl
 
 from .config import SourceConfig
-from .errors import DataError, EmptySourceError, EncodingError, MissingColumnError, SourceUnavailableError
+from .errors import DataError, EmptySourceError, MissingColumnError, SourceUnavailableError
+from .local_files import cache_config_name, check_file, first_json_error, format_of, resolve_files
 from .schema import prompts_to_frame
 from .sources import SOURCES
 from .sources.base import Record, SourceSpec
 
 PROBE_TIMEOUT_S = 3.0
-
-_SUFFIX_FORMATS = {
-    ".json": "json",
-    ".jsonl": "json",
-    ".ndjson": "json",
-    ".csv": "csv",
-    ".parquet": "parquet",
-    ".txt": "text",
-}
-_TEXT_FORMATS = {"json", "csv", "text"}
-
 
 @dataclass
 class LoadedSource:
@@ -66,65 +57,6 @@ class LoadedSource:
             "prompts": self.frame.height,
             "records_sha256": self.records_sha256,
         }
-
-
-# ---------------------------------------------------------------------------------------------------
-# Local files
-
-
-def _format_of(path: Path) -> str | None:
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    return _SUFFIX_FORMATS.get(suffixes[-1]) if suffixes else None
-
-
-def resolve_files(source: str, path: Path, fmt: str | None) -> tuple[list[Path], str]:
-    """The files behind a local path (a file, or a folder's files of one supported format), sorted."""
-    if not path.exists():
-        raise DataError(f"{source}: {path} does not exist")
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        if fmt is None:
-            files = [p for p in files if _format_of(p) is not None]
-            formats = sorted({_format_of(p) for p in files})
-            if len(formats) > 1:
-                raise DataError(f"{source}: folder {path} mixes formats ({', '.join(formats)}); set `format:` or split it")
-            fmt = formats[0] if formats else None
-        if not files:
-            raise EmptySourceError(f"{source}: folder {path} holds no .json/.jsonl/.csv/.parquet/.txt file")
-    else:
-        files = [path]
-        fmt = fmt or _format_of(path)
-        if fmt is None:
-            raise DataError(
-                f"{source}: cannot tell the format of {path} from its name; use .json/.jsonl/.csv/.parquet/.txt "
-                "(optionally .gz) or set `format:`"
-            )
-    assert fmt is not None
-    return files, fmt
-
-
-def check_file(source: str, path: Path, fmt: str) -> dict[str, Any]:
-    """Reject empty and non-UTF-8 files with a one-line message; return the file's provenance."""
-    raw = path.read_bytes()
-    if not raw:
-        raise EmptySourceError(f"{source}: {path} is empty")
-    data = raw
-    if path.suffix.lower() == ".gz":
-        try:
-            data = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
-            raise DataError(f"{source}: {path} is not a valid gzip file ({err})") from None
-    if fmt in _TEXT_FORMATS:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as err:
-            bad = data[err.start : err.start + 1].hex()
-            raise EncodingError(f"{source}: {path} is not UTF-8 (byte 0x{bad} at offset {err.start}); re-save it as UTF-8") from None
-        if not text.strip():
-            raise EmptySourceError(f"{source}: {path} is empty (whitespace only)")
-    return {"path": str(path), "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -200,9 +132,43 @@ def _root_message(err: BaseException) -> str:
     return f"{type(seen).__name__}: {text[0] if text else ''}".strip()
 
 
+class _BuilderErrorsFilter(logging.Filter):
+    """Drops the ERROR records of `datasets`' file builders while picaco loads through them.
+
+    A builder logs its failure just before raising it, and that record reaches stderr twice (the datasets
+    handler and the root handler). picaco turns the raised failure into its own one-line error, so the log
+    would only repeat it, less precisely. Thread-local, because the Prefect flow loads sources in threads.
+    """
+
+    LOGGERS = tuple(f"datasets.packaged_modules.{fmt}.{fmt}" for fmt in ("json", "csv", "parquet", "text"))
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR or not getattr(self._local, "depth", 0)
+
+    @contextlib.contextmanager
+    def active(self):
+        for name in self.LOGGERS:
+            logger = logging.getLogger(name)
+            if self not in logger.filters:
+                logger.addFilter(self)
+        self._local.depth = getattr(self._local, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._local.depth -= 1
+
+
+_BUILDER_ERRORS = _BuilderErrorsFilter()
+
+
 def _load_dataset(source: str, what: str, fetch: Callable[[], Any], offline: str | None) -> Any:
     try:
-        return fetch()
+        with _BUILDER_ERRORS.active():
+            return fetch()
     except DataError:
         raise
     except ConnectionError as err:
@@ -215,6 +181,31 @@ def _load_dataset(source: str, what: str, fetch: Callable[[], Any], offline: str
         if "corresponds to no data" in str(err):  # how `datasets` reports a split with zero rows
             raise EmptySourceError(f"{source}: {what} has no rows") from err
         raise DataError(f"{source}: could not read {what}: {_root_message(err)}") from err
+
+
+def _load_files(source: str, what: str, files: list[Path], fmt: str, cache: str | None) -> tuple[Any, list[dict]]:
+    """Load local files with the `datasets` builder of their format, cached under their content."""
+    import datasets
+
+    infos = [check_file(source, f, fmt) for f in files]
+    try:
+        ds = _load_dataset(
+            source,
+            what,
+            lambda: datasets.load_dataset(
+                fmt, name=cache_config_name(fmt, infos), data_files=[str(f) for f in files], split="train", cache_dir=cache
+            ),
+            None,
+        )
+    except EmptySourceError:
+        raise
+    except DataError as err:
+        if fmt == "json":
+            for f in files:
+                if (where := first_json_error(f)) is not None:
+                    raise DataError(f"{source}: {where}") from err
+        raise
+    return ds, infos
 
 
 def download_path(url: str, cache_dir: str | Path | None) -> Path:
@@ -277,25 +268,12 @@ def open_dataset(cfg: SourceConfig, *, cache_dir: str | Path | None = None) -> t
     if cfg.path is not None:
         path = Path(cfg.path).expanduser()
         files, fmt = resolve_files(name, path, cfg.format)
-        infos = [check_file(name, f, fmt) for f in files]
-        label = str(path)
-        ds = _load_dataset(
-            name,
-            f"{label} as {fmt}",
-            lambda: datasets.load_dataset(fmt, data_files=[str(f) for f in files], split="train", cache_dir=cache),
-            None,
-        )
-        return ds, {"kind": "local", "format": fmt, "files": infos}, label
+        ds, infos = _load_files(name, f"{path} as {fmt}", files, fmt, cache)
+        return ds, {"kind": "local", "format": fmt, "files": infos}, str(path)
     if cfg.url is not None:
-        fmt = cfg.format or _format_of(Path(urlsplit(cfg.url).path)) or "json"
+        fmt = cfg.format or format_of(Path(urlsplit(cfg.url).path)) or "json"
         local = fetch_url(name, cfg.url, cache_dir)
-        info = check_file(name, local, fmt)
-        ds = _load_dataset(
-            name,
-            f"{cfg.url} as {fmt}",
-            lambda: datasets.load_dataset(fmt, data_files=[str(local)], split="train", cache_dir=cache),
-            None,
-        )
+        ds, (info,) = _load_files(name, f"{cfg.url} as {fmt}", [local], fmt, cache)
         return ds, {"kind": "url", "url": cfg.url, "format": fmt, "bytes": info["bytes"], "sha256": info["sha256"]}, cfg.url
     if cfg.hub is not None:
         hub = cfg.hub

@@ -47,7 +47,9 @@ def _mount_evaluate() -> None:
 _mount_evaluate()
 
 
+# --help goes to the server's own parser, which knows the flags (typer's would list none)
 @app.command("sim-server", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             add_help_option=False,
              help="Serve the simulator over HTTP on 127.0.0.1 (OpenAI and Gemini APIs). --help lists its flags.")
 def sim_server(ctx: typer.Context) -> None:
     from picaco.sim.server import main as server_main
@@ -236,23 +238,10 @@ def draft_demos(values: str = typer.Option(..., help="comma-separated value name
                 cache_dir: Path = typer.Option(Path("artifacts/cache"), help="call cache directory"),
                 seed: int = typer.Option(0)) -> None:
     """Draft demonstrations (query, answer) for a new value composition, for you to review."""
-    import asyncio
-
-    from picaco.llm.client import ClientConfig, LLMClient
-    from picaco.values import get_value
-    from picaco.values.draft import draft_demonstrations, read_queries, write_draft
-
-    async def run():
-        vals = [get_value(name.strip()) for name in values.split(",") if name.strip()]
-        if not vals:
-            raise ConfigError("--values names no value")
-        async with LLMClient(ClientConfig(cache_dir=cache_dir)) as client:
-            drafts = await draft_demonstrations(client, model, vals, read_queries(queries), seed=seed)
-        write_draft(out, vals, drafts, model)
-        return len(drafts)
+    from picaco.values.draft import draft_to_file
 
     try:
-        count = asyncio.run(run())
+        count = draft_to_file(values, queries, model, out, cache_dir=cache_dir, seed=seed)
     except PicacoError as exc:
         _fail(exc)
     typer.echo(f"wrote {count} draft demonstrations to {out}: review every answer before using them")

@@ -14,6 +14,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())  # as open() would create it, not mkstemp's 0600
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -32,6 +33,37 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+
+
+def current_umask() -> int:
+    """The process umask, which files and folders made by tempfile (0600, 0700) would otherwise ignore."""
+    try:
+        with open("/proc/self/status", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    # the portable read sets the umask; 0o077 in between errs on the private side for other threads
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def check_output_path(path: str | Path, what: str, *, folder: bool) -> None:
+    """Refuse, before any work is done, an output path that cannot be written: a file where a folder must
+    be (or the reverse), or a folder without write permission. One ConfigError line naming the path."""
+    from picaco.llm.errors import ConfigError
+
+    path = Path(path)
+    kind, other = ("a folder", "a file") if folder else ("a file", "a folder")
+    if path.exists() and path.is_dir() != folder:
+        raise ConfigError(f"{what} {path} is {other}, not {kind}")
+    nearest = path if folder and path.exists() else next(p for p in path.parents if p.exists())
+    if not nearest.is_dir():
+        raise ConfigError(f"{what} {path}: {nearest} is a file, not a folder")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {path}: no permission to write in {nearest}")
 
 
 def read_yaml_mapping(path: str | Path) -> dict:

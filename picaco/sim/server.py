@@ -12,7 +12,9 @@ Endpoints
   Sim     GET /_sim/health, GET /_sim/log, POST /_sim/reset
 
 Latency is added before every answer except 401/429 rejections, which a real gateway returns before
-any model work. Faults are drawn per API request from a seeded RNG, in arrival order.
+any model work. Faults are drawn per API request from a seeded RNG, in arrival order. A request body
+over `max_body_mb` (default 8 MiB) gets 413 before it is read; one that is not a JSON object, or nests
+too deeply to parse, gets 400 (see request_body.py).
 
 Run it with `python -m picaco.sim.server --port 8000 --latency-ms 100` (see `--help`).
 """
@@ -41,6 +43,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
 
 from picaco.sim.engine import SimEngine, count_tokens, stable_seed
+from picaco.sim.request_body import MIB, BodyNotJSON, BodyTooLarge, parse_json_object, read_body
 
 FAULTS: tuple[str, ...] = ("429", "500", "hang", "truncated", "malformed", "filtered")
 
@@ -72,6 +75,7 @@ class SimServerConfig(BaseModel):
     log_max_entries: int = 100_000  # in-memory log bound; the JSONL file keeps everything
     embed_dim: int = 256
     http: Literal["auto", "h11", "httptools"] = "auto"
+    max_body_mb: float = 8.0  # larger request bodies get 413 before they are read (MiB)
 
     @field_validator("rate_429", "rate_500", "rate_hang", "rate_truncated", "rate_malformed", "rate_filtered")
     @classmethod
@@ -100,6 +104,17 @@ class SimServerConfig(BaseModel):
         if v is not None and v < 1:
             raise ValueError(f"{info.field_name} must be >= 1, got {v}")
         return v
+
+    @field_validator("max_body_mb")
+    @classmethod
+    def _body_limit(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError(f"max_body_mb must be > 0, got {v}")
+        return float(v)
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * MIB)
 
     @model_validator(mode="after")
     def _rates_sum(self) -> "SimServerConfig":
@@ -200,8 +215,15 @@ class SimApp:
         self._log: deque[dict] = deque(maxlen=config.log_max_entries)
         self._log_file = None
         if config.log_path is not None:
-            config.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log_file = open(config.log_path, "a", encoding="utf-8")
+            from picaco.io import check_output_path
+            from picaco.llm.errors import ConfigError
+
+            check_output_path(config.log_path, "--log-path", folder=False)
+            try:
+                config.log_path.parent.mkdir(parents=True, exist_ok=True)
+                self._log_file = open(config.log_path, "a", encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(f"--log-path {config.log_path}: cannot open it ({exc.strerror or exc})") from None
         self._key = config.api_key.get_secret_value() if config.api_key is not None else None
         self.app = Starlette(routes=[
             Route("/v1/chat/completions", self._openai_chat, methods=["POST"]),
@@ -326,18 +348,20 @@ class SimApp:
             status, body = errors.auth(key_problem)
             return done(self._respond(status, body, request_id), status, "auth")
 
+        from starlette.requests import ClientDisconnect
+
         try:
-            raw = await request.body()
-            try:
-                payload = json.loads(raw)
-            except ValueError:
-                raise _BadRequest("the request body is not valid JSON") from None
-            if not isinstance(payload, dict):
-                raise _BadRequest("the request body must be a JSON object")
+            payload = parse_json_object(await read_body(request, self.config.max_body_bytes))
             model, n, prompt_tokens, answer = handler(payload)
-        except _BadRequest as exc:
+        except ClientDisconnect:
+            return done(_Silent(), 499, None)
+        except BodyTooLarge as exc:
+            # close the connection rather than read (and throw away) the rest of the body
+            status, body = errors.too_large(str(exc))
+            return done(self._respond(status, body, request_id, {"connection": "close"}), status, None)
+        except (_BadRequest, BodyNotJSON) as exc:
             await self._sleep_latency()
-            status, body = errors.bad_request(exc.message, exc.param)
+            status, body = errors.bad_request(str(exc), getattr(exc, "param", None))
             return done(self._respond(status, body, request_id), status, None)
         entry["model"] = model
         entry["n"] = n
@@ -663,6 +687,10 @@ class _OpenAIErrors:
         return 400, cls._body(message, "invalid_request_error", None, param)
 
     @classmethod
+    def too_large(cls, message: str):
+        return 413, cls._body(message, "invalid_request_error", "request_too_large")
+
+    @classmethod
     def not_found(cls, model: str, kind: str):
         return 404, cls._body(f"The model `{model}` does not exist or you do not have access to it.",
                               "invalid_request_error", "model_not_found")
@@ -708,6 +736,10 @@ class _GeminiErrors:
     @classmethod
     def bad_request(cls, message: str, param: str | None):
         return 400, cls._body(400, message, "INVALID_ARGUMENT")
+
+    @classmethod
+    def too_large(cls, message: str):
+        return 413, cls._body(413, message, "INVALID_ARGUMENT")
 
     @classmethod
     def not_found(cls, model: str, kind: str):
@@ -956,11 +988,21 @@ _FLAGS: dict[str, tuple[str, dict]] = {
     "log_max_entries": ("--log-max-entries", {"type": int, "help": "bound of the in-memory request log"}),
     "embed_dim": ("--embed-dim", {"type": int, "help": "embedding dimension"}),
     "http": ("--http", {"choices": ["auto", "h11", "httptools"], "help": "uvicorn HTTP implementation"}),
+    "max_body_mb": ("--max-body-mb", {"type": float, "help": "largest request body in MiB (default 8); "
+                                                             "larger ones get 413 before they are read"}),
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        # argparse would print its whole usage block first; the user needs the one line that names the flag
+        from picaco.llm.errors import ConfigError
+
+        raise ConfigError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="picaco sim-server", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="picaco sim-server", description=__doc__.split("\n")[0])
     for field, (flag, kwargs) in _FLAGS.items():
         parser.add_argument(flag, dest=field, default=None, **kwargs)
     parser.add_argument("--api-key-env", default=None,
@@ -1002,18 +1044,28 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = config_from_args(argv)
+        try:
+            sock = _bind(config.host, config.port)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
+        try:
+            app = SimApp(config)
+        except BaseException:
+            sock.close()
+            raise
+    except SystemExit as exc:  # --help printed the flags
+        return exc.code if isinstance(exc.code, int) else 0
     except ValidationError as exc:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else ""
         flag = _FLAGS[field][0] if field in _FLAGS else field
-        print(f"picaco sim-server: {flag}: {err['msg']}", file=sys.stderr)
+        msg = err["msg"].removeprefix("Value error, ")
+        print(f"error: {flag}: {msg}" if flag else f"error: {msg}", file=sys.stderr)  # no flag: a check of several
         return 2
     except ConfigError as exc:
-        print(f"picaco sim-server: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     _install_drop_filter()
-    app = SimApp(config)
-    sock = _bind(config.host, config.port)
     url = _url(config.host, sock.getsockname()[1])
     print(f"picaco sim server listening on {url}", flush=True)
     try:

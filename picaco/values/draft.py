@@ -14,9 +14,9 @@ from pathlib import Path
 
 import yaml
 
-from picaco.io import atomic_write_text
-from picaco.llm.client import LLMClient
-from picaco.llm.errors import ConfigError
+from picaco.io import atomic_write_text, check_output_path
+from picaco.llm.client import ClientConfig, LLMClient
+from picaco.llm.errors import ConfigError, PicacoError
 from picaco.llm.request import ChatRequest
 from picaco.templates.render import Template
 
@@ -56,10 +56,17 @@ def write_draft(path: Path, values: Sequence, drafts: list[dict], model: str) ->
     }
     if empty:
         doc["empty_answers"] = empty
-    atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100))
+    try:
+        atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100))
+    except PicacoError:
+        raise  # already the one line to show
+    except OSError as err:
+        raise PicacoError(f"cannot write {path}: {err.strerror or err}") from None
 
 
 def read_queries(path: Path) -> list[str]:
+    if path.is_dir():
+        raise ConfigError(f"queries file {path} is a folder, not a text file")
     if not path.is_file():
         raise ConfigError(f"queries file {path} does not exist")
     try:
@@ -70,3 +77,23 @@ def read_queries(path: Path) -> list[str]:
     if not queries:
         raise ConfigError(f"queries file {path} is empty")
     return queries
+
+
+def draft_to_file(value_names: str, queries_path: Path, model: str, out: Path, *, cache_dir: Path,
+                  seed: int = 0) -> int:
+    """`picaco draft-demos`: every input is checked before the first call is paid for; returns the count."""
+    from picaco.values import get_value
+
+    values = [get_value(name.strip()) for name in value_names.split(",") if name.strip()]
+    if not values:
+        raise ConfigError("--values names no value")
+    queries = read_queries(queries_path)
+    check_output_path(out, "--out", folder=False)
+
+    async def run() -> list[dict]:
+        async with LLMClient(ClientConfig(cache_dir=cache_dir)) as client:
+            return await draft_demonstrations(client, model, values, queries, seed=seed)
+
+    drafts = asyncio.run(run())
+    write_draft(out, values, drafts, model)
+    return len(drafts)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
+import logging
+import os
 import re
 import time
 
@@ -80,12 +83,40 @@ def test_not_utf8_inside_gzip(tmp_path, hf_cache):
         load_source(SourceConfig(loader="hh_rlhf", path=path), cache_dir=hf_cache)
 
 
-def test_malformed_json_is_one_line(tmp_path, hf_cache):
+def test_malformed_json_lines_names_the_line_and_logs_nothing(tmp_path, hf_cache, capfd, caplog):
     path = tmp_path / "adaem.jsonl"
-    path.write_text('{"question": "fine?"}\n{"question": broken\n', encoding="utf-8")
+    rows = [json.dumps({"question": f"Is question {i} a fair one to ask?"}) for i in range(20)]
+    rows[9] = '{"question": "broken" "topic": "x"}'
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     with pytest.raises(DataError) as exc:
         load_source(SourceConfig(loader="adaem", path=path), cache_dir=hf_cache)
-    assert _one_line(exc.value).startswith(f"adaem: could not read {path} as json")
+    assert _one_line(exc.value) == f"adaem: {path} line 10: not valid JSON (Expecting ',' delimiter at column 23)"
+    # the datasets builder logs its failure before raising it; picaco's line is the only report
+    assert "Failed to" not in capfd.readouterr().err
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_malformed_json_list_names_line_and_column(tmp_path, hf_cache):
+    path = tmp_path / "adaem.json"
+    path.write_text('[\n  {"question": "Is this fine?"},\n  {"question": oops}\n]\n', encoding="utf-8")
+    with pytest.raises(DataError) as exc:
+        load_source(SourceConfig(loader="adaem", path=path), cache_dir=hf_cache)
+    assert _one_line(exc.value) == f"adaem: {path} line 3 column 16: not valid JSON (Expecting value)"
+
+
+def test_file_rewritten_with_its_old_mtime_is_read_again(tmp_path, hf_cache):
+    """`cp -p`, `rsync -a` and `touch -r` keep the mtime, which is all `datasets` keys local files on."""
+    path = tmp_path / "adaem.jsonl"
+    path.write_text(json.dumps({"question": "Is the old row still here?"}) + "\n", encoding="utf-8")
+    cfg = SourceConfig(loader="adaem", path=path)
+    old = load_source(cfg, cache_dir=hf_cache)
+    stat = path.stat()
+    path.write_text(json.dumps({"question": "Is the new row read instead?"}) + "\n", encoding="utf-8")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    new = load_source(cfg, cache_dir=hf_cache)
+    assert old.frame["prompt"].to_list() == ["Is the old row still here?"]
+    assert new.frame["prompt"].to_list() == ["Is the new row read instead?"]
+    assert new.origin["files"][0]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_bad_record_names_row(tmp_path, hf_cache):
@@ -94,6 +125,19 @@ def test_bad_record_names_row(tmp_path, hf_cache):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     with pytest.raises(DataError, match=r"hh_rlhf: .*hh.jsonl row 1: transcript does not open with a .*Human:' turn$"):
         load_source(SourceConfig(loader="hh_rlhf", path=path), cache_dir=hf_cache)
+
+
+def test_unreadable_file_is_one_line(tmp_path, monkeypatch):
+    path = tmp_path / "adaem.jsonl"
+    path.write_text('{"question": "Is this readable?"}\n', encoding="utf-8")
+
+    def denied(self):  # tests run as root here, where chmod 000 still reads
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(type(path), "read_bytes", denied)
+    with pytest.raises(DataError) as exc:
+        load_source(SourceConfig(loader="adaem", path=path))
+    assert _one_line(exc.value) == f"adaem: cannot read {path}: Permission denied"
 
 
 def test_missing_path(tmp_path):

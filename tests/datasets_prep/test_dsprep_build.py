@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import stat
 
 import polars as pl
 import pytest
@@ -169,6 +171,20 @@ def test_written_files_are_byte_identical_and_hashed(tmp_path):
     # rewriting over an existing build replaces it whole
     write_build(build_composition(composition([a, b], n_x=5, n_test=20), [a, b], []), tmp_path / "one")
     assert pl.read_parquet(p1 / "test.parquet").height == 20 and sorted(x.name for x in (tmp_path / "one").iterdir()) == ["helpfulness"]
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027], ids=["022", "027"])
+def test_built_folder_and_files_follow_the_umask(tmp_path, mask):
+    """Not tempfile's 0700 folder: a worker under another account reads the build where the umask lets it."""
+    a, b = _pool_sources()
+    previous = os.umask(mask)
+    try:
+        folder = write_build(build_composition(composition([a, b], n_x=5, n_test=20), [a, b], []), tmp_path / "out")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~mask
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == dict.fromkeys(
+        ["X.parquet", "manifest.json", "prompts.parquet", "test.parquet"], 0o666 & ~mask)
 
 
 def test_rebuild_from_real_samples_is_identical(data_config_file, hf_cache, tmp_path):

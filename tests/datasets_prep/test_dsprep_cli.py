@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import polars as pl
+import yaml
 from typer.testing import CliRunner
 
 from datasets_prep.cli import app
@@ -57,3 +58,52 @@ def test_cli_errors_are_one_line(tmp_path):
 
     result = runner.invoke(app, ["show", "--out", str(tmp_path / "empty")])
     assert result.exit_code == 2 and "no built datasets under" in result.stderr
+
+
+def _small_config(tmp_path):
+    """One local source with a dozen prompts: a composition that builds in well under a second."""
+    data = tmp_path / "a.jsonl"
+    data.write_text("".join(json.dumps({"question": f"Is question {i} about item {chr(97 + i)} a fair one?"}) + "\n"
+                            for i in range(12)), encoding="utf-8")
+    config = tmp_path / "ok.yaml"
+    config.write_text(yaml.safe_dump({"compositions": {"confucianism": {
+        "n_x": 2, "n_test": 3, "sources": [{"loader": "adaem", "path": str(data)}]}}}), encoding="utf-8")
+    return config
+
+
+def test_build_out_under_a_file_is_one_line_before_loading(tmp_path, hf_cache):
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    args = ["build", "-c", "confucianism", "--config", str(_small_config(tmp_path)), "--cache-dir", str(hf_cache)]
+    for out, message in ((tmp_path / "afile" / "sub", f"error: --out {tmp_path / 'afile' / 'sub'}: {tmp_path / 'afile'} "
+                          "is a file, not a folder"), (tmp_path / "afile", f"error: --out {tmp_path / 'afile'} is a file, "
+                                                      "not a folder")):
+        result = runner.invoke(app, [*args, "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.strip() == message
+        assert "loaded" not in result.stdout  # refused before any source was read
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "afile", "ok.yaml"]
+
+
+def test_write_failure_is_one_line(tmp_path, monkeypatch):
+    import datasets_prep.build as build
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(build, "_swap_in", full_disk)
+    result = runner.invoke(app, ["build", "-c", "confucianism", "--config", str(_small_config(tmp_path)),
+                                 "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: cannot write {tmp_path / 'out' / 'confucianism'}: No space left on device"
+
+
+def test_show_refuses_a_file_and_a_manifest_of_another_shape(tmp_path):
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    result = runner.invoke(app, ["show", "--out", str(tmp_path / "afile")])
+    assert result.exit_code == 2 and result.stderr.strip().startswith(f"error: --out {tmp_path / 'afile'} is a file")
+    for text in ("[]", '{"counts": {"prompts": {}}}', "{bad"):
+        (tmp_path / "out" / "x").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "out" / "x" / "manifest.json").write_text(text, encoding="utf-8")
+        result = runner.invoke(app, ["show", "--out", str(tmp_path / "out")])
+        assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.output
+        assert result.stderr.startswith(f"error: {tmp_path / 'out' / 'x' / 'manifest.json'} is not a datasets manifest")

@@ -294,7 +294,7 @@ def test_every_config_field_has_a_flag_and_round_trips():
 def test_main_rejects_bad_flags_in_one_line(capsys):
     assert main(["--rate-500", "2"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("picaco sim-server: --rate-500:") and "\n" not in err
+    assert err.startswith("error: --rate-500: rate_500 must be within [0, 1]") and "\n" not in err
     os.environ.pop("PICACO_TEST_UNSET_KEY", None)
     assert main(["--api-key-env", "PICACO_TEST_UNSET_KEY"]) == 2
     assert "PICACO_TEST_UNSET_KEY" in capsys.readouterr().err
