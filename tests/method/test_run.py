@@ -78,7 +78,7 @@ def test_growing_T_continues_a_finished_run(tmp_path):
 def test_a_run_refuses_a_different_config(tmp_path):
     optimize(parse_run_config(tiny(tmp_path)))
     other = parse_run_config({**tiny(tmp_path), "seed": 5})
-    with pytest.raises(ConfigError, match="different config"):
+    with pytest.raises(ConfigError, match=r"different inputs: seed 0 -> 5\. .*another run_name"):
         optimize(other)
 
 
