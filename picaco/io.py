@@ -15,6 +15,9 @@ class FileWriteError(PicacoError, OSError):
     """A file could not be written (disk full, permissions, a file where a folder should be). Still an
     OSError for callers that catch those; its message is the one line a user sees."""
 
+    def __str__(self) -> str:  # without OSError's "[Errno 28]" prefix: the message says it in words
+        return self.strerror or super().__str__()
+
 
 def write_error(path: Path, exc: OSError) -> FileWriteError:
     hint = "; free some space and run again" if exc.errno == errno.ENOSPC else ""
@@ -65,8 +68,13 @@ def read_yaml_mapping(path: str | Path) -> dict:
         raise ConfigError(f"config file {p} does not exist")
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {p} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"config file {p} is not valid YAML ({problem}{where})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {p} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"config file {p} cannot be read: {exc.strerror or exc}") from None
     if not isinstance(raw, dict):

@@ -52,9 +52,14 @@ def prompt_source(config: RunConfig) -> tuple[list[dict], str]:
     return read_prompt_table(src.path), f"prompts file {src.path}"
 
 
-def load_prompts(config: RunConfig) -> list[TaskPrompt]:
+def _selected_prompts(config: RunConfig) -> tuple[list[TaskPrompt], str]:
     rows, where = prompt_source(config)
-    return select_task_prompts(rows, config.prompts.offset, config.picaco.n_prompts, where, "picaco.n_prompts")
+    prompts = select_task_prompts(rows, config.prompts.offset, config.picaco.n_prompts, where, "picaco.n_prompts")
+    return prompts, where
+
+
+def load_prompts(config: RunConfig) -> list[TaskPrompt]:
+    return _selected_prompts(config)[0]
 
 
 def held_out_prompts(config: RunConfig, count: int) -> list[TaskPrompt]:
@@ -117,8 +122,7 @@ def run_inputs(config: RunConfig) -> RunInputs:
 
     check_paths(config)
     composition = load_composition_for(config)
-    rows, where = prompt_source(config)
-    prompts = select_task_prompts(rows, config.prompts.offset, config.picaco.n_prompts, where, "picaco.n_prompts")
+    prompts, where = _selected_prompts(config)
     endpoints = model_endpoints(config)
     settings = config.model_dump(mode="json", exclude=_NOT_SETTINGS)
     settings["picaco"].pop("iterations")
@@ -165,8 +169,10 @@ def input_differences(old: dict, new: dict, sources: dict) -> list[str]:
             else f"{len(pairs_old)} -> {len(pairs_new)} prompts"
         out.append(f"{sources.get('prompts')} changed ({count}, e.g. id {differ[0] if differ else '?'})")
     ot, nt = old.get("templates", {}), new.get("templates", {})
-    if ot != nt:
+    if ot.get("version") != nt.get("version"):
         out.append(f"prompt templates changed (version {ot.get('version')} -> {nt.get('version')})")
+    elif ot != nt:
+        out.append(f"prompt template files changed (same version {nt.get('version')}, different text)")
     for role, endpoint in new.get("endpoints", {}).items():
         before = old.get("endpoints", {}).get(role)
         if before != endpoint:

@@ -76,21 +76,20 @@ def _noisy_pool(config: RunConfig, store: RunStore, inputs: RunInputs) -> NoisyS
     return state
 
 
-def initial_iteration(config: RunConfig, inputs: RunInputs | None = None) -> IterationState:
+def initial_iteration(inputs: RunInputs) -> IterationState:
     """Iteration 0: e^0 is the composition's seed meta-instruction (Tables 2-3), pools are empty."""
     from picaco.method.picaco import EStepReport
 
-    composition = inputs.composition if inputs is not None else load_composition_for(config)
-    seed = composition.seed_instruction
+    seed = inputs.composition.seed_instruction
     cand = Candidate(instruction=seed, born=0)
     empty = EStepReport(instruction=seed, responses=0, judged=0, missing=0, judge_attempts=0, value_means={},
                         conformity=None, mean_q_phi=None)
     return IterationState(t=0, best=cand, candidates=[cand], pools={}, estep=empty)
 
 
-def previous_iteration(store: RunStore, config: RunConfig, t: int, inputs: RunInputs | None = None) -> IterationState:
+def previous_iteration(store: RunStore, config: RunConfig, t: int, inputs: RunInputs) -> IterationState:
     if t == 1:
-        return initial_iteration(config, inputs)
+        return initial_iteration(inputs)
     prev = store.load_iteration(t - 1)
     if prev is None:
         raise RunStateError(f"iteration {t - 1} of run '{config.run_name}' is not complete; run it first")

@@ -81,7 +81,7 @@ def _edit_templates(tmp_path, monkeypatch):
     (_edit_seed, r"mine\.yaml: seed instruction changed"),
     (_edit_demos, r"mine\.yaml: demonstrations changed"),
     (_edit_prompts, r"prompts file .*x\.jsonl changed \(1 of 4 selected prompts differ, e\.g\. id p2\)"),
-    (_edit_templates, r"prompt templates changed"),
+    (_edit_templates, r"prompt template files changed \(same version"),
 ])
 def test_a_resume_after_an_input_file_changed_is_refused_naming_it(tmp_path, monkeypatch, edit, named):
     first_values = ("Benevolence", {"name": "Thrift", "definition": "Spending little.", "instruction": "Be thrifty.",
