@@ -8,6 +8,13 @@ from pathlib import Path
 from reliability_campaign import Case, no_run_dir, picaco, small_run_config, write_yaml
 
 
+def _no_run_dir_nor_calls(root: Path) -> str | None:
+    """No run directory, and no call was made (the cache directory was never opened)."""
+    if (root / "cache").exists():
+        return "the cache directory exists: calls were made before the inputs were checked"
+    return no_run_dir()(root)
+
+
 def _config_is_a_directory(root: Path):
     (root / "run.yaml").mkdir()
     return picaco("optimize", "--config", str(root / "run.yaml"))
@@ -89,9 +96,10 @@ CASES = [
          "no run directory", _with_picaco(m2=5), no_run_dir()),
     Case("C11", "config", "a judge model without a slash (the noisy pool was computed before it failed)",
          r"models\.judge: model 'gpt-4o' is not of the form 'provider/model'", "no run directory, no call made",
-         lambda root: _optimize(root, models={"judge": "gpt-4o"}), no_run_dir()),
-    Case("C12", "config", "an unknown provider", r"models\.target: unknown provider 'nope'", "no run directory",
-         lambda root: _optimize(root, models={"target": "nope/x"}), no_run_dir()),
+         lambda root: _optimize(root, models={"judge": "gpt-4o"}), _no_run_dir_nor_calls),
+    Case("C12", "config", "an unknown provider", r"models\.target: unknown provider 'nope'",
+         "no run directory, no call made", lambda root: _optimize(root, models={"target": "nope/x"}),
+         _no_run_dir_nor_calls),
     Case("C13", "config", "an OpenAI target without OPENAI_API_KEY", r"models\.target: OPENAI_API_KEY is not set",
          "no run directory", _missing_key, no_run_dir()),
     Case("C14", "prompts", "a prompts file that does not exist", r"prompts file .*absent\.jsonl does not exist",

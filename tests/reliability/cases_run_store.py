@@ -31,6 +31,8 @@ RUN = Path("runs") / "r"
 DEMOS = [{"query": "Should I move abroad for a job?", "answer": "Weigh your family's needs and your duties."},
          {"query": "Is it fine to skip a family dinner?", "answer": "Keep the tradition when you can."}]
 PROMPTS = ["Should I tell my friend a hard truth?", "How do I honour my parents?", "Is it wrong to break a rule?"]
+THRIFT = {"name": "Thrift", "definition": "Spending little and wasting nothing.", "instruction": "Be thrifty.",
+          "family": "schwartz"}
 
 
 def _config(root: Path, **fields) -> Path:
@@ -41,7 +43,7 @@ def _optimize(root: Path, **fields):
     return picaco("optimize", "--config", str(_config(root, **fields)))
 
 
-def _user_inputs(root: Path, values=("Benevolence", "Tradition", "Security", "Conformity"), demos=DEMOS,
+def user_inputs(root: Path, values=("Benevolence", "Tradition", "Security", THRIFT), demos=DEMOS,
                  prompts=PROMPTS, seed_instruction: str | None = None) -> dict:
     """A user composition file and prompts file; returns the config fields that name them."""
     comp = {"name": "mine", "values": list(values), "demonstrations": demos}
@@ -59,7 +61,7 @@ def _finished(root: Path, iterations: int = 1, **fields):
     return seen
 
 
-def _truncate(path: Path) -> None:
+def truncate_half(path: Path) -> None:
     text = path.read_text()
     path.write_text(text[: len(text) // 2])  # half a file, as a crash of a non-atomic writer leaves it
 
@@ -93,7 +95,7 @@ def _damaged(name: str, drop: str | None = None):
         _finished(root)
         if drop:
             (root / RUN / drop).unlink()
-        _truncate(root / RUN / name)
+        truncate_half(root / RUN / name)
         return _optimize(root)
 
     return act
@@ -113,7 +115,7 @@ def _left_as_is(name: str):
 
 # -- disk full --------------------------------------------------------------------------------------------
 @contextmanager
-def _disk_full_for(name: str):
+def disk_full_for(name: str):
     real_fsync = os.fsync
 
     def fsync(fd):
@@ -126,7 +128,7 @@ def _disk_full_for(name: str):
 
 
 def _disk_full(root: Path):
-    with _disk_full_for("iter_001.estep.json"):
+    with disk_full_for("iter_001.estep.json"):
         return _optimize(root)
 
 
@@ -151,6 +153,8 @@ def _nothing():
 # what changes between the first run and the resume: (user inputs of the resume, patch around the resume)
 EDITS = {
     "composition values": (dict(values=("Benevolence", "Tradition")), _nothing),
+    "a value's definition": (dict(values=("Benevolence", "Tradition", "Security",
+                                          {**THRIFT, "definition": "Saving money."})), _nothing),
     "demonstrations": (dict(demos=DEMOS[:1]), _nothing),
     "seed instruction": (dict(seed_instruction="Be kind and keep traditions."), _nothing),
     "prompts file": (dict(prompts=PROMPTS[:2] + ["Is lying ever right?"]), _nothing),
@@ -160,9 +164,9 @@ EDITS = {
 
 def _resume_after(edit: str):
     def act(root: Path):
-        _finished(root, **_user_inputs(root))
+        _finished(root, **user_inputs(root))
         changed, patch = EDITS[edit]
-        fields = _user_inputs(root, **changed)
+        fields = user_inputs(root, **changed)
         with patch():
             return _optimize(root, picaco={"iterations": 2}, **fields)
 
@@ -230,7 +234,7 @@ CASES = [
          r"cannot write .*iter_001\.estep\.json: No space left on device", "noisy.json kept, no temp file",
          _disk_full, _disk_full_left),
     Case("S08", "resume", "resume after editing the composition's values",
-         r"mine\.yaml: values differ: Benevolence, Tradition, Security, Conformity -> Benevolence, Tradition",
+         r"mine\.yaml: values differ: Benevolence, Tradition, Security, Thrift -> Benevolence, Tradition",
          "no iteration 2", _resume_after("composition values"), _not_resumed),
     Case("S09", "resume", "resume after editing the composition's demonstrations", r"mine\.yaml: demonstrations changed",
          "no iteration 2", _resume_after("demonstrations"), _not_resumed),
@@ -252,6 +256,9 @@ CASES = [
     Case("S17", "run store", "correct a config whose start failed (a judge without a slash), run again",
          r"Optimized meta-instruction", "the run, finished", _corrected_after_failed_start,
          lambda root: None if (root / RUN / "result.json").exists() else "no result.json", expect_exit=0),
+    Case("S18", "resume", "resume after editing a user-defined value's definition",
+         r"mine\.yaml: definitions or instructions of Thrift changed", "no iteration 2",
+         _resume_after("a value's definition"), _not_resumed),
 ]
 
 
