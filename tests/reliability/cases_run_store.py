@@ -215,10 +215,11 @@ def _corrected_after_failed_start(root: Path):
 
 
 CASES = [
-    Case("S01", "run store", "runs_dir is a file", r"runs_dir .*runs is a file, not a (directory|folder)", "the file as it was",
-         _runs_dir_is_a_file, _only_file("runs")),
-    Case("S02", "run store", "the run's directory is a file", r"run directory .*runs/r is a file, not a (directory|folder)",
-         "the file as it was", _run_dir_is_a_file, _only_file("runs/r")),
+    Case("S01", "run store", "runs_dir is a file", r"runs_dir .*runs is a file, not a (directory|folder)",
+         "the file as it was", _runs_dir_is_a_file, _only_file("runs")),
+    Case("S02", "run store", "the run's directory is a file",
+         r"run directory .*runs/r is a file, not a (directory|folder)", "the file as it was", _run_dir_is_a_file,
+         _only_file("runs/r")),
     Case("S03", "run store", "config.json truncated, then run again",
          r"config\.json is damaged .*delete the folder .*runs/r", "the damaged file, untouched",
          _damaged("config.json"), _left_as_is("config.json")),
