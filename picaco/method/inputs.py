@@ -150,7 +150,8 @@ def input_differences(old: dict, new: dict, sources: dict) -> list[str]:
     oc, nc = old.get("composition", {}), new.get("composition", {})
     comp_where = f"composition {sources.get('composition')}"
     if oc.get("values") != nc.get("values"):
-        out.append(f"{comp_where}: values differ: {', '.join(oc.get('values', []))} -> {', '.join(nc.get('values', []))}")
+        before, after = ", ".join(oc.get("values", [])), ", ".join(nc.get("values", []))
+        out.append(f"{comp_where}: values differ: {before} -> {after}")
     else:
         changed = [v for v in nc.get("values", []) if oc.get("definitions", {}).get(v) != nc["definitions"].get(v)]
         if changed:

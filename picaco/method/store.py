@@ -133,7 +133,8 @@ class RunStore:
         except ValueError as exc:  # json.JSONDecodeError and pydantic's ValidationError are ValueErrors
             errors = getattr(exc, "errors", None)
             reason = errors()[0]["msg"] if callable(errors) else str(exc).splitlines()[0]
-            raise RunStateError(f"run state file {path} is damaged (truncated or edited: {reason}); {recover}") from None
+            raise RunStateError(f"run state file {path} is damaged (truncated or edited: {reason}); "
+                                f"{recover}") from None
 
     def load_json(self, name: str) -> dict | None:
         return self._read(self.path(name), json.loads)

@@ -223,7 +223,8 @@ CASES = [
     Case("S03", "run store", "config.json truncated, then run again",
          r"config\.json is damaged .*delete the folder .*runs/r", "the damaged file, untouched",
          _damaged("config.json"), _left_as_is("config.json")),
-    Case("S04", "run store", "noisy.json truncated, then run again", r"noisy\.json is damaged .*delete it and run again",
+    Case("S04", "run store", "noisy.json truncated, then run again",
+         r"noisy\.json is damaged .*delete it and run again",
          "the damaged file, untouched", _damaged("noisy.json"), _left_as_is("noisy.json")),
     Case("S05", "run store", "iter_001.json truncated, then run again",
          r"iter_001\.json is damaged .*delete it and run again", "the damaged file, untouched",
@@ -237,7 +238,8 @@ CASES = [
     Case("S08", "resume", "resume after editing the composition's values",
          r"mine\.yaml: values differ: Benevolence, Tradition, Security, Thrift -> Benevolence, Tradition",
          "no iteration 2", _resume_after("composition values"), _not_resumed),
-    Case("S09", "resume", "resume after editing the composition's demonstrations", r"mine\.yaml: demonstrations changed",
+    Case("S09", "resume", "resume after editing the composition's demonstrations",
+         r"mine\.yaml: demonstrations changed",
          "no iteration 2", _resume_after("demonstrations"), _not_resumed),
     Case("S10", "resume", "resume after editing the seed instruction", r"mine\.yaml: seed instruction changed",
          "no iteration 2", _resume_after("seed instruction"), _not_resumed),
@@ -284,7 +286,8 @@ def resume_equal_after_kill(workdir: Path, latency_ms: int = 100, iterations: in
     points = {  # where to kill: (the step has started, the step's file is written)
         "noisy pool": (lambda d: (d / RUN / "config.json").exists(), lambda d: (d / RUN / "noisy.json").exists()),
         "E-step 1": (lambda d: (d / RUN / "noisy.json").exists(), lambda d: (d / RUN / "iter_001.estep.json").exists()),
-        "M-step 1": (lambda d: (d / RUN / "iter_001.estep.json").exists(), lambda d: (d / RUN / "iter_001.json").exists()),
+        "M-step 1": (lambda d: (d / RUN / "iter_001.estep.json").exists(),
+                     lambda d: (d / RUN / "iter_001.json").exists()),
     }
     equal = True
     for name, (started, done) in points.items():
