@@ -18,8 +18,6 @@ import argparse
 import json
 import os
 import resource
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.kill_resume import during, run_and_kill  # noqa: E402
 from picaco.config import parse_run_config  # noqa: E402
 from picaco.method import run as runner  # noqa: E402
 from picaco.method.run import RunStore, optimize  # noqa: E402
@@ -99,29 +98,6 @@ def rerun_check(cfg) -> int:
     return sum(r["calls"] for r in log_lines(log)) - before
 
 
-CHILD = r"""
-import json, sys, time
-sys.path.insert(0, {root!r})
-from picaco.llm.providers import sim as simmod
-trace = open({trace!r}, "a", buffering=1)
-counter = [0]
-def traced(orig):
-    async def wrapper(self, *args):
-        counter[0] += 1
-        me = counter[0]
-        trace.write(f"start {{me}}\n")
-        out = await orig(self, *args)
-        trace.write(f"end {{me}}\n")
-        return out
-    return wrapper
-simmod.SimProvider.generate = traced(simmod.SimProvider.generate)
-simmod.SimProvider.embed = traced(simmod.SimProvider.embed)
-from picaco.config import parse_run_config
-from picaco.method.run import optimize
-optimize(parse_run_config(json.loads({cfg!r})))
-"""
-
-
 def kill_resume_check(workdir: Path) -> dict:
     raw = base_config(workdir / "a", "whole", iterations=4)
     raw["client"]["providers"]["sim"]["options"]["latency_ms"] = 100
@@ -133,28 +109,12 @@ def kill_resume_check(workdir: Path) -> dict:
     raw_b = base_config(workdir / "b", "killed", iterations=4)
     raw_b["client"]["providers"]["sim"]["options"]["latency_ms"] = 100
     cfg = parse_run_config(raw_b)
-    trace = workdir / "trace.txt"
-    code = CHILD.format(root=str(ROOT), trace=str(trace), cfg=json.dumps(raw_b))
-    child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
-    est = cfg.run_dir / "iter_002.estep.json"
-    deadline = time.time() + 600
-    # kill -9 in the middle of iteration 2's M-step: its E-step is on disk, the iteration is not
-    while time.time() < deadline and not est.exists():
-        time.sleep(0.01)
-    marks = trace.read_text().count("start") if trace.exists() else 0
-    # ... then wait until the M-step has calls under way, and kill the process in the middle of them
-    while time.time() < deadline:
-        text = trace.read_text()
-        if text.count("start") > marks + 3 and text.count("start") > text.count("end"):
-            break
-        time.sleep(0.005)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    starts = ends = 0
-    for line in trace.read_text().splitlines():
-        starts += line.startswith("start")
-        ends += line.startswith("end")
-    in_flight = starts - ends
+    config_path = workdir / "killed.yaml"
+    config_path.write_text(json.dumps(raw_b))  # JSON is YAML
+    # kill -9 in the middle of iteration 2's M-step, calls under way: its E-step is on disk, the iteration is not
+    killed = run_and_kill(config_path, workdir / "trace.txt", during(
+        lambda: (cfg.run_dir / "iter_002.estep.json").exists(), lambda: (cfg.run_dir / "iter_002.json").exists()))
+    starts, in_flight = killed.starts, killed.in_flight
     done_before = RunStore(cfg.run_dir).last_complete_iteration()
     killed_calls = sum(r["calls"] for r in log_lines(cfg.run_dir / "calls.jsonl"))
     resumed = optimize(cfg)

@@ -9,7 +9,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 
 from flows._common import artifact_key, resolve_config
-from picaco.method.run import RunStore, result_markdown
+from picaco.method.run import RunStore, result_markdown, start_run
 from tasks.optimize import e_step_task, final_report_task, m_step_task, noisy_pool_task
 
 
@@ -18,7 +18,7 @@ def optimize_flow(config_path: str | None = None, config: dict | None = None, ru
     cfg = resolve_config(config_path, config, run_name)
     raw = cfg.model_dump(mode="json")
     T = cfg.picaco.iterations
-    RunStore(cfg.run_dir).check_config(cfg)
+    start_run(cfg)  # every input checked before anything is written; a changed resume is refused
     noisy_pool_task(raw)
     done = RunStore(cfg.run_dir).last_complete_iteration()
     progress_id = create_progress_artifact(progress=100.0 * min(done, T) / T, key=artifact_key(cfg.run_name, "progress"),

@@ -78,9 +78,8 @@ def iteration_table(cfg: RunConfig, t: int) -> list[dict]:
 def _optimize(config: dict, e_step_shards: int = 1) -> dict:
     cfg = _cfg(config)
     T = cfg.picaco.iterations
-    store = runner.RunStore(cfg.run_dir)
-    store.check_config(cfg)
-    done = store.last_complete_iteration()
+    runner.start_run(cfg)
+    done = runner.RunStore(cfg.run_dir).last_complete_iteration()
     progress_id = create_progress_artifact(progress=100.0 * min(done, T) / T,
                                            key=artifact_key(cfg.run_name, "progress"),
                                            description=f"PICACO iterations done of {T}")

@@ -29,49 +29,53 @@ class PromptSource(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     demo_family: Literal["hh", "schwartz"] | None = None
     path: Path | None = None  # a Parquet/JSONL/CSV file with a `prompt` column (and optionally `prompt_id`)
-    offset: int = Field(0, ge=0)  # skip this many prompts (the demo uses 0..N-1 for X and the rest held out)
+    offset: int = Field(0, strict=True, ge=0)  # skip this many prompts (the demo uses 0..N-1 for X and the rest held out)
 
     @model_validator(mode="after")
     def _one_source(self):
         if (self.demo_family is None) == (self.path is None):
-            raise ValueError("prompts: give exactly one of 'demo_family' or 'path'")
+            raise ValueError("give exactly one of 'demo_family' or 'path'")
         return self
+
+
+# Numeric fields are strict: YAML `iterations: true` or `m1: "3"` is an error, not T=1 or 3. An int is
+# still accepted where a float is asked for.
 
 
 class SamplingConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    target_temperature: float = Field(1.0, ge=0, le=2)
-    target_max_tokens: int = Field(400, ge=1)
-    judge_temperature: float = Field(0.0, ge=0, le=2)
+    target_temperature: float = Field(1.0, strict=True, ge=0, le=2)
+    target_max_tokens: int = Field(400, strict=True, ge=1)
+    judge_temperature: float = Field(0.0, strict=True, ge=0, le=2)
     # A judge reply that cannot be parsed is asked again with some temperature (at 0 it would repeat).
-    judge_retry_temperature: float = Field(0.7, ge=0, le=2)
-    judge_max_tokens: int = Field(600, ge=1)
-    optimizer_temperature: float = Field(1.0, ge=0, le=2)
-    optimizer_max_tokens: int = Field(600, ge=1)
+    judge_retry_temperature: float = Field(0.7, strict=True, ge=0, le=2)
+    judge_max_tokens: int = Field(600, strict=True, ge=1)
+    optimizer_temperature: float = Field(1.0, strict=True, ge=0, le=2)
+    optimizer_max_tokens: int = Field(600, strict=True, ge=1)
 
 
 class PicacoConfig(BaseModel):
     """Algorithm 1's hyperparameters (paper defaults: N=50, M1=10, M2=15, T=10, n=10)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    n_prompts: int = Field(50, ge=1, le=10_000, description="N")
-    m1: int = Field(10, ge=1, le=1000, description="aligned responses kept per prompt")
-    m2: int = Field(15, ge=1, le=1000, description="noisy responses kept per prompt; new and kept candidates per iteration")
-    iterations: int = Field(10, ge=1, le=1000, description="T")
-    n_pe_samples: int = Field(10, ge=1, le=128, description="n of Eq. (6)")
-    buckets: int = Field(3, ge=1, le=64, description="E-step buckets, each with its own 3 random demonstrations")
-    samples_per_bucket: int = Field(3, ge=1, le=64)
-    demos_per_bucket: int = Field(3, ge=0, le=16)
-    noisy_samples: int = Field(20, ge=1, le=512, description="raw responses drawn per prompt for the noisy pool")
-    instruction_length: int = Field(150, ge=10, le=2000, description="word limit of Fig. 8")
-    beta: float | None = Field(None, description="overrides the composition's beta")
-    judge_attempts: int = Field(3, ge=1, le=10)
-    optimizer_attempts: int = Field(3, ge=1, le=10)
+    n_prompts: int = Field(50, strict=True, ge=1, le=10_000, description="N")
+    m1: int = Field(10, strict=True, ge=1, le=1000, description="aligned responses kept per prompt")
+    m2: int = Field(15, strict=True, ge=1, le=1000, description="noisy responses kept per prompt; new and kept candidates per iteration")
+    iterations: int = Field(10, strict=True, ge=1, le=1000, description="T")
+    n_pe_samples: int = Field(10, strict=True, ge=1, le=128, description="n of Eq. (6)")
+    buckets: int = Field(3, strict=True, ge=1, le=64, description="E-step buckets, each with its own 3 random demonstrations")
+    samples_per_bucket: int = Field(3, strict=True, ge=1, le=64)
+    demos_per_bucket: int = Field(3, strict=True, ge=0, le=16)
+    noisy_samples: int = Field(20, strict=True, ge=1, le=512, description="raw responses drawn per prompt for the noisy pool")
+    instruction_length: int = Field(150, strict=True, ge=10, le=2000, description="word limit of Fig. 8")
+    beta: float | None = Field(None, strict=True, allow_inf_nan=False, description="overrides the composition's beta")
+    judge_attempts: int = Field(3, strict=True, ge=1, le=10)
+    optimizer_attempts: int = Field(3, strict=True, ge=1, le=10)
     # How p_e(y|x) of Eq. (6) weights the pool in Eq. (4); see docs/method.md.
     pe_weighting: Literal["normalized", "paper"] = "normalized"
-    q_phi_floor: float = Field(0.05, gt=0, le=1)
+    q_phi_floor: float = Field(0.05, strict=True, gt=0, le=1)
     # 1 = Eq. (4) as written; 0 ablates the redundancy evaluator q_phi; -1 flips it.
-    redundancy_weight: float = Field(1.0, ge=-1, le=1)
+    redundancy_weight: float = Field(1.0, strict=True, ge=-1, le=1)
 
     @field_validator("beta")
     @classmethod
@@ -97,7 +101,7 @@ class RunConfig(BaseModel):
     sampling: SamplingConfig = SamplingConfig()
     client: ClientConfig = ClientConfig()
     runs_dir: Path = Path("artifacts/runs")
-    seed: int = 0
+    seed: int = Field(0, strict=True)
 
     @property
     def run_dir(self) -> Path:

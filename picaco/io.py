@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
 
+from picaco.llm.errors import PicacoError
+
+
+class FileWriteError(PicacoError, OSError):
+    """A file could not be written (disk full, permissions, a file where a folder should be). Still an
+    OSError for callers that catch those; its message is the one line a user sees."""
+
+    def __str__(self) -> str:  # without OSError's "[Errno 28]" prefix: the message says it in words
+        return self.strerror or super().__str__()
+
+
+def write_error(path: Path, exc: OSError) -> FileWriteError:
+    hint = "; free some space and run again" if exc.errno == errno.ENOSPC else ""
+    return FileWriteError(exc.errno, f"cannot write {path}: {exc.strerror or exc}{hint}")
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise write_error(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), 0o666 & ~current_umask())  # as open() would create it, not mkstemp's 0600
@@ -19,11 +38,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from None
         raise
 
 
@@ -73,12 +94,21 @@ def read_yaml_mapping(path: str | Path) -> dict:
     from picaco.llm.errors import ConfigError
 
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file {p} is a directory, not a file")
     if not p.is_file():
         raise ConfigError(f"config file {p} does not exist")
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"config file {p} is not valid YAML ({problem}{where})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {p} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {p} cannot be read: {exc.strerror or exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {p} must be a mapping of fields")
     return raw
@@ -90,6 +120,8 @@ def read_prompt_table(path: Path) -> list[dict]:
 
     from picaco.llm.errors import ConfigError
 
+    if path.is_dir():
+        raise ConfigError(f"prompts file {path} is a directory, not a file")
     if not path.is_file():
         raise ConfigError(f"prompts file {path} does not exist")
     suffix = path.suffix.lower()
@@ -130,5 +162,20 @@ def validate_config(model, raw: dict, where: str, hidden_locs: tuple = ()):
         first = exc.errors()[0]
         field = ".".join(str(x) for x in first["loc"] if x not in hidden_locs)
         msg = first["msg"].removeprefix("Value error, ")
+        if first["type"] in _TYPE_ERRORS:  # say what was given: `iterations: yes` reads as a number otherwise
+            msg += f", got {_yaml_repr(first['input'])}"
         # a model-level check names its field at the start of its message
         raise ConfigError(f"{where}: field '{field}': {msg}" if field else f"{where}: {msg}") from None
+
+
+_TYPE_ERRORS = {"int_type", "float_type", "int_from_float", "int_parsing", "float_parsing", "bool_type",
+                "string_type", "dict_type", "list_type"}
+
+
+def _yaml_repr(value) -> str:
+    """A value as the user wrote it in YAML (true, not True), shortened."""
+    import yaml
+
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+    text = f"{text} (a string)" if isinstance(value, str) else text
+    return text if len(text) <= 60 else text[:57] + "..."

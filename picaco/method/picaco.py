@@ -52,11 +52,19 @@ def select_task_prompts(rows: list[dict], offset: int, count: int, where: str, w
     if available < count:
         raise ConfigError(f"{what}={count} but {where} holds only {max(0, available)} prompts after offset {offset}")
     out = []
-    for r in rows[offset:offset + count]:
+    row_of: dict[str, int] = {}  # pools are keyed by prompt_id: two rows with one id would share a pool
+    for row, r in enumerate(rows[offset:offset + count], start=offset + 1):  # rows counted from 1 in messages
         text = r.get("prompt")
         if not isinstance(text, str) or not text.strip():
-            raise ConfigError(f"{where}: an empty prompt in rows {offset}..{offset + count - 1}")
-        out.append(TaskPrompt(prompt_id=str(r.get("prompt_id") or prompt_id_of(text)), text=text))
+            raise ConfigError(f"{where}: row {row} (counting from 1) has an empty prompt")
+        given = r.get("prompt_id")
+        prompt_id = str(given) if given else prompt_id_of(text)
+        if prompt_id in row_of:
+            same = "prompt_id" if given else "prompt text (and so the derived prompt_id)"
+            raise ConfigError(f"{where}: rows {row_of[prompt_id]} and {row} (counting from 1) have the same {same} "
+                              f"{prompt_id!r}: their pools would be merged")
+        row_of[prompt_id] = row
+        out.append(TaskPrompt(prompt_id=prompt_id, text=text))
     return out
 
 

@@ -1,132 +1,50 @@
 """Running Algorithm 1 with its state on disk, step by step, so a run can stop anywhere and resume.
 
-Layout of `artifacts/runs/<run>/`:
-    config.json            the run's config (a restart with a different method config is refused)
-    noisy.json             R^n and S (written once)
-    iter_003.estep.json    R^a after the E-step of iteration 3
-    iter_003.json          the complete iteration 3: pools, candidates with TC_e, e^3, usage by role
-    result.json/.md        the best instruction with its per-value scores
-    calls.jsonl            the call log of every step
-
-Each file is written atomically, after its step finished; a restarted run continues after the last
-complete file, and every call it repeats is answered by the cache.
+The run store (picaco/method/store.py) keeps each step's state in its own file, written atomically after
+the step finished; a restarted run continues after the last complete file, and every call it repeats
+is answered by the cache. Before anything is written, every input is loaded and checked
+(picaco/method/inputs.py); a resume whose inputs differ from the ones the run was started with is
+refused, and so is each step of a run whose inputs changed since.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 from collections.abc import Callable
-from pathlib import Path
 
 from picaco.config import RunConfig
-from picaco.io import atomic_write_json, atomic_write_text, read_prompt_table
+from picaco.io import atomic_write_text
 from picaco.llm.client import LLMClient
-from picaco.llm.errors import ConfigError
+from picaco.method.inputs import RunInputs, held_out_prompts, load_composition_for, load_prompts, run_inputs
 from picaco.method.picaco import (AlignedEntry, Candidate, EStepState, EStepTally, IterationState, NoisyState,
-                                  RunContext, TaskPrompt, e_step, merge_aligned_pools, m_step, noisy_pool_step,
-                                  sample_and_judge, select_task_prompts)
+                                  RunContext, e_step, merge_aligned_pools, m_step, noisy_pool_step, sample_and_judge)
+from picaco.method.store import RunStateError, RunStore
 from pydantic import BaseModel, ConfigDict
 
 log = logging.getLogger(__name__)
 
 Event = Callable[..., None]
 
-
-# -- inputs ---------------------------------------------------------------------------------------------
-def load_prompts(config: RunConfig) -> list[TaskPrompt]:
-    src, n = config.prompts, config.picaco.n_prompts
-    if src.demo_family is not None:
-        from picaco.values import load_demo_prompts
-
-        rows = load_demo_prompts(family=src.demo_family)
-        where = f"bundled demo prompts ({src.demo_family})"
-    else:
-        rows = read_prompt_table(src.path)
-        where = str(src.path)
-    return select_task_prompts(rows, src.offset, n, where, "picaco.n_prompts")
+# re-exported: callers import the inputs and the store from here
+__all__ = ["RunStore", "RunStateError", "held_out_prompts", "load_composition_for", "load_prompts", "optimize",
+           "start_run"]
 
 
-def held_out_prompts(config: RunConfig, count: int) -> list[TaskPrompt]:
-    """Prompts after the optimization set in the same source: the demo's held-out test prompts."""
-    shifted = config.model_copy(update={"prompts": config.prompts.model_copy(
-        update={"offset": config.prompts.offset + config.picaco.n_prompts}),
-        "picaco": config.picaco.model_copy(update={"n_prompts": count})})
-    return load_prompts(shifted)
+def start_run(config: RunConfig) -> RunInputs:
+    """Check every input (nothing is written when one is bad), then create the run directory or check
+    that a resume has the inputs it was started with."""
+    inputs = run_inputs(config)
+    RunStore(config.run_dir).start(config, inputs)
+    return inputs
 
 
-def load_composition_for(config: RunConfig):
-    from picaco.values import load_composition
-
-    return load_composition(config.composition)
-
-
-# -- the store ------------------------------------------------------------------------------------------
-class RunStore:
-    def __init__(self, run_dir: Path) -> None:
-        self.dir = Path(run_dir)
-
-    def path(self, name: str) -> Path:
-        return self.dir / name
-
-    def check_config(self, config: RunConfig) -> None:
-        """A run directory belongs to one method config; T may grow (continue a finished run)."""
-        fingerprint = _method_fingerprint(config)
-        stored = self.path("config.json")
-        if stored.exists():
-            previous = json.loads(stored.read_text(encoding="utf-8"))
-            if previous.get("fingerprint") != fingerprint["fingerprint"]:
-                raise ConfigError(
-                    f"run '{config.run_name}' in {self.dir} was started with a different config "
-                    f"(composition, prompts, models, sampling, seed or method settings differ); "
-                    f"choose a new run_name or delete the folder")
-        atomic_write_json(stored, fingerprint)
-
-    def load_noisy(self) -> NoisyState | None:
-        p = self.path("noisy.json")
-        return NoisyState.model_validate_json(p.read_text(encoding="utf-8")) if p.exists() else None
-
-    def save_noisy(self, state: NoisyState) -> None:
-        atomic_write_text(self.path("noisy.json"), state.model_dump_json(indent=1))
-
-    def load_estep(self, t: int) -> EStepState | None:
-        p = self.path(f"iter_{t:03d}.estep.json")
-        return EStepState.model_validate_json(p.read_text(encoding="utf-8")) if p.exists() else None
-
-    def save_estep(self, state: EStepState) -> None:
-        atomic_write_text(self.path(f"iter_{state.t:03d}.estep.json"), state.model_dump_json(indent=1))
-
-    def load_iteration(self, t: int) -> IterationState | None:
-        p = self.path(f"iter_{t:03d}.json")
-        return IterationState.model_validate_json(p.read_text(encoding="utf-8")) if p.exists() else None
-
-    def save_iteration(self, state: IterationState) -> None:
-        atomic_write_text(self.path(f"iter_{state.t:03d}.json"), state.model_dump_json(indent=1))
-
-    def last_complete_iteration(self) -> int:
-        done = sorted(int(p.name[5:8]) for p in self.dir.glob("iter_[0-9][0-9][0-9].json"))
-        t = 0
-        for k in done:  # only a gapless prefix counts
-            if k == t + 1:
-                t = k
-        return t
-
-    def iterations(self) -> list[IterationState]:
-        out = []
-        for t in range(1, self.last_complete_iteration() + 1):
-            state = self.load_iteration(t)
-            if state is not None:
-                out.append(state)
-        return out
-
-
-def _method_fingerprint(config: RunConfig) -> dict:
-    relevant = config.model_dump(mode="json", exclude={"client", "runs_dir", "run_name"})
-    relevant["picaco"].pop("iterations", None)
-    text = json.dumps(relevant, sort_keys=True)
-    return {"fingerprint": hashlib.sha256(text.encode()).hexdigest(), "config": config.model_dump(mode="json")}
+def _checked(config: RunConfig) -> tuple[RunStore, RunInputs]:
+    """A step run on its own (a Prefect task): the run was started, with the inputs the step would use."""
+    store = RunStore(config.run_dir)
+    inputs = run_inputs(config)
+    store.verify(config, inputs)
+    return store, inputs
 
 
 # -- steps as units of work (what the Prefect tasks call) ------------------------------------------------
@@ -137,58 +55,68 @@ def _client_for(config: RunConfig) -> LLMClient:
     return LLMClient(client_cfg)
 
 
-async def _with_context(config: RunConfig, body):
+async def _with_context(config: RunConfig, inputs: RunInputs, body):
     async with _client_for(config) as client:
-        ctx = RunContext(config=config, composition=load_composition_for(config), prompts=load_prompts(config),
-                         client=client)
+        ctx = RunContext(config=config, composition=inputs.composition, prompts=inputs.prompts, client=client)
         result = await body(ctx)
         return result, client.usage_by_role()
 
 
 def run_noisy_pool(config: RunConfig) -> NoisyState:
-    store = RunStore(config.run_dir)
-    store.check_config(config)
+    """The first step: starts the run (see start_run), then R^n once."""
+    return _noisy_pool(config, RunStore(config.run_dir), start_run(config))
+
+
+def _noisy_pool(config: RunConfig, store: RunStore, inputs: RunInputs) -> NoisyState:
     existing = store.load_noisy()
     if existing is not None:
         return existing
-    state, _ = asyncio.run(_with_context(config, noisy_pool_step))
+    state, _ = asyncio.run(_with_context(config, inputs, noisy_pool_step))
     store.save_noisy(state)
     return state
 
 
-def initial_iteration(config: RunConfig) -> IterationState:
+def initial_iteration(inputs: RunInputs) -> IterationState:
     """Iteration 0: e^0 is the composition's seed meta-instruction (Tables 2-3), pools are empty."""
     from picaco.method.picaco import EStepReport
 
-    seed = load_composition_for(config).seed_instruction
+    seed = inputs.composition.seed_instruction
     cand = Candidate(instruction=seed, born=0)
     empty = EStepReport(instruction=seed, responses=0, judged=0, missing=0, judge_attempts=0, value_means={},
                         conformity=None, mean_q_phi=None)
     return IterationState(t=0, best=cand, candidates=[cand], pools={}, estep=empty)
 
 
-def previous_iteration(store: RunStore, config: RunConfig, t: int) -> IterationState:
+def previous_iteration(store: RunStore, config: RunConfig, t: int, inputs: RunInputs) -> IterationState:
     if t == 1:
-        return initial_iteration(config)
+        return initial_iteration(inputs)
     prev = store.load_iteration(t - 1)
     if prev is None:
-        raise RuntimeError(f"iteration {t - 1} of run '{config.run_name}' is not complete; run it first")
+        raise RunStateError(f"iteration {t - 1} of run '{config.run_name}' is not complete; run it first")
     return prev
 
 
+def _noisy_of(store: RunStore, config: RunConfig) -> NoisyState:
+    noisy = store.load_noisy()
+    if noisy is None:
+        raise RunStateError(f"run '{config.run_name}' has no noisy pool yet; run the noisy-pool step first")
+    return noisy
+
+
 def run_e_step(config: RunConfig, t: int) -> EStepState:
-    store = RunStore(config.run_dir)
+    return _e_step(config, *_checked(config), t)
+
+
+def _e_step(config: RunConfig, store: RunStore, inputs: RunInputs, t: int) -> EStepState:
     done = store.load_estep(t)
     if done is not None:
         return done
-    noisy = store.load_noisy()
-    if noisy is None:
-        raise RuntimeError(f"run '{config.run_name}' has no noisy pool yet; run the noisy-pool step first")
-    prev = previous_iteration(store, config, t)
+    noisy = _noisy_of(store, config)
+    prev = previous_iteration(store, config, t, inputs)
     state, usage = asyncio.run(_with_context(
-        config, lambda ctx: e_step(ctx, t, prev.best.instruction, prev.pools, noisy)))
+        config, inputs, lambda ctx: e_step(ctx, t, prev.best.instruction, prev.pools, noisy)))
     store.save_estep(state)
-    atomic_write_json(store.path(f"iter_{t:03d}.estep.usage.json"), usage)
+    store.save_json(f"iter_{t:03d}.estep.usage.json", usage)
     return state
 
 
@@ -207,66 +135,68 @@ def run_e_step_shard(config: RunConfig, t: int, shard: int, n_shards: int) -> ES
     to the run store, so a re-run shard returns at once."""
     if not 0 <= shard < n_shards:
         raise ValueError(f"shard must be within [0, {n_shards}), got {shard}")
-    store = RunStore(config.run_dir)
-    path = store.path(f"iter_{t:03d}.estep.shard-{shard}-of-{n_shards}.json")
-    if path.exists():
-        return EStepShard.model_validate_json(path.read_text(encoding="utf-8"))
-    noisy = store.load_noisy()
-    if noisy is None:
-        raise RuntimeError(f"run '{config.run_name}' has no noisy pool yet; run the noisy-pool step first")
-    prev = previous_iteration(store, config, t)
+    return _e_step_shard(config, *_checked(config), t, shard, n_shards)
+
+
+def _e_step_shard(config: RunConfig, store: RunStore, inputs: RunInputs, t: int, shard: int,
+                  n_shards: int) -> EStepShard:
+    name = f"iter_{t:03d}.estep.shard-{shard}-of-{n_shards}"
+    done = store.load_model(f"{name}.json", EStepShard)
+    if done is not None:
+        return done
+    noisy = _noisy_of(store, config)
+    prev = previous_iteration(store, config, t, inputs)
 
     async def body(ctx: RunContext):
         s_vecs = await ctx.embed(noisy.observation)
         return await sample_and_judge(ctx, prev.best.instruction, t, s_vecs, ctx.prompts[shard::n_shards])
 
-    (fresh, tally), usage = asyncio.run(_with_context(config, body))
+    (fresh, tally), usage = asyncio.run(_with_context(config, inputs, body))
     result = EStepShard(t=t, shard=shard, n_shards=n_shards, fresh=fresh, tally=tally)
-    atomic_write_text(path, result.model_dump_json())
-    atomic_write_json(store.path(f"iter_{t:03d}.estep.shard-{shard}-of-{n_shards}.usage.json"), usage)
+    atomic_write_text(store.path(f"{name}.json"), result.model_dump_json())
+    store.save_json(f"{name}.usage.json", usage)
     return result
 
 
 def merge_e_step_shards(config: RunConfig, t: int, n_shards: int) -> EStepState:
     """Combine the shards of iteration t into the same EStepState a single-process E-step gives."""
-    store = RunStore(config.run_dir)
+    store, inputs = _checked(config)
     done = store.load_estep(t)
     if done is not None:
         return done
-    prev = previous_iteration(store, config, t)
+    prev = previous_iteration(store, config, t, inputs)
     fresh: dict[str, list[AlignedEntry]] = {}
     tally = EStepTally()
     usage: dict = {}
     for k in range(n_shards):
-        shard = run_e_step_shard(config, t, k, n_shards)
+        shard = _e_step_shard(config, store, inputs, t, k, n_shards)
         fresh.update(shard.fresh)
         tally = tally + shard.tally
-        usage_path = store.path(f"iter_{t:03d}.estep.shard-{k}-of-{n_shards}.usage.json")
-        usage = _merge_usage(usage, json.loads(usage_path.read_text()) if usage_path.exists() else {})
-    prompts = load_prompts(config)
-    ctx = RunContext(config=config, composition=load_composition_for(config), prompts=prompts, client=None)
-    names = [v.name for v in ctx.composition.values]
+        usage = _merge_usage(usage, store.load_json(f"iter_{t:03d}.estep.shard-{k}-of-{n_shards}.usage.json") or {})
+    ctx = RunContext(config=config, composition=inputs.composition, prompts=inputs.prompts, client=None)
     state = EStepState(t=t, pools=merge_aligned_pools(ctx, prev.pools, fresh), report=tally.report(
-        prev.best.instruction, names))
+        prev.best.instruction, ctx.value_names))
     store.save_estep(state)
-    atomic_write_json(store.path(f"iter_{t:03d}.estep.usage.json"), usage)
+    store.save_json(f"iter_{t:03d}.estep.usage.json", usage)
     return state
 
 
 def run_m_step(config: RunConfig, t: int) -> IterationState:
-    store = RunStore(config.run_dir)
+    return _m_step(config, *_checked(config), t)
+
+
+def _m_step(config: RunConfig, store: RunStore, inputs: RunInputs, t: int) -> IterationState:
     done = store.load_iteration(t)
     if done is not None:
         return done
     estep = store.load_estep(t)
     if estep is None:
-        raise RuntimeError(f"iteration {t} of run '{config.run_name}' has no E-step yet")
-    noisy = store.load_noisy()
-    prev = previous_iteration(store, config, t)
+        raise RunStateError(f"iteration {t} of run '{config.run_name}' has no E-step yet")
+    noisy = _noisy_of(store, config)
+    prev = previous_iteration(store, config, t, inputs)
     (candidates, best, report), usage = asyncio.run(_with_context(
-        config, lambda ctx: m_step(ctx, t, prev.candidates, estep.pools, noisy, prev.best.instruction)))
-    estep_usage_path = store.path(f"iter_{t:03d}.estep.usage.json")
-    estep_usage = json.loads(estep_usage_path.read_text()) if estep_usage_path.exists() else {}
+        config, inputs, lambda ctx: m_step(ctx, t, prev.candidates, estep.pools, noisy, prev.best.instruction)))
+    estep_usage = store.load_json(f"iter_{t:03d}.estep.usage.json") or {}
     state = IterationState(t=t, best=best, candidates=candidates, pools=estep.pools, estep=estep.report,
                            mstep=report, usage_by_role=_merge_usage(estep_usage, usage))
     store.save_iteration(state)
@@ -283,13 +213,18 @@ def _merge_usage(a: dict, b: dict) -> dict:
 
 
 def run_final_report(config: RunConfig) -> dict:
-    """Per-value scores of e^T on X (fresh samples: index block T+1), next to e^0's from iteration 1."""
-    store = RunStore(config.run_dir)
+    return _final_report(config, *_checked(config))
+
+
+def _final_report(config: RunConfig, store: RunStore, inputs: RunInputs) -> dict:
+    """Per-value scores of e^T on X (fresh samples: index block T+1), next to e^0's from iteration 1.
+    The result describes iterations 1..T of this config exactly, also when the run went further before
+    (a lower T gives the result a run of T iterations gives)."""
     T = config.picaco.iterations
     last = store.load_iteration(T)
     if last is None:
-        raise RuntimeError(f"run '{config.run_name}' has not finished iteration {T}")
-    noisy = store.load_noisy()
+        raise RunStateError(f"run '{config.run_name}' has not finished iteration {T}")
+    noisy = _noisy_of(store, config)
     first = store.load_iteration(1)
 
     async def body(ctx: RunContext):
@@ -297,9 +232,9 @@ def run_final_report(config: RunConfig) -> dict:
         _, tally = await sample_and_judge(ctx, last.best.instruction, T + 1, s_vecs)
         return tally.report(last.best.instruction, ctx.value_names)
 
-    report, _ = asyncio.run(_with_context(config, body))
+    report, _ = asyncio.run(_with_context(config, inputs, body))
     history = [{"t": s.t, "tc": s.best.tc, "conformity_under_previous_best": s.estep.conformity,
-                "best_changed": s.mstep.best_changed if s.mstep else None} for s in store.iterations()]
+                "best_changed": s.mstep.best_changed if s.mstep else None} for s in store.iterations(upto=T)]
     result = {
         "run_name": config.run_name,
         "composition": config.composition,
@@ -314,7 +249,7 @@ def run_final_report(config: RunConfig) -> dict:
         "seed_conformity": first.estep.conformity if first else None,
         "history": history,
     }
-    atomic_write_json(store.path("result.json"), result)
+    store.save_json("result.json", result)
     atomic_write_text(store.path("result.md"), result_markdown(result))
     return result
 
@@ -363,18 +298,18 @@ def iteration_markdown(state: IterationState, history: list[IterationState] = ()
 def optimize(config: RunConfig, on_event: Event | None = None) -> dict:
     """Run (or resume) PICACO to the end and return the result dict (also saved as result.json/.md)."""
     emit = on_event or (lambda *a, **k: None)
+    inputs = start_run(config)
     store = RunStore(config.run_dir)
-    store.check_config(config)
     emit("noisy_pool", t=0)
-    run_noisy_pool(config)
+    _noisy_pool(config, store, inputs)
     start = store.last_complete_iteration() + 1
     if start > 1:
-        emit("resume", t=start - 1)
+        emit("resume", t=min(start - 1, config.picaco.iterations))
     for t in range(start, config.picaco.iterations + 1):
         emit("e_step", t=t)
-        run_e_step(config, t)
+        _e_step(config, store, inputs, t)
         emit("m_step", t=t)
-        state = run_m_step(config, t)
+        state = _m_step(config, store, inputs, t)
         emit("iteration", t=t, state=state)
     emit("final", t=config.picaco.iterations)
-    return run_final_report(config)
+    return _final_report(config, store, inputs)

@@ -78,7 +78,7 @@ def test_growing_T_continues_a_finished_run(tmp_path):
 def test_a_run_refuses_a_different_config(tmp_path):
     optimize(parse_run_config(tiny(tmp_path)))
     other = parse_run_config({**tiny(tmp_path), "seed": 5})
-    with pytest.raises(ConfigError, match="different config"):
+    with pytest.raises(ConfigError, match=r"different inputs: seed 0 -> 5\. .*another run_name"):
         optimize(other)
 
 
@@ -110,6 +110,11 @@ def test_kept_candidates_cost_no_new_target_calls(tmp_path):
     ({"picaco": {"m2": 30, "noisy_samples": 20}}, "m2"),
     ({"models": {"target": "nope/x"}}, "unknown provider"),
     ({"unknown_field": 1}, "unknown_field"),
+    # YAML `true` or "3" were coerced to 1 and 3; numeric fields are strict now
+    ({"picaco": {"iterations": True}}, r"picaco\.iterations': Input should be a valid integer, got true"),
+    ({"picaco": {"m1": 2.0}}, r"picaco\.m1': Input should be a valid integer, got 2\.0"),
+    ({"seed": "3"}, r"'seed': Input should be a valid integer, got '3' \(a string\)"),
+    ({"sampling": {"target_temperature": "0.5"}}, r"target_temperature': Input should be a valid number, got '0\.5'"),
 ])
 def test_bad_input_is_one_clear_line_and_leaves_no_iteration(tmp_path, patch, match):
     raw = tiny(tmp_path)

@@ -1,0 +1,190 @@
+"""A run's inputs, checked before anything is written, and their fingerprint.
+
+`run_inputs(config)` loads and checks everything a run reads (the composition, the selected prompts,
+every model's provider, the paths it writes to) and describes their *content*: the composition as
+loaded (values, definitions, seed instruction, demonstrations, beta), the prompts actually selected,
+the template files, the endpoints that answer each model, and the method settings. The run store keeps
+that record in config.json; a resume whose record differs is refused, naming what changed
+(`input_differences`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from picaco.config import RunConfig
+from picaco.llm.errors import ConfigError
+from picaco.method.picaco import TaskPrompt, select_task_prompts
+
+# config fields that do not change a result: how calls travel, where files go, and T (a run may grow)
+_NOT_SETTINGS = {"client", "runs_dir", "run_name", "composition", "prompts"}
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    composition: object  # picaco.values.Composition
+    prompts: list[TaskPrompt]
+    record: dict  # the content of every input, as config.json keeps it (hashes, names, settings)
+    sources: dict  # where the inputs came from, for messages only (not fingerprinted)
+
+    @property
+    def fingerprint(self) -> str:
+        return _sha(json.dumps(self.record, sort_keys=True, ensure_ascii=False))
+
+
+def _sha(text: str, n: int = 64) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
+
+
+# -- loading ----------------------------------------------------------------------------------------------
+def prompt_source(config: RunConfig) -> tuple[list[dict], str]:
+    from picaco.io import read_prompt_table
+
+    src = config.prompts
+    if src.demo_family is not None:
+        from picaco.values import load_demo_prompts
+
+        return load_demo_prompts(family=src.demo_family), f"bundled demo prompts ({src.demo_family})"
+    return read_prompt_table(src.path), f"prompts file {src.path}"
+
+
+def _selected_prompts(config: RunConfig) -> tuple[list[TaskPrompt], str]:
+    rows, where = prompt_source(config)
+    prompts = select_task_prompts(rows, config.prompts.offset, config.picaco.n_prompts, where, "picaco.n_prompts")
+    return prompts, where
+
+
+def load_prompts(config: RunConfig) -> list[TaskPrompt]:
+    return _selected_prompts(config)[0]
+
+
+def held_out_prompts(config: RunConfig, count: int) -> list[TaskPrompt]:
+    """Prompts after the optimization set in the same source: the demo's held-out test prompts."""
+    shifted = config.model_copy(update={"prompts": config.prompts.model_copy(
+        update={"offset": config.prompts.offset + config.picaco.n_prompts}),
+        "picaco": config.picaco.model_copy(update={"n_prompts": count})})
+    return load_prompts(shifted)
+
+
+def load_composition_for(config: RunConfig):
+    from picaco.values import load_composition
+
+    return load_composition(config.composition)
+
+
+def model_endpoints(config: RunConfig) -> dict[str, str]:
+    """role -> the endpoint that answers its model (the cache's identity of the server). Raises a
+    ConfigError for a model that is not 'provider/model', an unknown provider, or a missing API key."""
+    from picaco.llm.providers import make_provider
+    from picaco.llm.request import split_model
+
+    models = config.models
+    out = {}
+    for role, model in (("target", models.target), ("judge", models.judge), ("optimizer", models.optimizer_model),
+                        ("embedding", models.embedding)):
+        try:
+            provider, _ = split_model(model)
+            out[role] = make_provider(provider, config.client.providers).endpoint
+        except ConfigError as exc:
+            raise ConfigError(f"models.{role}: {exc}") from None
+    return out
+
+
+def check_writable_dir(path: Path, field: str) -> None:
+    """`path` is, or can be created as, a directory we may write in: no part of it is a file."""
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == path else f"cannot be created: {p} is a file"
+                raise ConfigError(f"{field} {path} {what}, not a directory")
+            if not os.access(p, os.W_OK | os.X_OK):
+                raise ConfigError(f"{field} {path}: {p} is not writable")
+            return
+
+
+def check_paths(config: RunConfig) -> None:
+    check_writable_dir(config.runs_dir, "runs_dir")
+    check_writable_dir(config.run_dir, "run directory")
+    check_writable_dir(config.client.cache_dir, "client.cache_dir")
+    prices = config.client.prices_path
+    if prices is not None and not prices.is_file():
+        raise ConfigError(f"client.prices_path {prices} is not a file")
+
+
+# -- the record -------------------------------------------------------------------------------------------
+def run_inputs(config: RunConfig) -> RunInputs:
+    """Load and check every input of the run; writes nothing."""
+    from picaco.templates import TEMPLATE_DIGEST, TEMPLATE_VERSION
+
+    check_paths(config)
+    composition = load_composition_for(config)
+    prompts, where = _selected_prompts(config)
+    endpoints = model_endpoints(config)
+    settings = config.model_dump(mode="json", exclude=_NOT_SETTINGS)
+    settings["picaco"].pop("iterations")
+    comp = composition
+    record = {
+        "settings": settings,
+        "endpoints": endpoints,
+        "composition": {
+            "name": comp.name, "kind": comp.kind, "beta": comp.beta, "judge_variant": comp.judge_variant,
+            "values": [v.name for v in comp.values],
+            "definitions": {v.name: _sha(json.dumps([v.definition, v.instruction, v.family]), 16) for v in comp.values},
+            "seed_instruction": _sha(comp.seed_instruction, 16),
+            "demonstrations": _sha(json.dumps([[d.query, d.answer] for d in comp.demonstrations]), 16),
+        },
+        "prompts": {"ids": [p.prompt_id for p in prompts], "texts": [_sha(p.text, 16) for p in prompts]},
+        "templates": {"version": TEMPLATE_VERSION, "digest": TEMPLATE_DIGEST},
+    }
+    sources = {"composition": comp.path or config.composition, "prompts": where}
+    return RunInputs(composition=composition, prompts=prompts, record=record, sources=sources)
+
+
+def input_differences(old: dict, new: dict, sources: dict) -> list[str]:
+    """What differs between two records, one short phrase per input, in the order a user would look."""
+    out: list[str] = []
+    oc, nc = old.get("composition", {}), new.get("composition", {})
+    comp_where = f"composition {sources.get('composition')}"
+    if oc.get("values") != nc.get("values"):
+        before, after = ", ".join(oc.get("values", [])), ", ".join(nc.get("values", []))
+        out.append(f"{comp_where}: values differ: {before} -> {after}")
+    else:
+        changed = [v for v in nc.get("values", []) if oc.get("definitions", {}).get(v) != nc["definitions"].get(v)]
+        if changed:
+            out.append(f"{comp_where}: definitions or instructions of {', '.join(changed)} changed")
+    for key, label in (("seed_instruction", "seed instruction"), ("demonstrations", "demonstrations"),
+                       ("name", "name"), ("kind", "kind"), ("beta", "beta"), ("judge_variant", "judge variant")):
+        if oc.get(key) != nc.get(key):
+            shown = "" if key in ("seed_instruction", "demonstrations") else f" ({oc.get(key)} -> {nc.get(key)})"
+            out.append(f"{comp_where}: {label} changed{shown}")
+    op, np_ = old.get("prompts", {}), new.get("prompts", {})
+    if op != np_:
+        pairs_old = list(zip(op.get("ids", []), op.get("texts", [])))
+        pairs_new = list(zip(np_.get("ids", []), np_.get("texts", [])))
+        differ = [pid for k, (pid, _) in enumerate(pairs_new) if k >= len(pairs_old) or pairs_old[k] != pairs_new[k]]
+        count = f"{len(differ)} of {len(pairs_new)} selected prompts differ" if len(pairs_old) == len(pairs_new) \
+            else f"{len(pairs_old)} -> {len(pairs_new)} prompts"
+        out.append(f"{sources.get('prompts')} changed ({count}, e.g. id {differ[0] if differ else '?'})")
+    ot, nt = old.get("templates", {}), new.get("templates", {})
+    if ot.get("version") != nt.get("version"):
+        out.append(f"prompt templates changed (version {ot.get('version')} -> {nt.get('version')})")
+    elif ot != nt:
+        out.append(f"prompt template files changed (same version {nt.get('version')}, different text)")
+    for role, endpoint in new.get("endpoints", {}).items():
+        before = old.get("endpoints", {}).get(role)
+        if before != endpoint:
+            out.append(f"the server answering the {role} model changed ({before} -> {endpoint})")
+    out += [f"{path} {a} -> {b}" for path, a, b in _leaf_diff(old.get("settings", {}), new.get("settings", {}))]
+    return out
+
+
+def _leaf_diff(a, b, prefix: str = ""):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            yield from _leaf_diff(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
+    elif a != b:
+        yield prefix, json.dumps(a), json.dumps(b)
