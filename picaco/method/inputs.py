@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from picaco.config import RunConfig
+from picaco.io import check_output_path
 from picaco.llm.errors import ConfigError
 from picaco.method.picaco import TaskPrompt, select_task_prompts
 
@@ -94,22 +94,10 @@ def model_endpoints(config: RunConfig) -> dict[str, str]:
     return out
 
 
-def check_writable_dir(path: Path, field: str) -> None:
-    """`path` is, or can be created as, a directory we may write in: no part of it is a file."""
-    for p in (path, *path.parents):
-        if p.exists():
-            if not p.is_dir():
-                what = "is a file" if p == path else f"cannot be created: {p} is a file"
-                raise ConfigError(f"{field} {path} {what}, not a directory")
-            if not os.access(p, os.W_OK | os.X_OK):
-                raise ConfigError(f"{field} {path}: {p} is not writable")
-            return
-
-
 def check_paths(config: RunConfig) -> None:
-    check_writable_dir(config.runs_dir, "runs_dir")
-    check_writable_dir(config.run_dir, "run directory")
-    check_writable_dir(config.client.cache_dir, "client.cache_dir")
+    check_output_path(config.runs_dir, "runs_dir", folder=True)
+    check_output_path(config.run_dir, "run directory", folder=True)
+    check_output_path(config.client.cache_dir, "client.cache_dir", folder=True)
     prices = config.client.prices_path
     if prices is not None and not prices.is_file():
         raise ConfigError(f"client.prices_path {prices} is not a file")
