@@ -26,8 +26,8 @@ from picaco.io import atomic_write_json, atomic_write_text, read_prompt_table
 from picaco.llm.client import LLMClient
 from picaco.llm.errors import ConfigError
 from picaco.method.picaco import (AlignedEntry, Candidate, EStepState, EStepTally, IterationState, NoisyState,
-                                  RunContext, TaskPrompt, e_step, merge_aligned_pools, m_step, noisy_pool_step,
-                                  sample_and_judge, select_task_prompts)
+                                  RunContext, TaskPrompt, e_step, filtered_replies, merge_aligned_pools, m_step,
+                                  noisy_pool_step, sample_and_judge, select_task_prompts)
 from pydantic import BaseModel, ConfigDict
 
 log = logging.getLogger(__name__)
@@ -309,6 +309,7 @@ def run_final_report(config: RunConfig) -> dict:
         "value_scores": report.value_means,
         "conformity": report.conformity,
         "missing_judgements": report.missing,
+        "filtered_replies": filtered_replies(noisy, store.iterations(), report),
         "seed_instruction": first.estep.instruction if first else None,
         "seed_value_scores": first.estep.value_means if first else None,
         "seed_conformity": first.estep.conformity if first else None,
@@ -333,7 +334,8 @@ def result_markdown(result: dict) -> str:
     for v, score in result["value_scores"].items():
         lines.append(f"| {v} | {_fmt(seed.get(v))} | {_fmt(score)} |")
     lines += ["", f"Mean conformity: seed {_fmt(result.get('seed_conformity'))}, "
-                  f"optimized {_fmt(result['conformity'])}. Missing judge scores: {result['missing_judgements']}.",
+                  f"optimized {_fmt(result['conformity'])}. Missing judge scores: {result['missing_judgements']}. "
+                  f"Replies refused by a content filter (left out as missing): {result.get('filtered_replies', 0)}.",
               "", "## TC_e per iteration", "", "| t | TC_e of e^t | conformity of responses under e^(t-1) |",
               "|---|---|---|"]
     for h in result["history"]:
