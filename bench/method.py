@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.kill_resume import during, run_and_kill  # noqa: E402
 from picaco.config import parse_run_config  # noqa: E402
+from picaco.llm.calllog import paid_calls, read_call_log, usage_by_role  # noqa: E402
 from picaco.method import run as runner  # noqa: E402
 from picaco.method.run import RunStore, optimize  # noqa: E402
 
@@ -44,14 +45,12 @@ def base_config(workdir: Path, name: str, **picaco) -> dict:
 
 
 def log_lines(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+    return read_call_log(path)
 
 
 def calls_by_role(lines: list[dict]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for r in lines:
-        out[r["role"]] = out.get(r["role"], 0) + r["calls"]
-    return out
+    """Paid provider calls per role (the call log's call lines)."""
+    return {role: u["calls"] for role, u in usage_by_role(lines).items() if u["calls"]}
 
 
 def formula_check(workdir: Path) -> dict:
@@ -93,9 +92,9 @@ def formula_check(workdir: Path) -> dict:
 
 def rerun_check(cfg) -> int:
     log = cfg.run_dir / "calls.jsonl"
-    before = sum(r["calls"] for r in log_lines(log))
+    before = paid_calls(log_lines(log))
     optimize(cfg)
-    return sum(r["calls"] for r in log_lines(log)) - before
+    return paid_calls(log_lines(log)) - before
 
 
 def kill_resume_check(workdir: Path) -> dict:
@@ -104,7 +103,7 @@ def kill_resume_check(workdir: Path) -> dict:
     whole_cfg = parse_run_config(raw)
     optimize(whole_cfg)
     whole = json.loads((whole_cfg.run_dir / "result.json").read_text())
-    whole_calls = sum(r["calls"] for r in log_lines(whole_cfg.run_dir / "calls.jsonl"))
+    whole_calls = paid_calls(log_lines(whole_cfg.run_dir / "calls.jsonl"))
 
     raw_b = base_config(workdir / "b", "killed", iterations=4)
     raw_b["client"]["providers"]["sim"]["options"]["latency_ms"] = 100
@@ -116,19 +115,22 @@ def kill_resume_check(workdir: Path) -> dict:
         lambda: (cfg.run_dir / "iter_002.estep.json").exists(), lambda: (cfg.run_dir / "iter_002.json").exists()))
     starts, in_flight = killed.starts, killed.in_flight
     done_before = RunStore(cfg.run_dir).last_complete_iteration()
-    killed_calls = sum(r["calls"] for r in log_lines(cfg.run_dir / "calls.jsonl"))
+    # every call answered before the kill is on the log (a call line is written when it is paid)
+    killed_calls = paid_calls(log_lines(cfg.run_dir / "calls.jsonl"))
     resumed = optimize(cfg)
-    resumed_calls = sum(r["calls"] for r in log_lines(cfg.run_dir / "calls.jsonl")) - killed_calls
+    resumed_calls = paid_calls(log_lines(cfg.run_dir / "calls.jsonl")) - killed_calls
     # what a provider would bill: every call the killed process started (finished or not) + the resumed run's
     billed = starts + resumed_calls
     equal = (resumed["best_instruction"] == whole["best_instruction"]
              and all(abs(a["tc"] - b["tc"]) <= 1e-9 for a, b in zip(resumed["history"], whole["history"]))
              and len(resumed["history"]) == len(whole["history"]))
     print(f"kill -9 during iteration 2 (iterations complete at the kill: {done_before}; provider calls in flight: "
-          f"{in_flight}; calls started before the kill: {starts}); resumed run equals the uninterrupted one: {equal}; "
+          f"{in_flight}; calls started before the kill: {starts}, answered: {ends}, on the call log: {killed_calls}); "
+          f"resumed run equals the uninterrupted one: {equal}; "
           f"extra calls (started before the kill + resumed - uninterrupted {whole_calls}): {billed - whole_calls}")
     return {"resume_equal": equal, "resume_extra_calls": billed - whole_calls, "resume_in_flight_at_kill": in_flight,
-            "resume_completed_iterations_at_kill": done_before}
+            "resume_completed_iterations_at_kill": done_before,
+            "resume_answered_calls_missing_from_log": max(0, ends - killed_calls)}
 
 
 def paper_config(embedding: str) -> dict:
@@ -152,7 +154,7 @@ def paper_run(embedding: str) -> dict:
     wall = time.perf_counter() - t0
     lines = log_lines(log)[before:]
     calls = calls_by_role(lines)
-    tokens = sum(r["prompt_tokens"] + r["completion_tokens"] for r in lines)
+    tokens = sum(u["prompt_tokens"] + u["completion_tokens"] for u in usage_by_role(lines).values())
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"paper configuration (N=50, M1=10, M2=15, T=10, 8 values, embeddings {embedding}): wall {wall:.0f} s, "
           f"calls {sum(calls.values())} {calls}, tokens {tokens}, peak RSS {rss_mb:.0f} MB")

@@ -1,66 +1,63 @@
 """Counting provider calls from the per-run call logs (`<runs_dir>/<run>/calls.jsonl`).
 
-One line per client request: `calls` is the number of provider calls it made (0 for a cache hit),
-`status` is hit/miss/partial/error, and chat lines carry `key`, the cache key of their first sample.
-A run's share of a log is the lines appended while it ran, so callers take a `snapshot` before and
-read `lines_since(snapshot)` after.
+The format is picaco's (`picaco/llm/calllog.py`): a `call` line for every provider call, written the
+moment it is paid (before its answer is cached, so a killed run's log still counts every call it paid
+for), and one line per client request when it ends (`status` hit/miss/partial/error). A run's share of a
+log is the lines appended while it ran, so callers take a `snapshot` before and read `lines_since(snapshot)`
+after.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from picaco.llm.calllog import CallLogError, is_request, paid_calls, read_call_log
 
 Snapshot = dict[str, int]
 
-
-class CallLogError(ValueError):
-    pass
+__all__ = ["CallLogError", "Snapshot", "lines_since", "paid_calls", "repeated_calls", "snapshot", "summary"]
 
 
 def _logs(runs_dir: Path) -> list[Path]:
     return sorted(Path(runs_dir).glob("**/calls.jsonl"))
 
 
-def _read(path: Path) -> list[dict]:
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise CallLogError(f"{path}:{n}: not a JSON line ({exc.msg})") from None
-    return out
-
-
 def snapshot(runs_dir: Path) -> Snapshot:
     """Lines per call log now."""
-    return {str(p): len(_read(p)) for p in _logs(runs_dir)}
+    return {str(p): len(read_call_log(p)) for p in _logs(runs_dir)}
 
 
 def lines_since(runs_dir: Path, snap: Snapshot) -> list[dict]:
     out = []
     for p in _logs(runs_dir):
-        out += _read(p)[snap.get(str(p), 0):]
+        out += read_call_log(p)[snap.get(str(p), 0):]
     return out
 
 
-def paid_calls(lines: list[dict]) -> int:
-    return sum(int(line.get("calls", 0)) for line in lines)
+def _samples(line: dict) -> set[tuple[str, int]]:
+    first, n = int(line.get("first", 0)), int(line.get("n", 0))
+    return {(line["request"], i) for i in range(first, first + n)}
 
 
 def repeated_calls(before: list[dict], after: list[dict]) -> int:
-    """Provider calls made in `after` for chat requests that `before` already completed (a repeat that the
-    cache should have answered). Requests in flight when a run crashed never reach its log, so they are
-    not counted here: the benchmark compares whole-run totals to catch those."""
-    done = {line["key"] for line in before if line.get("kind") == "chat" and line.get("status") != "error"}
-    return sum(int(line.get("calls", 0)) for line in after if line.get("kind") == "chat" and line.get("key") in done)
+    """Provider calls made in `after` for chat samples that `before` already paid for (a repeat that the
+    cache should have answered). Every paid call is on the log, the calls of a request still running
+    at a crash included; calls with a content-filtered sample are left out on both sides (such samples
+    are never cached, so asking again is right)."""
+    paid: set[tuple[str, int]] = set()
+    for line in before:
+        if _is_chat_call(line) and not line.get("filtered"):
+            paid |= _samples(line)
+    return sum(1 for line in after if _is_chat_call(line) and not line.get("filtered") and _samples(line) & paid)
+
+
+def _is_chat_call(line: dict) -> bool:
+    return line.get("kind") == "call" and line.get("op") == "chat" and "request" in line
 
 
 def summary(lines: list[dict]) -> dict:
     by_status: dict[str, int] = {}
-    for line in lines:
+    requests = [line for line in lines if is_request(line)]
+    for line in requests:
         by_status[line.get("status", "?")] = by_status.get(line.get("status", "?"), 0) + 1
-    return {"requests": len(lines), "calls": paid_calls(lines), "by_status": by_status}
+    return {"requests": len(requests), "calls": paid_calls(lines), "by_status": by_status}

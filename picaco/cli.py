@@ -65,9 +65,14 @@ def cache_stats(cache_dir: Path = typer.Option(Path("artifacts/cache"), help="ca
 
     if not cache_dir.exists():
         _fail(ConfigError(f"no cache at {cache_dir}"))
-    cache = ResponseCache(cache_dir)
-    stats = cache.stats()
-    cache.close()
+    try:
+        cache = ResponseCache(cache_dir)
+        try:
+            stats = cache.stats()
+        finally:
+            cache.close()
+    except PicacoError as exc:
+        _fail(exc)
     if as_json:
         typer.echo(json.dumps(stats, indent=2))
         return
@@ -81,6 +86,8 @@ def cache_stats(cache_dir: Path = typer.Option(Path("artifacts/cache"), help="ca
         table.add_row(role, str(s["hits"]), str(s["misses"]), str(s["saved_prompt_tokens"]),
                       str(s["saved_completion_tokens"]), f"{s['saved_cost_microusd'] / 1e6:.4f}")
     console.print(table)
+    if stats["refused_rows"]:
+        console.print(f"{stats['refused_rows']} counter rows refused (not integers; never read as anything else)")
 
 
 @cache_app.command("clear")
@@ -94,9 +101,14 @@ def cache_clear(cache_dir: Path = typer.Option(Path("artifacts/cache"), help="ca
         return
     if not yes and not typer.confirm(f"delete every entry in {cache_dir}?"):
         raise typer.Exit(1)
-    cache = ResponseCache(cache_dir)
-    removed = cache.clear()
-    cache.close()
+    try:
+        cache = ResponseCache(cache_dir)
+        try:
+            removed = cache.clear()
+        finally:
+            cache.close()
+    except PicacoError as exc:
+        _fail(exc)
     typer.echo(f"removed {removed} entries from {cache_dir}")
 
 

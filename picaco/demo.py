@@ -8,12 +8,12 @@ every call is answered by the cache.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 
 from picaco.config import RunConfig
 from picaco.io import atomic_write_bytes, atomic_write_text
+from picaco.llm.calllog import paid_calls, read_call_log, usage_by_role
 from picaco.llm.client import LLMClient
 from picaco.method.picaco import RunContext, sample_and_judge
 from picaco.method.run import RunStore, held_out_prompts, load_composition_for
@@ -24,25 +24,12 @@ HELD_OUT_SAMPLE_BLOCK = 10_000
 
 def provider_calls(log_path: Path) -> int:
     """Paid (provider) calls recorded in a call log."""
-    if not log_path.exists():
-        return 0
-    return sum(json.loads(line).get("calls", 0) for line in log_path.read_text(encoding="utf-8").splitlines() if line)
+    return paid_calls(read_call_log(log_path))
 
 
 def calls_by_role(log_path: Path, skip_lines: int = 0) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    if not log_path.exists():
-        return out
-    for line in log_path.read_text(encoding="utf-8").splitlines()[skip_lines:]:
-        if not line:
-            continue
-        rec = json.loads(line)
-        role = out.setdefault(rec["role"], {"calls": 0, "requests": 0, "prompt_tokens": 0, "completion_tokens": 0})
-        role["calls"] += rec.get("calls", 0)
-        role["requests"] += 1
-        role["prompt_tokens"] += rec.get("prompt_tokens", 0)
-        role["completion_tokens"] += rec.get("completion_tokens", 0)
-    return out
+    """Per role: paid calls, client requests, prompt and completion tokens, samples drawn."""
+    return usage_by_role(read_call_log(log_path)[skip_lines:])
 
 
 async def compare_on_held_out(config: RunConfig, instructions: dict[str, str], count: int) -> dict[str, dict]:

@@ -61,13 +61,7 @@ def estimate(config: RunConfig, workdir: Path | None = None, on_event=None) -> d
 
 
 def _samples_drawn(config: RunConfig, role: str) -> int:
-    """Samples the provider drew for a role (the call log's misses of chat requests)."""
-    import json
+    """Samples the provider drew for a role (the `n` of the call log's chat call lines)."""
+    from picaco.llm.calllog import read_call_log, usage_by_role
 
-    log = config.run_dir / "calls.jsonl"
-    total = 0
-    for line in log.read_text(encoding="utf-8").splitlines():
-        rec = json.loads(line)
-        if rec["role"] == role and rec.get("kind") == "chat":
-            total += rec.get("misses", 0)
-    return total
+    return usage_by_role(read_call_log(config.run_dir / "calls.jsonl")).get(role, {}).get("samples_drawn", 0)

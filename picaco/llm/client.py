@@ -8,16 +8,17 @@ per endpoint, retries with exponential backoff and jitter that honour Retry-Afte
 by total time), token usage and cost by role, and a per-run call log. Nothing above this module knows
 whether an answer came from the cache, the simulator or a paid API.
 
-Cached samples never take a slot: the lookup happens before the semaphore.
+Cached samples never take a slot: the lookup happens before the semaphore. And a cached answer needs
+no provider at all: the cache key's endpoint identity comes from the settings (`Provider.endpoint_for`),
+so the provider, its SDK client and its API key are only looked up when something must be fetched; a
+shared cache replays without credentials.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -29,11 +30,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from picaco.llm.cache import ResponseCache, encode_embedding, encode_sample
-from picaco.llm.errors import MalformedReply, ProviderError, RetriesExhausted
+from picaco.llm.calllog import CallLog
+from picaco.llm.errors import ContentFiltered, MalformedReply, ProviderError, RetriesExhausted
 from picaco.llm.pricing import PriceTable
-from picaco.llm.providers import make_provider
-from picaco.llm.providers.base import ChatCall, Provider, ProviderSettings
-from picaco.llm.request import ChatRequest, ChatResponse, Sample, Usage, embedding_key, split_model
+from picaco.llm.providers import endpoint_for, endpoint_identity, make_provider
+from picaco.llm.providers.base import ChatCall, ChatReply, Completion, Provider, ProviderSettings
+from picaco.llm.request import (ChatRequest, ChatResponse, Sample, Usage, embedding_key, keys_from_prefix,
+                                split_model)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,7 @@ class RoleUsage:
     samples_hit: int = 0  # served from the cache
     samples_shared: int = 0  # served by an identical request already in flight
     samples_miss: int = 0  # fetched from the provider
+    samples_filtered: int = 0  # fetched, but refused by a content filter (empty, never cached)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
@@ -92,36 +96,6 @@ class _LoopState:
     pending: dict[str, asyncio.Future] = field(default_factory=dict)
 
 
-class CallLog:
-    """Append-only JSONL, one line per client request: key, hit/miss, latency, retries, tokens."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._fh = None
-        self._lock = threading.Lock()
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # line-buffered: a process killed mid-run must not lose the record of calls it paid for
-            self._fh = open(path, "a", encoding="utf-8", buffering=1)
-
-    def write(self, record: dict) -> None:
-        if self._fh is not None:
-            line = json.dumps(record, separators=(",", ":")) + "\n"
-            with self._lock:
-                self._fh.write(line)
-
-    def flush(self) -> None:
-        if self._fh is not None:
-            with self._lock:
-                self._fh.flush()
-
-    def close(self) -> None:
-        if self._fh is not None:
-            with self._lock:
-                self._fh.close()
-            self._fh = None
-
-
 class LLMClient:
     """Use as `async with LLMClient(cfg) as client:`; one client per run is the intended shape."""
 
@@ -134,6 +108,7 @@ class LLMClient:
         self.usage: dict[str, RoleUsage] = defaultdict(RoleUsage)
         self._state: _LoopState | None = None
         self._jitter_rng = random.Random(self.config.retry.jitter_seed)
+        self._endpoints: dict[str, str] = {}
         self._closed = False
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -154,9 +129,23 @@ class LLMClient:
         return prov
 
     def endpoint_of(self, model: str) -> str:
-        """The endpoint identity that enters this model's cache keys (needs no event loop)."""
+        """The endpoint identity that enters this model's cache keys (needs no event loop, and no key
+        for the built-in providers)."""
         provider_name, _ = split_model(model)
-        return make_provider(provider_name, self.config.providers).endpoint
+        endpoint = self._endpoints.get(provider_name)
+        if endpoint is None:
+            endpoint = self._endpoints[provider_name] = endpoint_identity(provider_name, self.config.providers)
+        return endpoint
+
+    def _endpoint(self, provider_name: str) -> str:
+        """Like endpoint_of, inside the event loop: a provider that must be built to tell is built once."""
+        endpoint = self._endpoints.get(provider_name)
+        if endpoint is None:
+            endpoint = endpoint_for(provider_name, self.config.providers)
+            if endpoint is None:
+                endpoint = self.provider(provider_name).endpoint
+            self._endpoints[provider_name] = endpoint
+        return endpoint
 
     def _semaphore(self, prov: Provider) -> asyncio.Semaphore:
         state = self._loop_state()
@@ -198,15 +187,23 @@ class LLMClient:
                 await asyncio.sleep(delay)
 
     # -- chat -------------------------------------------------------------------------------------
-    async def chat(self, request: ChatRequest, n: int = 1, start: int = 0) -> ChatResponse:
-        """Samples `start .. start+n-1` of `request`. Sample i is the same cache entry in every call."""
+    async def chat(self, request: ChatRequest, n: int = 1, start: int = 0, *,
+                   filtered: Literal["raise", "missing"] = "raise") -> ChatResponse:
+        """Samples `start .. start+n-1` of `request`. Sample i is the same cache entry in every call.
+
+        A call whose every sample a content filter refused raises `ContentFiltered` by default; with
+        `filtered="missing"` its samples come back empty with finish_reason "content_filter" (see
+        `Sample.filtered`), like the refused samples of a partly filtered call: the caller counts them as
+        missing. Filtered samples are never cached and never filled in."""
         if n < 1 or start < 0:
             raise ValueError(f"chat needs n >= 1 and start >= 0, got n={n}, start={start}")
+        if filtered not in ("raise", "missing"):
+            raise ValueError(f"filtered must be 'raise' or 'missing', got {filtered!r}")
         t0 = time.perf_counter()
         provider_name, model_name = split_model(request.model)
-        prov = self.provider(provider_name)
         state = self._loop_state()
-        keys = request.sample_keys(prov.endpoint, start, n)
+        prefix = request.key_prefix(self._endpoint(provider_name))
+        keys = keys_from_prefix(prefix, start, n)
         results: list[Sample | None] = [None] * n
         cache = self.cache
         if cache.reads:
@@ -238,9 +235,11 @@ class LLMClient:
                     fut.add_done_callback(_consume_exception)
                     futures[j] = state.pending[keys[j]] = fut
                 try:
+                    prov = self.provider(provider_name)  # built (key looked up) only when something is fetched
+                    request_id = prefix.hexdigest()
                     for run in _contiguous_runs(to_fetch):
                         samples, tries, reply_prompt, reply_completion = await self._fetch_run(
-                            prov, request, model_name, start, run, keys)
+                            prov, request, model_name, start, run, keys, request_id, filtered == "missing")
                         calls += 1
                         attempts += tries
                         fresh_prompt += reply_prompt
@@ -260,14 +259,16 @@ class LLMClient:
                 results[j] = await asyncio.shield(fut)  # same key, so same sample index
         except ProviderError as exc:
             usage.errors += 1
-            self._log_chat(request, keys, n, start, len(hits), calls, attempts, t0, 0, 0, None, error=exc)
+            self._log_chat(request, keys, n, start, len(hits), calls, attempts, t0, error=exc)
             raise
 
         cost = self.prices.cost(request.model, fresh_prompt, fresh_completion)
+        n_filtered = sum(1 for j in to_fetch if results[j].filtered)
         usage.calls += calls
         usage.samples_hit += len(hits)
         usage.samples_shared += len(waits)
         usage.samples_miss += len(to_fetch)
+        usage.samples_filtered += n_filtered
         usage.prompt_tokens += fresh_prompt
         usage.completion_tokens += fresh_completion
         if cost is None:
@@ -280,25 +281,40 @@ class LLMClient:
             usage.saved_prompt_tokens += saved_p
             usage.saved_completion_tokens += saved_c
             usage.saved_cost_usd += self.prices.cost(request.model, saved_p, saved_c) or 0.0
-        self._log_chat(request, keys, n, start, len(hits), calls, attempts, t0, fresh_prompt, fresh_completion, cost,
-                       shared=len(waits))
+        self._log_chat(request, keys, n, start, len(hits), calls, attempts, t0, shared=len(waits),
+                       filtered=n_filtered)
         return ChatResponse(model=request.model, role=request.role, samples=tuple(results))
 
     async def _fetch_run(self, prov: Provider, request: ChatRequest, model_name: str, start: int,
-                         run: list[int], keys: list[str]):
+                         run: list[int], keys: list[str], request_id: str, keep_filtered: bool):
         first = start + run[0]
         seed = request.params.seed
         call = ChatCall(model=model_name, messages=request.messages, params=request.params, n=len(run),
                         seed=None if seed is None else seed + first, first_index=first)
 
         async def make_call():
-            reply = await prov.generate(call)
+            t_call = time.perf_counter()
+            try:
+                reply = await prov.generate(call)
+            except ContentFiltered as exc:
+                if not keep_filtered:
+                    raise
+                # the provider answered, refusing every sample: they are missing, not an error
+                reply = ChatReply([Completion("", "content_filter")] * call.n, request_id=exc.request_id)
             if len(reply.completions) != call.n:
                 raise MalformedReply(f"asked for {call.n} samples, got {len(reply.completions)}",
                                      provider=prov.name, request_id=reply.request_id)
-            return reply
+            return reply, t_call
 
-        reply, tries = await self._with_retries(prov, request.role, make_call)
+        (reply, t_call), tries = await self._with_retries(prov, request.role, make_call)
+        # paid: on the log before anything is cached, so a kill cannot leave a cached sample unlogged
+        self.call_log.write({
+            "t": round(time.time(), 3), "kind": "call", "op": "chat", "role": request.role, "model": request.model,
+            "key": keys[run[0]], "request": request_id, "first": first, "n": call.n, "calls": 1, "attempts": tries,
+            "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+            "cost_usd": self.prices.cost(request.model, reply.prompt_tokens, reply.completion_tokens),
+            "filtered": sum(1 for c in reply.completions if c.finish_reason == "content_filter"),
+            "latency_ms": round((time.perf_counter() - t_call) * 1000, 3)})
         per_sample = _split_evenly(reply.completion_tokens, call.n)
         samples, rows = [], []
         for k, (j, completion) in enumerate(zip(run, reply.completions)):
@@ -314,15 +330,16 @@ class LLMClient:
         await self.cache.write_rows(rows)
         return samples, tries, reply.prompt_tokens, reply.completion_tokens
 
-    def _log_chat(self, request, keys, n, start, hits, calls, attempts, t0, prompt_tokens, completion_tokens,
-                  cost, error: Exception | None = None, shared: int = 0) -> None:
+    def _log_chat(self, request, keys, n, start, hits, calls, attempts, t0, error: Exception | None = None,
+                  shared: int = 0, filtered: int = 0) -> None:
+        """The request's line; what it paid is on its call lines (picaco/llm/calllog.py)."""
         self.call_log.write({
             "t": round(time.time(), 3), "kind": "chat", "role": request.role, "model": request.model,
             "key": keys[0], "start": start, "n": n, "hits": hits, "shared": shared, "misses": n - hits - shared,
+            "filtered": filtered,
             "status": "error" if error else ("hit" if hits == n else ("miss" if hits == 0 else "partial")),
-            "calls": calls, "retries": max(0, attempts - calls),
+            "provider_calls": calls, "retries": max(0, attempts - calls),
             "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
-            "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "cost_usd": cost,
             **({"error": type(error).__name__, "error_status": getattr(error, "status", None)} if error else {}),
         })
 
@@ -331,10 +348,10 @@ class LLMClient:
         """float32 array (len(texts), dim), cached per (model, text)."""
         t0 = time.perf_counter()
         provider_name, model_name = split_model(model)
-        prov = self.provider(provider_name)
         state = self._loop_state()
         unique = list(dict.fromkeys(texts))
-        keys = {t: embedding_key(provider_name, model_name, prov.endpoint, t) for t in unique}
+        endpoint = self._endpoint(provider_name)
+        keys = {t: embedding_key(provider_name, model_name, endpoint, t) for t in unique}
         vectors: dict[str, np.ndarray] = {}
         if self.cache.reads:
             for t in unique:
@@ -361,18 +378,26 @@ class LLMClient:
                     fut.add_done_callback(_consume_exception)
                     futures[t] = state.pending[keys[t]] = fut
                 try:
+                    prov = self.provider(provider_name)  # built (key looked up) only when something is fetched
                     size = max(1, prov.embed_batch_size())
                     for i in range(0, len(to_fetch), size):
                         batch = to_fetch[i:i + size]
 
                         async def make_call(batch=batch):
+                            t_call = time.perf_counter()
                             reply = await prov.embed(model_name, batch)
                             if reply.vectors.shape[0] != len(batch):
                                 raise MalformedReply(f"asked for {len(batch)} embeddings, got {reply.vectors.shape[0]}",
                                                      provider=prov.name, request_id=reply.request_id)
-                            return reply
+                            return reply, t_call
 
-                        reply, tries = await self._with_retries(prov, role, make_call)
+                        (reply, t_call), tries = await self._with_retries(prov, role, make_call)
+                        self.call_log.write({
+                            "t": round(time.time(), 3), "kind": "call", "op": "embed", "role": role, "model": model,
+                            "key": keys[batch[0]], "n": len(batch), "calls": 1, "attempts": tries,
+                            "prompt_tokens": reply.tokens, "completion_tokens": 0,
+                            "cost_usd": self.prices.cost(model, reply.tokens, 0), "filtered": 0,
+                            "latency_ms": round((time.perf_counter() - t_call) * 1000, 3)})
                         calls += 1
                         attempts += tries
                         tokens += reply.tokens
@@ -393,7 +418,7 @@ class LLMClient:
                 vectors[t] = await asyncio.shield(fut)
         except ProviderError as exc:
             usage.errors += 1
-            self._log_embed(model, role, len(unique), hits, calls, attempts, t0, 0, None, error=exc)
+            self._log_embed(model, role, len(unique), hits, calls, attempts, t0, error=exc)
             raise
         cost = self.prices.cost(model, tokens, 0)
         usage.calls += calls
@@ -405,19 +430,18 @@ class LLMClient:
             usage.unpriced_tokens += tokens
         else:
             usage.cost_usd += cost
-        self._log_embed(model, role, len(unique), hits, calls, attempts, t0, tokens, cost)
+        self._log_embed(model, role, len(unique), hits, calls, attempts, t0)
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([vectors[t] for t in texts])
 
-    def _log_embed(self, model, role, n, hits, calls, attempts, t0, tokens, cost, error=None) -> None:
+    def _log_embed(self, model, role, n, hits, calls, attempts, t0, error=None) -> None:
         self.call_log.write({
             "t": round(time.time(), 3), "kind": "embed", "role": role, "model": model, "n": n,
             "hits": hits, "misses": n - hits,
             "status": "error" if error else ("hit" if hits == n else ("miss" if hits == 0 else "partial")),
-            "calls": calls, "retries": max(0, attempts - calls),
-            "latency_ms": round((time.perf_counter() - t0) * 1000, 3), "prompt_tokens": tokens,
-            "completion_tokens": 0, "cost_usd": cost,
+            "provider_calls": calls, "retries": max(0, attempts - calls),
+            "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
             **({"error": type(error).__name__} if error else {}),
         })
 

@@ -7,6 +7,29 @@ response text and never cached.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+
+# What a credential looks like in text a server sends back (a gateway may echo the request's headers):
+# a bearer token, OpenAI-style and Google API keys, and key=... in a query string.
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"),
+    re.compile(r"\bsk-[A-Za-z0-9_-]{6,}"),
+    re.compile(r"\bAIza[0-9A-Za-z_-]{20,}"),
+    re.compile(r"(?i)(\b(?:api[_-]?key|x-goog-api-key|key)[\"']?\s*[=:]\s*[\"']?)[A-Za-z0-9._~+/-]{8,}"),
+)
+
+
+def scrub_secrets(text: str, known: Iterable[str | None] = ()) -> str:
+    """`text` with every known secret and anything shaped like a credential replaced by ***."""
+    for secret in known:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    text = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group(1)} ***", text)
+    text = _SECRET_PATTERNS[1].sub("sk-***", text)
+    text = _SECRET_PATTERNS[2].sub("AIza***", text)
+    return _SECRET_PATTERNS[3].sub(lambda m: f"{m.group(1)}***", text)
+
 
 class PicacoError(Exception):
     """Base of every error picaco raises on purpose."""
@@ -14,6 +37,11 @@ class PicacoError(Exception):
 
 class ConfigError(PicacoError):
     """Bad user input: an unknown provider or model string, a missing API key, a bad option."""
+
+
+class CacheError(PicacoError):
+    """The call cache cannot be opened, read as a whole or written (damaged database, a file where the
+    directory should be, disk full). The message names the path."""
 
 
 class ProviderError(PicacoError):
@@ -30,7 +58,8 @@ class ProviderError(PicacoError):
         request_id: str | None = None,
         retry_after: float | None = None,
     ) -> None:
-        self.message = message
+        # the one place every provider message passes: one line, nothing shaped like a credential
+        self.message = scrub_secrets(" ".join(str(message).split()))
         self.provider = provider
         self.status = status
         self.request_id = request_id
@@ -118,7 +147,8 @@ def error_for_status(
     request_id: str | None = None,
     retry_after: float | None = None,
 ) -> ProviderError:
-    """Map an HTTP status (and the provider's message) to the typed error."""
+    """Map an HTTP status (and the provider's message) to the typed error. The status is given here only,
+    never again in the keyword arguments."""
     lowered = message.lower()
     if status == 429:
         cls: type[ProviderError] = RateLimited

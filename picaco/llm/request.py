@@ -111,13 +111,17 @@ class ChatRequest(BaseModel):
         return h
 
     def sample_keys(self, endpoint: str, start: int, n: int) -> list[str]:
-        prefix = self.key_prefix(endpoint)
-        keys = []
-        for i in range(start, start + n):
-            h = prefix.copy()
-            h.update(f"{i}}}".encode())
-            keys.append(h.hexdigest())
-        return keys
+        return keys_from_prefix(self.key_prefix(endpoint), start, n)
+
+
+def keys_from_prefix(prefix: "hashlib._Hash", start: int, n: int) -> list[str]:
+    """The keys of samples start..start+n-1 from a request's `key_prefix`."""
+    keys = []
+    for i in range(start, start + n):
+        h = prefix.copy()
+        h.update(f"{i}}}".encode())
+        keys.append(h.hexdigest())
+    return keys
 
 
 def sample_key(request: ChatRequest, endpoint: str, index: int) -> str:
@@ -146,6 +150,11 @@ class Sample(BaseModel):
     usage: Usage = Usage()
     cached: bool = False
 
+    @property
+    def filtered(self) -> bool:
+        """Refused by a content filter: the text is empty and must be treated as missing."""
+        return self.finish_reason == "content_filter"
+
 
 class ChatResponse(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -156,6 +165,11 @@ class ChatResponse(BaseModel):
     @property
     def texts(self) -> list[str]:
         return [s.text for s in self.samples]
+
+    @property
+    def filtered(self) -> int:
+        """How many samples a content filter refused."""
+        return sum(1 for s in self.samples if s.filtered)
 
     @property
     def text(self) -> str:

@@ -1,8 +1,8 @@
 """The three estimators of PICACO.
 
 - q_w(v_k|x,y): the value judge's 1-5 score per value (Fig. 9), as a probability score/5. A reply that
-  cannot be parsed (bad JSON, a value missing, a score outside 1-5) is asked again; after the last
-  attempt the response is recorded as *missing*, never given a made-up score.
+  cannot be parsed (bad JSON, a value missing, a score outside 1-5) or that a content filter refused is
+  asked again; after the last attempt the response is recorded as *missing*, never given a made-up score.
 - q_phi(s|x,y) = 1 + Sim(S,y) - Sim(x,y)  (Eq. 5). S is a set of texts (the demonstrations' answers for
   HH compositions; the target's own elaboration of the values for Schwartz ones); Sim(S,y) is the
   largest cosine similarity of y to any element of S, since copying from any one demonstration is what
@@ -71,6 +71,7 @@ class Judgement:
     scores: dict[str, int] | None  # None: missing after every attempt
     attempts: int
     last_error: str | None = None
+    filtered: int = 0  # attempts whose reply a content filter refused
 
 
 async def judge_values(
@@ -90,18 +91,24 @@ async def judge_values(
 ) -> Judgement:
     prompt = render(query, response)
     last_error = None
+    filtered = 0
     for attempt in range(attempts):
         request = ChatRequest.of(model, None, prompt, role="judge", key_extra=key_extra, seed=seed,
                                  temperature=temperature if attempt == 0 else retry_temperature,
                                  max_tokens=max_tokens)
-        reply = await client.chat(request, n=1, start=attempt)
+        reply = await client.chat(request, n=1, start=attempt, filtered="missing")
+        if reply.samples[0].filtered:
+            filtered += 1
+            last_error = "the reply was refused by a content filter"
+            log.info("judge reply content-filtered (attempt %d/%d)", attempt + 1, attempts)
+            continue
         try:
-            return Judgement(parse(reply.text), attempt + 1)
+            return Judgement(parse(reply.text), attempt + 1, filtered=filtered)
         except ValueError as exc:  # ReplyParseError is a ValueError
             last_error = str(exc)
             log.info("judge reply unusable (attempt %d/%d): %s", attempt + 1, attempts, last_error)
     log.warning("judge score missing after %d attempts: %s", attempts, last_error)
-    return Judgement(None, attempts, last_error)
+    return Judgement(None, attempts, last_error, filtered=filtered)
 
 
 async def judge_many(client: LLMClient, items: list[tuple[str, str]], **kw) -> list[Judgement]:

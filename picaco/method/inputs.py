@@ -78,8 +78,9 @@ def load_composition_for(config: RunConfig):
 
 def model_endpoints(config: RunConfig) -> dict[str, str]:
     """role -> the endpoint that answers its model (the cache's identity of the server). Raises a
-    ConfigError for a model that is not 'provider/model', an unknown provider, or a missing API key."""
-    from picaco.llm.providers import make_provider
+    ConfigError for a model that is not 'provider/model' or an unknown provider. A missing API key is not
+    checked here: a rerun answered by the cache needs none, and an uncached call says it in one line."""
+    from picaco.llm.providers import endpoint_identity
     from picaco.llm.request import split_model
 
     models = config.models
@@ -88,7 +89,7 @@ def model_endpoints(config: RunConfig) -> dict[str, str]:
                         ("embedding", models.embedding)):
         try:
             provider, _ = split_model(model)
-            out[role] = make_provider(provider, config.client.providers).endpoint
+            out[role] = endpoint_identity(provider, config.client.providers)
         except ConfigError as exc:
             raise ConfigError(f"models.{role}: {exc}") from None
     return out

@@ -18,7 +18,8 @@ from picaco.io import atomic_write_text
 from picaco.llm.client import LLMClient
 from picaco.method.inputs import RunInputs, held_out_prompts, load_composition_for, load_prompts, run_inputs
 from picaco.method.picaco import (AlignedEntry, Candidate, EStepState, EStepTally, IterationState, NoisyState,
-                                  RunContext, e_step, merge_aligned_pools, m_step, noisy_pool_step, sample_and_judge)
+                                  RunContext, e_step, filtered_replies, merge_aligned_pools, m_step, noisy_pool_step,
+                                  sample_and_judge)
 from picaco.method.store import RunStateError, RunStore
 from pydantic import BaseModel, ConfigDict
 
@@ -244,6 +245,7 @@ def _final_report(config: RunConfig, store: RunStore, inputs: RunInputs) -> dict
         "value_scores": report.value_means,
         "conformity": report.conformity,
         "missing_judgements": report.missing,
+        "filtered_replies": filtered_replies(noisy, store.iterations(), report),
         "seed_instruction": first.estep.instruction if first else None,
         "seed_value_scores": first.estep.value_means if first else None,
         "seed_conformity": first.estep.conformity if first else None,
@@ -268,7 +270,8 @@ def result_markdown(result: dict) -> str:
     for v, score in result["value_scores"].items():
         lines.append(f"| {v} | {_fmt(seed.get(v))} | {_fmt(score)} |")
     lines += ["", f"Mean conformity: seed {_fmt(result.get('seed_conformity'))}, "
-                  f"optimized {_fmt(result['conformity'])}. Missing judge scores: {result['missing_judgements']}.",
+                  f"optimized {_fmt(result['conformity'])}. Missing judge scores: {result['missing_judgements']}. "
+                  f"Replies refused by a content filter (left out as missing): {result.get('filtered_replies', 0)}.",
               "", "## TC_e per iteration", "", "| t | TC_e of e^t | conformity of responses under e^(t-1) |",
               "|---|---|---|"]
     for h in result["history"]:

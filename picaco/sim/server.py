@@ -71,6 +71,8 @@ class SimServerConfig(BaseModel):
     max_context_tokens: int | None = None
     models: list[str] | None = None  # when set, other model names get a 404
     api_key: SecretStr | None = None  # when set, requests must carry this key (401 otherwise)
+    # fault: every error body (4xx, 5xx) echoes the request's credentials, as a careless gateway does
+    echo_auth_in_errors: bool = False
     log_path: Path | None = None  # append every request as one JSON line
     log_max_entries: int = 100_000  # in-memory log bound; the JSONL file keeps everything
     embed_dim: int = 256
@@ -236,6 +238,8 @@ class SimApp:
         ])
 
     async def __call__(self, scope, receive, send) -> None:
+        if self.config.echo_auth_in_errors and scope["type"] == "http":
+            send = _echoing_credentials(scope, send)
         await self.app(scope, receive, send)
 
     # ---- request log -------------------------------------------------------------------------------
@@ -606,6 +610,36 @@ class _Dropped:
                     "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000"),
                                 (b"x-request-id", self.request_id.encode())]})
         raise _DropConnection("injected drop")
+
+
+def _echoing_credentials(scope, send):
+    """`send` with every error reply's message extended by the request's credential headers."""
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    echo = "; ".join(f"{name}: {headers[name]}" for name in ("authorization", "x-goog-api-key") if name in headers)
+    query = scope.get("query_string", b"").decode("latin-1")
+    echo = (echo + (f"; query: {query}" if query else "")) or "no credentials"
+    held: list[dict] = []
+
+    async def wrapped(message) -> None:
+        if message["type"] == "http.response.start" and message["status"] >= 400:
+            held.append(message)
+            return
+        if message["type"] == "http.response.body" and held:
+            start = held.pop()
+            body = message.get("body", b"")
+            try:
+                payload = json.loads(body)
+                payload["error"]["message"] += f" (request had {echo})"
+                body = _dumps(payload)
+            except (ValueError, KeyError, TypeError):
+                body += f" (request had {echo})".encode()
+            await send(dict(start, headers=[(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+                            + [(b"content-length", str(len(body)).encode())]))
+            await send(dict(message, body=body))
+            return
+        await send(message)
+
+    return wrapped
 
 
 def _filtered(api: str, payload: dict) -> dict:
@@ -990,6 +1024,8 @@ _FLAGS: dict[str, tuple[str, dict]] = {
     "http": ("--http", {"choices": ["auto", "h11", "httptools"], "help": "uvicorn HTTP implementation"}),
     "max_body_mb": ("--max-body-mb", {"type": float, "help": "largest request body in MiB (default 8); "
                                                              "larger ones get 413 before they are read"}),
+    "echo_auth_in_errors": ("--echo-auth-in-errors", {"action": "store_true",
+                                                      "help": "error bodies echo the request's credentials"}),
 }
 
 
@@ -1030,6 +1066,9 @@ def config_to_argv(config: SimServerConfig) -> list[str]:
     for field, (flag, _) in _FLAGS.items():
         value = getattr(config, field)
         if value == getattr(defaults, field) or value is None:
+            continue
+        if value is True:  # a switch
+            argv.append(flag)
             continue
         argv += [flag, *map(str, value)] if isinstance(value, list) else [flag, str(value)]
     return argv

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from flows._common import artifact_key
+from picaco.llm.calllog import paid_calls, read_call_log
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -38,9 +37,9 @@ def test_optimize_flow_runs_publishes_artifacts_and_resumes_for_free(tmp_path):
     assert progress is not None and float(progress.data) == pytest.approx(100.0)
 
     log = tmp_path / "runs" / "flow-run" / "calls.jsonl"
-    paid = sum(json.loads(line)["calls"] for line in log.read_text().splitlines())
+    paid = paid_calls(read_call_log(log))
     again = optimize_flow(config=raw)
-    assert sum(json.loads(line)["calls"] for line in log.read_text().splitlines()) == paid
+    assert paid_calls(read_call_log(log)) == paid
     assert again["best_instruction"] == result["best_instruction"]
 
 

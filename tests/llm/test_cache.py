@@ -92,3 +92,101 @@ def test_modes(tmp_path):
     assert normal.get_sample("k") == {"text": "b"} and normal.get_sample("k2") is None
     assert normal.clear() == 1 and len(normal) == 0
     normal.close()
+
+
+# ---- issue 10: hostile counter rows, a damaged cache, a full disk ------------------------------------------
+def _plant_counter_pickle(directory, marker, key="stats:target:hits"):
+    attacker = diskcache.Cache(str(directory / "counters"))
+    attacker.set(key, Payload(marker))
+    attacker.close()
+
+
+def test_a_pickled_counter_row_is_ignored_with_a_warning_and_never_run(tmp_path, caplog):
+    directory, marker = tmp_path / "cache", tmp_path / "pwned"
+    cache = ResponseCache(directory)
+    cache.add_stats("target", hits=3, misses=1)
+    cache.close()
+    _plant_counter_pickle(directory, marker)
+    _plant_counter_pickle(directory, marker, key="stats:judge:misses")
+
+    cache = ResponseCache(directory)
+    stats = cache.stats()  # was UnsafeCacheRow
+    assert stats["by_role"]["target"]["misses"] == 1 and stats["by_role"]["target"]["hits"] == 0
+    assert "judge" not in stats["by_role"] and stats["refused_rows"] == 2
+    cache.add_stats("target", hits=2)  # was TypeError: can't concat int to bytes
+    cache.add_stats("judge", misses=5)
+    assert cache.stats()["by_role"]["target"]["hits"] == 2  # the bad row started again, unread
+    assert cache.stats()["by_role"]["judge"]["misses"] == 5
+    cache.close()
+    assert not marker.exists(), "the pickled payload ran"
+    assert "refused" in caplog.text and "pickle" in caplog.text
+
+
+def test_a_pickled_counter_key_is_ignored(tmp_path):
+    directory, marker = tmp_path / "cache", tmp_path / "pwned"
+    ResponseCache(directory).close()
+    attacker = diskcache.Cache(str(directory / "counters"))
+    attacker.set(("stats", "tuple-key"), 1)  # a non-str key is stored pickled
+    attacker.close()
+    cache = ResponseCache(directory)
+    assert cache.stats()["refused_rows"] == 1 and not marker.exists()
+    cache.close()
+
+
+def test_a_row_that_is_not_a_sample_is_a_miss(tmp_path):
+    cache = ResponseCache(tmp_path)
+    cache._commit([("k1", b"\xff not json"), ("k2", b"[1, 2]")])
+    assert cache.get_sample("k1") is None and cache.get_sample("k2") is None and cache.refused_rows == 2
+    cache.close()
+
+
+def test_cache_dir_that_is_a_file_is_one_line_naming_it(tmp_path):
+    from picaco.llm.errors import CacheError
+
+    (tmp_path / "cache").write_text("x")
+    for directory in (tmp_path / "cache", tmp_path / "cache" / "deeper"):
+        with pytest.raises(CacheError, match=f"{tmp_path / 'cache'} is a file") as info:
+            ResponseCache(directory)
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("how", ["truncated", "header-only", "random"])
+def test_a_damaged_database_is_one_line_naming_it(tmp_path, how):
+    from picaco.llm.errors import CacheError
+
+    cache = ResponseCache(tmp_path)
+    for i in range(2000):
+        cache.put_sample(f"k{i}", {"text": "x" * 200})
+    cache.close()
+    db = tmp_path / "cache.db"
+    if how == "random":
+        db.write_bytes(os.urandom(50_000))
+    else:
+        with open(db, "r+b") as fh:
+            fh.truncate(db.stat().st_size // 2 if how == "truncated" else 50)
+    with pytest.raises(CacheError, match=rf"cache database {db} is damaged") as info:
+        ResponseCache(tmp_path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"),
+                                   __import__("sqlite3").OperationalError("database or disk is full")],
+                         ids=["ENOSPC", "SQLITE_FULL"])
+async def test_disk_full_while_writing_is_one_line_and_stops_later_writes(tmp_path, monkeypatch, error):
+    from picaco.llm import cache as cache_mod
+    from picaco.llm.errors import CacheError
+
+    cache = ResponseCache(tmp_path / "cache")
+
+    def full(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(cache_mod, "_insert_row", full)
+    with pytest.raises(CacheError, match=rf"cannot write to the cache at {tmp_path / 'cache'}: the disk is full"):
+        await cache.write_rows([("k", b'{"text": "a"}')])
+    monkeypatch.undo()
+    with pytest.raises(CacheError, match="disk is full"):  # nothing more is written once a write failed
+        await cache.write_rows([("k2", b'{"text": "b"}')])
+    cache.add_stats("target", hits=1)  # counters only report: never raise
+    cache.close()
+    assert cache.write_errors == 2

@@ -157,8 +157,9 @@ async def test_retries_honour_retry_after_and_are_counted(tmp_path, fake_provide
         out = await client.chat(req(), n=1)
         assert time.perf_counter() - t0 >= 0.05
         assert out.texts and client.usage["target"].retries == 2 and client.usage["target"].calls == 1
-    line = json.loads((tmp_path / "calls.jsonl").read_text().splitlines()[-1])
-    assert line["retries"] == 2 and line["status"] == "miss" and line["calls"] == 1
+    call, line = [json.loads(x) for x in (tmp_path / "calls.jsonl").read_text().splitlines()[-2:]]
+    assert line["retries"] == 2 and line["status"] == "miss" and line["provider_calls"] == 1
+    assert call["kind"] == "call" and call["calls"] == 1 and call["attempts"] == 3
 
 
 async def test_non_retryable_errors_surface_at_once_and_cache_nothing(tmp_path, fake_provider):
@@ -272,3 +273,67 @@ def test_a_client_survives_a_new_event_loop(tmp_path):
     second = asyncio.run(client.chat(req("b"), n=1))
     assert first.texts and second.texts
     asyncio.run(client.aclose())
+
+
+# ---- issue 10: content-filtered replies as missing samples; a call log line per paid call ------------------
+async def test_a_filtered_call_can_come_back_as_missing_samples(tmp_path, fake_provider):
+    async with make_client(tmp_path) as client:
+        await client.chat(req(), n=1)  # sample 0 cached
+        fake_provider.script = [ContentFiltered("blocked", provider="fake", status=200, request_id="r5")]
+        out = await client.chat(req(), n=3, filtered="missing")
+        assert out.texts == [out.texts[0], "", ""] and out.samples[0].cached and out.texts[0]
+        assert [s.filtered for s in out.samples] == [False, True, True] and out.filtered == 2
+        assert [s.finish_reason for s in out.samples[1:]] == ["content_filter"] * 2
+        assert len(client.cache) == 1, "a refused sample is never cached"
+        u = client.usage["target"]
+        assert u.samples_filtered == 2 and u.errors == 0
+        again = await client.chat(req(), n=3, filtered="missing")  # asked again, answered this time
+        assert again.filtered == 0 and all(again.texts)
+    lines = [json.loads(x) for x in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    filtered_call = [x for x in lines if x["kind"] == "call" and x["filtered"]]
+    assert len(filtered_call) == 1 and filtered_call[0]["n"] == 2 and filtered_call[0]["calls"] == 1
+    assert [x["filtered"] for x in lines if x["kind"] == "chat"] == [0, 2, 0]
+
+
+async def test_a_filtered_call_still_raises_by_default(tmp_path, fake_provider):
+    fake_provider.script = [ContentFiltered("blocked", provider="fake", status=200)]
+    async with make_client(tmp_path) as client:
+        with pytest.raises(ContentFiltered):
+            await client.chat(req(), n=2)
+        with pytest.raises(ValueError, match="filtered"):
+            await client.chat(req(), n=2, filtered="ignore")
+
+
+async def test_every_paid_call_is_logged_before_its_request_ends(tmp_path, fake_provider, monkeypatch):
+    """kill -9 while a request is still running: the calls it already paid for (and cached) are on the log."""
+    gate = asyncio.Event()
+    calls_seen = []
+
+    async def generate(self, call):
+        calls_seen.append(call.first_index)
+        if len(calls_seen) == 2:
+            await gate.wait()  # the request's second call hangs: the process "dies" here
+        return ChatReply([Completion(f"s{call.first_index + k}", "stop") for k in range(call.n)],
+                         prompt_tokens=4, completion_tokens=3 * call.n)
+
+    async with make_client(tmp_path) as client:
+        await client.chat(req(), n=1, start=2)  # sample 2 cached: the next request needs samples 0-1 and 3-4
+        monkeypatch.setattr(fake_provider, "generate", generate)
+        task = asyncio.create_task(client.chat(req(), n=5))
+        while len(calls_seen) < 2:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.01)
+        lines = [json.loads(x) for x in (tmp_path / "calls.jsonl").read_text().splitlines()]
+        paid = [x for x in lines if x["kind"] == "call"]
+        assert [(x["first"], x["n"]) for x in paid] == [(2, 1), (0, 2)], "the answered call is on the log"
+        assert all(x["calls"] == 1 for x in paid) and paid[1]["prompt_tokens"] == 4
+        assert len(client.cache) == 3  # ... and in the cache
+        assert [x["kind"] for x in lines].count("chat") == 1  # the running request has no line yet
+        gate.set()
+        await task
+    from picaco.llm.calllog import paid_calls, read_call_log, usage_by_role
+
+    lines = read_call_log(tmp_path / "calls.jsonl")
+    assert paid_calls(lines) == 3 and usage_by_role(lines)["target"]["samples_drawn"] == 5
+    assert usage_by_role(lines)["target"]["requests"] == 2 and usage_by_role(lines)["target"]["prompt_tokens"] == 10 + 4 + 4
+    assert lines[-1]["kind"] == "chat" and lines[-1]["provider_calls"] == 2 and "calls" not in lines[-1]

@@ -10,6 +10,8 @@ import json
 
 import pytest
 
+from picaco.llm.calllog import paid_calls, read_call_log
+
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 
@@ -44,6 +46,5 @@ def test_dask_sharded_e_step_equals_single_process(tmp_path):
         assert _state(tmp_path, "dask", t) == _state(tmp_path, "single", t) == _state(tmp_path, "threads", t)
     shards = sorted(p.name for p in (tmp_path / "dask" / "runs" / "dask-eq").glob("iter_001.estep.shard-*-of-3.json"))
     assert shards == [f"iter_001.estep.shard-{k}-of-3.json" for k in range(3)]
-    paid = sum(json.loads(line)["calls"] for line in
-               (tmp_path / "dask" / "runs" / "dask-eq" / "calls.jsonl").read_text().splitlines())
+    paid = paid_calls(read_call_log(tmp_path / "dask" / "runs" / "dask-eq" / "calls.jsonl"))
     assert paid > 0

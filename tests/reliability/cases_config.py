@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from reliability_campaign import Case, no_run_dir, picaco, small_run_config, write_yaml
+from reliability_campaign import Case, no_run_dir, nothing_half_written, picaco, small_run_config, write_yaml
 
 
 def _no_run_dir_nor_calls(root: Path) -> str | None:
@@ -72,6 +72,12 @@ def _missing_key(root: Path):
         root, models={"target": "openai/gpt-4o-mini"}))), env={"OPENAI_API_KEY": None})
 
 
+def _no_step_state(root: Path) -> str | None:
+    run_dir = root / "runs" / "r"
+    state = sorted(p.name for p in run_dir.glob("*.json") if p.name != "config.json") if run_dir.is_dir() else []
+    return f"step state was written: {state}" if state else nothing_half_written(root)
+
+
 CASES = [
     Case("C01", "config", "the config path is a directory", r"run\.yaml.*(is a directory|not a file)",
          "nothing", _config_is_a_directory, no_run_dir()),
@@ -100,8 +106,9 @@ CASES = [
     Case("C12", "config", "an unknown provider", r"models\.target: unknown provider 'nope'",
          "no run directory, no call made", lambda root: _optimize(root, models={"target": "nope/x"}),
          _no_run_dir_nor_calls),
-    Case("C13", "config", "an OpenAI target without OPENAI_API_KEY", r"models\.target: OPENAI_API_KEY is not set",
-         "no run directory", _missing_key, no_run_dir()),
+    Case("C13", "config", "an OpenAI target without OPENAI_API_KEY (nothing cached)", r"OPENAI_API_KEY is not set",
+         "no step state: the same config resumes once the key is exported (a cached rerun needs no key)",
+         _missing_key, _no_step_state),
     Case("C14", "prompts", "a prompts file that does not exist", r"prompts file .*absent\.jsonl does not exist",
          "no run directory", lambda root: _optimize(root, prompts={"demo_family": None,
                                                                    "path": str(root / "absent.jsonl")}),

@@ -37,7 +37,9 @@ def register_kind(kind: str, target: "str | type[Provider]") -> None:
     PROVIDER_KINDS[kind] = target
 
 
-def make_provider(name: str, overrides: dict[str, ProviderSettings] | None = None) -> Provider:
+def provider_class(name: str, overrides: dict[str, ProviderSettings] | None = None
+                   ) -> tuple[type[Provider], ProviderSettings]:
+    """The implementation and settings of provider `name`, without building it (no key is looked up)."""
     settings = (overrides or {}).get(name) or DEFAULT_SETTINGS.get(name)
     if settings is None:
         known = sorted(set(DEFAULT_SETTINGS) | set(overrides or {}))
@@ -49,4 +51,21 @@ def make_provider(name: str, overrides: dict[str, ProviderSettings] | None = Non
     if isinstance(target, str):
         module_name, _, cls_name = target.partition(":")
         target = getattr(importlib.import_module(module_name), cls_name)
-    return target(name, settings)
+    return target, settings
+
+
+def endpoint_for(name: str, overrides: dict[str, ProviderSettings] | None = None) -> str | None:
+    """The endpoint identity of provider `name` from its settings alone (None: build it to know)."""
+    cls, settings = provider_class(name, overrides)
+    return cls.endpoint_for(name, settings)
+
+
+def endpoint_identity(name: str, overrides: dict[str, ProviderSettings] | None = None) -> str:
+    """The endpoint of provider `name`; only a provider that cannot tell from its settings is built."""
+    endpoint = endpoint_for(name, overrides)
+    return endpoint if endpoint is not None else make_provider(name, overrides).endpoint
+
+
+def make_provider(name: str, overrides: dict[str, ProviderSettings] | None = None) -> Provider:
+    cls, settings = provider_class(name, overrides)
+    return cls(name, settings)

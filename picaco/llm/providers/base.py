@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from picaco.llm.errors import ProviderError, scrub_secrets
 from picaco.llm.request import Message, SamplingParams
 
 
@@ -26,6 +28,9 @@ class ProviderSettings(BaseModel):
     kind: str | None = None  # the provider implementation; defaults to the provider name ('vllm' -> kind 'openai')
     base_url: str | None = None
     api_key_env: str | None = None  # the environment variable holding the key; never the key itself
+    # None: a key is required by the hosted APIs (api.openai.com, Gemini's own endpoint) and optional
+    # elsewhere; true: a missing key variable is a config error before any call (a gateway that needs one)
+    require_key: bool | None = None
     timeout_s: float = 60.0
     max_concurrency: int = 64
     options: dict[str, str | int | float | bool] = {}
@@ -80,7 +85,14 @@ class Provider(ABC):
     def __init__(self, name: str, settings: ProviderSettings) -> None:
         self.name = name
         self.settings = settings
-        self.endpoint = (settings.base_url or "").rstrip("/")
+        self.endpoint = self.endpoint_for(name, settings) or (settings.base_url or "").rstrip("/")
+
+    @classmethod
+    def endpoint_for(cls, name: str, settings: ProviderSettings) -> str | None:
+        """The endpoint identity from the settings alone: no key, no SDK, no instance. The cache key is
+        computed from it before any provider is built, so that a cached answer needs no credentials.
+        None: this provider only knows its endpoint once built (the client then builds it)."""
+        return None
 
     @property
     def concurrency_key(self) -> str:
@@ -142,7 +154,35 @@ class SDKProvider(Provider):
         if entry is not None:
             await self._close_client(entry[1])
 
+    @abstractmethod
+    def _map_error(self, exc: BaseException, *, what: str) -> ProviderError | None:
+        """The typed error for an exception the SDK raised during a call; None when it is not an SDK failure."""
+
+    async def _call(self, what: str, make: Callable[[], Awaitable[Any]]) -> Any:
+        """`await make()`, with every SDK failure turned into a typed error by the one scrubbing path.
+
+        The typed error is raised outside the `except` block, so the SDK's exception (whose text is the
+        raw server message, possibly echoing the key) is neither its cause nor its context: no traceback,
+        log record or task runner that serializes the error can show it."""
+        try:
+            return await make()
+        except Exception as exc:
+            failure = self._failure(exc, what)
+            if failure is None:  # not an SDK failure (a bug of ours): unchanged
+                raise
+        raise failure
+
+    def _failure(self, exc: BaseException, what: str) -> ProviderError | None:
+        mapped = self._map_error(exc, what=what)
+        if mapped is None:
+            return None
+        return _rebuilt(mapped, self._scrub(mapped.message))
+
     def _scrub(self, text: str) -> str:
-        if self._api_key and self._api_key != NO_KEY and len(self._api_key) >= 4:
-            text = text.replace(self._api_key, "***")
-        return text
+        return scrub_secrets(str(text), [self._api_key if self._api_key != NO_KEY else None])
+
+
+def _rebuilt(err: ProviderError, message: str) -> ProviderError:
+    """The same typed error with a new message (RetriesExhausted never comes from a provider)."""
+    return type(err)(message, provider=err.provider, status=err.status, request_id=err.request_id,
+                     retry_after=err.retry_after)

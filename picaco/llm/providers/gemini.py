@@ -63,15 +63,19 @@ class GeminiProvider(SDKProvider):
     def __init__(self, name: str, settings: ProviderSettings) -> None:
         super().__init__(name, settings)
         self.base_url = (settings.base_url or "").rstrip("/") or None
-        self.endpoint = self.base_url or GEMINI_API_BASE
         key_env = settings.api_key_env or "GEMINI_API_KEY"
         key = os.environ.get(key_env)
         if not key and key_env == "GEMINI_API_KEY":
             key = os.environ.get("GOOGLE_API_KEY")
-        if not key and self.base_url is None:
+        required = settings.require_key if settings.require_key is not None else self.base_url is None
+        if not key and required:
             extra = " (or GOOGLE_API_KEY)" if key_env == "GEMINI_API_KEY" else ""
             raise ConfigError(f"{key_env} is not set: export it{extra} to use provider {name!r}")
         self._api_key = key or NO_KEY
+
+    @classmethod
+    def endpoint_for(cls, name: str, settings: ProviderSettings) -> str:
+        return (settings.base_url or "").rstrip("/") or GEMINI_API_BASE
 
     # ---- SDK client --------------------------------------------------------------------------------
 
@@ -111,13 +115,9 @@ class GeminiProvider(SDKProvider):
             stop_sequences=list(p.stop) if p.stop else None,
         )
         client = self._client()
-        try:
-            resp = await client.aio.models.generate_content(model=call.model, contents=contents, config=config)
-        except Exception as exc:
-            mapped = self._map_error(exc, what=f"generate_content with model {call.model!r}")
-            if mapped is None:
-                raise
-            raise mapped from exc
+        resp = await self._call(f"generate_content with model {call.model!r}",
+                                lambda: client.aio.models.generate_content(model=call.model, contents=contents,
+                                                                           config=config))
         return self._chat_reply(resp, call)
 
     def _chat_reply(self, resp: Any, call: ChatCall) -> ChatReply:
@@ -152,13 +152,8 @@ class GeminiProvider(SDKProvider):
         if not texts:
             return EmbedReply(vectors=np.zeros((0, 0), dtype=np.float32))
         client = self._client()
-        try:
-            resp = await client.aio.models.embed_content(model=model, contents=list(texts))
-        except Exception as exc:
-            mapped = self._map_error(exc, what=f"embed_content with model {model!r}")
-            if mapped is None:
-                raise
-            raise mapped from exc
+        resp = await self._call(f"embed_content with model {model!r}", lambda: client.aio.models.embed_content(
+            model=model, contents=list(texts)))
         request_id = _header(getattr(resp, "sdk_http_response", None), "x-request-id")
         embeddings = getattr(resp, "embeddings", None)
         try:
@@ -213,23 +208,26 @@ class GeminiProvider(SDKProvider):
         message = one_line(self._scrub(exc.message or str(exc)))
         rpc_status = exc.status or ""
         details = _error_details(exc.details)
-        kw = {"provider": self.name, "status": status or None, "request_id": request_id}
+        kw = {"provider": self.name, "request_id": request_id}
+        code = {"status": status or None}
         text = f"{what}: {rpc_status + ': ' if rpc_status else ''}{message}"
         if status == 429:
             retry_after = parse_retry_after(headers)
             if retry_after is None:
                 retry_after = _retry_delay(details)
-            return RateLimited(text, retry_after=retry_after, **kw)
+            return RateLimited(text, retry_after=retry_after, **code, **kw)
         if status in (401, 403) or any(d.get("reason") == "API_KEY_INVALID" for d in details) \
                 or "api key not valid" in message.lower():
-            return AuthError(f"{text} (at {self.endpoint})", **kw)
+            return AuthError(f"{text} (at {self.endpoint})", **code, **kw)
         if status == 404:
-            return BadRequest(f"{text} (unknown model?)", **kw)
+            return BadRequest(f"{text} (unknown model?)", **code, **kw)
         if status == 400 and any(p in message.lower() for p in _CONTEXT_PATTERNS):
-            return ContextTooLong(text, **kw)
+            return ContextTooLong(text, **code, **kw)
         if status >= 500:
-            return TransientError(text, **kw)
-        return error_for_status(status, text, **kw)
+            return TransientError(text, **code, **kw)
+        if not status:
+            return BadRequest(f"{text} (at {self.endpoint})", **kw)
+        return error_for_status(status, f"{text} (at {self.endpoint})", **kw)
 
 
 def _transport_kind(exc: BaseException) -> str | None:

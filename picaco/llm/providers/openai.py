@@ -87,19 +87,24 @@ def _chat_completion_type():
 class OpenAIProvider(SDKProvider):
     def __init__(self, name: str, settings: ProviderSettings) -> None:
         super().__init__(name, settings)
-        self.base_url = (settings.base_url or OPENAI_API_BASE).rstrip("/")
-        self.endpoint = self.base_url
+        self.base_url = self.endpoint
         hosted = is_openai_hosted(self.base_url)
         key_env = settings.api_key_env or ("OPENAI_API_KEY" if hosted else None)
         key = os.environ.get(key_env) if key_env else None
-        if not key and hosted:
-            raise ConfigError(f"{key_env} is not set: export it to use provider {name!r}")
+        required = settings.require_key if settings.require_key is not None else hosted
+        if not key and required:
+            raise ConfigError(f"{key_env or 'the API key variable (api_key_env)'} is not set: export it to use "
+                              f"provider {name!r}")
         self._api_key = key or NO_KEY
         param = str(settings.options.get("max_tokens_param", "max_tokens"))
         if param not in ("max_tokens", "max_completion_tokens"):
             raise ConfigError(f"provider {name!r}: options.max_tokens_param must be 'max_tokens' or "
                               f"'max_completion_tokens', got {param!r}")
         self._max_tokens_param = param
+
+    @classmethod
+    def endpoint_for(cls, name: str, settings: ProviderSettings) -> str:
+        return (settings.base_url or OPENAI_API_BASE).rstrip("/")
 
     # ---- SDK client --------------------------------------------------------------------------------
 
@@ -131,14 +136,9 @@ class OpenAIProvider(SDKProvider):
         if p.stop:
             kwargs["stop"] = list(p.stop)
         client = self._client()
-        try:
-            resp = await client.post("/chat/completions", body=kwargs, cast_to=_chat_completion_type(),
-                                     options={"security": {"bearer_auth": True}})
-        except Exception as exc:
-            mapped = self._map_error(exc, what=f"chat with model {call.model!r}")
-            if mapped is None:
-                raise
-            raise mapped from exc
+        resp = await self._call(f"chat with model {call.model!r}", lambda: client.post(
+            "/chat/completions", body=kwargs, cast_to=_chat_completion_type(),
+            options={"security": {"bearer_auth": True}}))
         return self._chat_reply(resp, call)
 
     def _chat_reply(self, resp: Any, call: ChatCall) -> ChatReply:
@@ -178,14 +178,9 @@ class OpenAIProvider(SDKProvider):
         if not texts:
             return EmbedReply(vectors=np.zeros((0, 0), dtype=np.float32))
         client = self._client()
-        try:
-            # floats, not the SDK's default base64: several compatible servers only speak floats
-            resp = await client.embeddings.create(model=model, input=list(texts), encoding_format="float")
-        except Exception as exc:
-            mapped = self._map_error(exc, what=f"embeddings with model {model!r}")
-            if mapped is None:
-                raise
-            raise mapped from exc
+        # floats, not the SDK's default base64: several compatible servers only speak floats
+        resp = await self._call(f"embeddings with model {model!r}", lambda: client.embeddings.create(
+            model=model, input=list(texts), encoding_format="float"))
         request_id = getattr(resp, "_request_id", None)
         data = getattr(resp, "data", None)
         try:
@@ -244,23 +239,23 @@ class OpenAIProvider(SDKProvider):
         import openai
 
         status = exc.status_code
-        request_id = exc.request_id
         body = exc.body if isinstance(exc.body, dict) else {}
         message = body.get("message") if isinstance(body.get("message"), str) else exc.message
         message = one_line(self._scrub(message))
         code = body.get("code") if isinstance(body.get("code"), str) else None
-        kw = {"provider": self.name, "status": status, "request_id": request_id}
+        kw = {"provider": self.name, "request_id": exc.request_id}
         if isinstance(exc, openai.RateLimitError) or status == 429:
-            return RateLimited(f"{what}: {message}", retry_after=parse_retry_after(exc.response.headers), **kw)
+            return RateLimited(f"{what}: {message}", status=status,
+                               retry_after=parse_retry_after(exc.response.headers), **kw)
         if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)) or status in (401, 403):
-            return AuthError(f"{what} at {self.base_url}: {message}", **kw)
+            return AuthError(f"{what} at {self.base_url}: {message}", status=status, **kw)
         if isinstance(exc, openai.NotFoundError) or status == 404:
-            return BadRequest(f"{what} at {self.base_url}: not found (unknown model?): {message}", **kw)
+            return BadRequest(f"{what} at {self.base_url}: not found (unknown model?): {message}", status=status, **kw)
         if status == 400 and code in _CONTEXT_CODES:
-            return ContextTooLong(f"{what}: {message}", **kw)
+            return ContextTooLong(f"{what}: {message}", status=status, **kw)
         if status >= 500:
-            return TransientError(f"{what}: server error: {message}", **kw)
-        return error_for_status(status, f"{what}: {message}", **kw)
+            return TransientError(f"{what}: server error: {message}", status=status, **kw)
+        return error_for_status(status, f"{what} at {self.base_url}: {message}", **kw)
 
 
 def _root_cause(exc: BaseException) -> BaseException:

@@ -42,16 +42,23 @@ def engine_for(world: str, overrides: dict | None = None) -> SimEngine:
         return engine
 
 
+def _world_overrides(settings: ProviderSettings) -> dict:
+    return {k[len("world_"):]: v for k, v in settings.options.items() if k.startswith("world_")}
+
+
 class SimProvider(Provider):
     def __init__(self, name: str, settings: ProviderSettings) -> None:
         super().__init__(name, settings)
         self.world = str(settings.options.get("world", "echo"))
-        overrides = {k[len("world_"):]: v for k, v in settings.options.items() if k.startswith("world_")}
         self.latency_s = float(settings.options.get("latency_ms", 0)) / 1000.0
         self.max_context_tokens = int(settings.options.get("max_context_tokens", 0))
+        self._engine = engine_for(self.world, _world_overrides(settings))
+
+    @classmethod
+    def endpoint_for(cls, name: str, settings: ProviderSettings) -> str:
         # the world (and its overrides) decides every answer, so it is part of the endpoint identity
-        self.endpoint = f"sim-inproc:{self.world}" + "".join(f";{k}={v}" for k, v in sorted(overrides.items()))
-        self._engine = engine_for(self.world, overrides)
+        world = str(settings.options.get("world", "echo"))
+        return f"sim-inproc:{world}" + "".join(f";{k}={v}" for k, v in sorted(_world_overrides(settings).items()))
 
     async def generate(self, call: ChatCall) -> ChatReply:
         if self.latency_s:

@@ -89,11 +89,14 @@ class SentenceTransformersProvider(Provider):
 
     def __init__(self, name: str, settings: ProviderSettings) -> None:
         super().__init__(name, settings)
-        self.endpoint = "local"
         self.batch_size = int(settings.options.get("batch_size", 64))
         self.release_memory = bool(settings.options.get("release_memory", True))
         self._queue: list[tuple[str, list[str], asyncio.Future]] = []
         self._draining: asyncio.Task | None = None
+
+    @classmethod
+    def endpoint_for(cls, name: str, settings: ProviderSettings) -> str:
+        return "local"
 
     async def generate(self, call: ChatCall) -> ChatReply:
         raise BadRequest(f"'{self.name}' models only embed; use an LLM provider for chat", provider=self.name)
