@@ -113,7 +113,7 @@ def kill_resume_check(workdir: Path) -> dict:
     # kill -9 in the middle of iteration 2's M-step, calls under way: its E-step is on disk, the iteration is not
     killed = run_and_kill(config_path, workdir / "trace.txt", during(
         lambda: (cfg.run_dir / "iter_002.estep.json").exists(), lambda: (cfg.run_dir / "iter_002.json").exists()))
-    starts, in_flight = killed.starts, killed.in_flight
+    starts, ends, in_flight = killed.starts, killed.ends, killed.in_flight
     done_before = RunStore(cfg.run_dir).last_complete_iteration()
     # every call answered before the kill is on the log (a call line is written when it is paid)
     killed_calls = paid_calls(log_lines(cfg.run_dir / "calls.jsonl"))
