@@ -14,8 +14,9 @@ The world reads only the prompt text it is sent. It recognises the paper's promp
   (picaco.sim.world_model) that sets what its responses express.
 
 The model, its equations, constants and ground truth are described in docs/world.md. Entry points:
-`make_world(name_or_config)`, `ValueWorld`, and the exact ground truth `expected_conformity`,
-`expected_relevance`, `conformity`, `optimum` (re-exported from picaco.sim.world_model).
+`ValueWorld`, `make_world` (re-exported from the world registry, picaco.sim.worlds), and the exact ground
+truth `expected_conformity`, `expected_relevance`, `conformity`, `optimum` (re-exported from
+picaco.sim.world_model).
 """
 
 from __future__ import annotations
@@ -23,15 +24,12 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from pydantic import ValidationError
-
-from picaco.llm.errors import ConfigError
 from picaco.sim.world_config import WorldConfig
 from picaco.sim.world_lexicon import Lexicon, tokens, word_count
+from picaco.sim.worlds import WORLD_NAMES, make_world
 from picaco.sim.world_model import (
     RESPONSE_QUERY_SLOTS, Expression, Optimum, WorldModel, conformity, expected_conformity,
     expected_relevance, instruction_part, model_for, optimum, read_instruction,
@@ -41,8 +39,6 @@ __all__ = [
     "WorldConfig", "ValueWorld", "make_world", "expected_conformity", "expected_relevance", "conformity",
     "optimum", "Optimum", "WORLD_NAMES",
 ]
-
-WORLD_NAMES = ("values", "values-null", "echo")
 
 MIN_WORDS, MAX_WORDS = 40, 150
 _COT_PREFIX = "let's think about how to respond"
@@ -595,30 +591,3 @@ def _parse_relevance_judge(text: str) -> tuple[str, str]:
     end = tail if tail > r_at else len(text)
     response = text[r_at + len("# Response:"): end].strip() if r_at >= 0 else ""
     return query, response
-
-
-# ---------------------------------------------------------------------------------------------- factory
-
-
-def make_world(name_or_config: str | WorldConfig | Mapping | None = "values"):
-    """'values' (this world), 'values-null' (its null optimizer), 'echo' (the engine's plain world), a
-    WorldConfig, or a mapping of WorldConfig fields."""
-    if name_or_config is None or name_or_config == "values":
-        return ValueWorld(WorldConfig())
-    if isinstance(name_or_config, WorldConfig):
-        return ValueWorld(name_or_config)
-    if isinstance(name_or_config, Mapping):
-        try:
-            return ValueWorld(WorldConfig(**name_or_config))
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(x) for x in err.get("loc", ())) or "world"
-            raise ConfigError(f"world config: {loc}: {err.get('msg')}") from None
-    if name_or_config == "values-null":
-        return ValueWorld(WorldConfig(null_optimizer=True))
-    if name_or_config == "echo":
-        from picaco.sim.engine import EchoWorld
-
-        return EchoWorld()
-    raise ConfigError(f"unknown sim world {name_or_config!r}: choose one of {', '.join(WORLD_NAMES)}")
-

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from picaco.sim.engine import SimEngine, make_world
+from picaco.sim.engine import SimEngine
+from picaco.sim.worlds import make_world
 from picaco.sim.server import (
-    _FLAGS,
     SimServerConfig,
     build_parser,
     config_from_args,
@@ -24,6 +24,7 @@ from picaco.sim.server import (
     main,
     start_server_process,
 )
+from picaco.sim.server_cli import _FLAGS
 
 HTTP = httpx.Client()  # keep-alive: a fresh client per request costs ~30 ms here
 PROMPT = "Which fruit keeps longest in a cold cellar, apples or pears, and why does it matter for winter storage?"
