@@ -11,7 +11,6 @@ import json
 import re
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
