@@ -29,18 +29,15 @@ import httpx
 import psutil
 
 from picaco import procs
+# OpsError: a local server or worker could not be started, reached or stopped. It is the supervisor's own
+# error, so that a failed start or stop and a failed API call are caught alike.
+from picaco.procs import ProcessError as OpsError
+from picaco.procs import Supervised as Managed
+from picaco.procs import still_running, stop  # noqa: F401 (still_running: for deployment_check and tests)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_POOL = "picaco-process"
 VENV_BIN = Path(sys.executable).parent
-
-
-# A local server or worker could not be started, reached or stopped: the supervisor's own error, so that
-# a failed start or stop and a failed API call are caught alike.
-OpsError = procs.ProcessError
-Managed = procs.Supervised
-stop = procs.stop
-still_running = procs.still_running
 
 
 def free_port() -> int:
