@@ -319,6 +319,13 @@ def test_server_process_serves_logs_and_stops():
         httpx.get(s.url + "/_sim/health", timeout=1)
 
 
+def test_server_process_that_cannot_start_reports_its_error_line():
+    from picaco.procs import ProcessError
+
+    with pytest.raises(ProcessError, match=r"^sim server process exited with 2:\nerror: unknown sim world 'nope'"):
+        start_server_process(SimServerConfig(world="nope"))
+
+
 def test_module_entry_point_help():
     out = subprocess.run([sys.executable, "-m", "picaco.sim.server", "--help"], capture_output=True, text=True,
                          timeout=60)
