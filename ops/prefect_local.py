@@ -7,9 +7,9 @@
 that none of their processes is left. The same functions start the private server of the deployment check
 (ops/deployment_check.py, tests/ops/): a free loopback port, its own PREFECT_HOME and SQLite file.
 
-Every process is started in its own session, so it and its children (the worker's flow-run processes, a
-flow run's Dask workers) can be found and stopped together; a worker does not always stop on the first
-signal, so stopping escalates to SIGKILL and then verifies that each PID is gone.
+Every process is started and stopped by picaco.procs: in its own session, so it and its children (the
+worker's flow-run processes, a flow run's Dask workers) can be found and stopped together; a worker does
+not always stop on the first signal, so stopping escalates to SIGKILL and then verifies that each PID is gone.
 """
 
 from __future__ import annotations
@@ -21,20 +21,23 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import psutil
 
+from picaco import procs
+# OpsError: a local server or worker could not be started, reached or stopped. It is the supervisor's own
+# error, so that a failed start or stop and a failed API call are caught alike.
+from picaco.procs import ProcessError as OpsError
+from picaco.procs import Supervised as Managed
+from picaco.procs import still_running, stop  # noqa: F401 (still_running: for deployment_check and tests)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_POOL = "picaco-process"
 VENV_BIN = Path(sys.executable).parent
-
-
-class OpsError(RuntimeError):
-    """A local server or worker could not be started, reached or stopped."""
 
 
 def free_port() -> int:
@@ -135,92 +138,29 @@ def run_cli(env: Mapping[str, str], *args: str, cwd: Path = REPO_ROOT, timeout: 
     return proc.stdout
 
 
-@dataclass
-class Managed:
-    """A process started in its own session, with its log file."""
-
-    name: str
-    proc: subprocess.Popen
-    log_path: Path
-    known: dict[int, psutil.Process] = field(default_factory=dict)  # everything ever seen in the tree
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def seen(self) -> set[int]:
-        return set(self.known)
-
-    def tree(self) -> list[psutil.Process]:
-        """The process, its descendants and its session's members, plus whatever was seen before and still
-        runs (a flow run starts its own session and outlives a killed worker). psutil.Process objects
-        remember their start time, so a recycled PID is never signalled."""
-        found: dict[int, psutil.Process] = {}
-        if self.proc.poll() is None:  # once reaped, the PID may belong to someone else
-            try:
-                root = psutil.Process(self.pid)
-                found[root.pid] = root
-                for child in root.children(recursive=True):
-                    found[child.pid] = child
-            except psutil.NoSuchProcess:
-                pass
-        for p in psutil.process_iter():
-            try:
-                if os.getsid(p.pid) == self.pid:
-                    found[p.pid] = p
-            except (ProcessLookupError, PermissionError, psutil.Error):
-                continue
-        for pid, p in self.known.items():
-            if pid not in found and _running(p):
-                found[pid] = p
-        self.known.update(found)
-        return list(found.values())
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
 def start_process(name: str, cmd: list[str], env: Mapping[str, str], log_path: Path,
                   cwd: Path = REPO_ROOT) -> Managed:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "ab")
-    try:
-        proc = subprocess.Popen(cmd, env=dict(env), cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    finally:
-        log.close()
-    return Managed(name, proc, log_path)
+    return procs.start(name, cmd, env=env, cwd=cwd, log_path=log_path)
 
 
 def start_server(env: Mapping[str, str], log_path: Path, timeout: float = 180) -> Managed:
     port = env["PREFECT_SERVER_API_PORT"]
-    server = start_process("server", _prefect_cmd("server", "start", "--host", "127.0.0.1", "--port", port,
-                                                  "--no-ui" if env.get("PICACO_NO_UI") else "--ui"), env, log_path)
+    server = start_process("prefect server", _prefect_cmd("server", "start", "--host", "127.0.0.1", "--port", port,
+                                                         "--no-ui" if env.get("PICACO_NO_UI") else "--ui"),
+                           env, log_path)
     try:
-        wait_healthy(env["PREFECT_API_URL"], timeout, server)
+        procs.wait_ready(server, lambda: _healthy(env["PREFECT_API_URL"]), timeout, interval=0.5)
     except BaseException:
         stop(server)
         raise
     return server
 
 
-def wait_healthy(api_url: str, timeout: float, server: Managed | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server is not None and server.proc.poll() is not None:
-            raise OpsError(f"prefect server exited with {server.proc.returncode}:\n{server.log_tail()}")
-        try:
-            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise OpsError(f"prefect server at {api_url} not healthy after {timeout:.0f} s"
-                   + (f":\n{server.log_tail()}" if server else ""))
+def _healthy(api_url: str) -> bool:
+    try:
+        return httpx.get(f"{api_url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def ensure_pool(env: Mapping[str, str], pool: str = DEFAULT_POOL) -> None:
@@ -238,81 +178,23 @@ def deploy_all(env: Mapping[str, str], cwd: Path = REPO_ROOT) -> str:
 
 def start_worker(env: Mapping[str, str], log_path: Path, pool: str = DEFAULT_POOL, cwd: Path = REPO_ROOT,
                  timeout: float = 90) -> Managed:
-    worker = start_process("worker", _prefect_cmd("worker", "start", "--pool", pool, "--type", "process"),
+    worker = start_process("prefect worker", _prefect_cmd("worker", "start", "--pool", pool, "--type", "process"),
                            env, log_path, cwd=cwd)
-    deadline = time.monotonic() + timeout
     url = f"{env['PREFECT_API_URL']}/work_pools/{pool}/workers/filter"
-    while time.monotonic() < deadline:
-        if worker.proc.poll() is not None:
-            raise OpsError(f"prefect worker exited with {worker.proc.returncode}:\n{worker.log_tail()}")
+
+    def online() -> bool:
         try:
             r = httpx.post(url, json={}, timeout=5)
-            if r.status_code == 200 and any(w.get("status") == "ONLINE" for w in r.json()):
-                return worker
         except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    stop(worker)
-    raise OpsError(f"no worker of pool {pool!r} came online within {timeout:.0f} s:\n{worker.log_tail()}")
+            return False
+        return r.status_code == 200 and any(w.get("status") == "ONLINE" for w in r.json())
 
-
-def stop(managed: Managed, grace: float = 10.0, *, hard: bool = False) -> list[int]:
-    """Stop a process with everything it started; return the PIDs that were stopped. SIGTERM (SIGKILL when
-    `hard`), wait up to `grace` seconds, SIGKILL what is left, then check each PID is gone."""
-    first = signal.SIGKILL if hard else signal.SIGTERM
-    for p in managed.tree():
-        _signal(p, first)
-    _reap(managed)
-    if _wait_gone(managed, grace):
-        for p in managed.tree():  # what ignored SIGTERM, or was started meanwhile
-            _signal(p, signal.SIGKILL)
-        _reap(managed)
-        _wait_gone(managed, grace)
-    _reap(managed)
-    left = [pid for pid, p in managed.known.items() if _running(p)]
-    if left:
-        raise OpsError(f"{managed.name}: processes still alive after SIGKILL: {left}")
-    return sorted(managed.seen)
-
-
-def _reap(managed: Managed) -> None:
     try:
-        managed.proc.wait(timeout=0.05)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-def _wait_gone(managed: Managed, timeout: float) -> list[int]:
-    """Wait until no process of the tree runs; return the PIDs still running."""
-    deadline = time.monotonic() + timeout
-    while True:
-        _reap(managed)
-        left = [p.pid for p in managed.tree()]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.05)
-
-
-def _running(p: psutil.Process) -> bool:
-    """Runs and is the process we saw (not a recycled PID). Zombies count as gone: a process whose parent
-    died is reaped by init whenever init gets to it."""
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _signal(p: psutil.Process, sig: int) -> None:
-    try:
-        p.send_signal(sig)
-    except psutil.NoSuchProcess:
-        pass
-
-
-def still_running(procs: Iterable[psutil.Process]) -> list[int]:
-    """PIDs of these processes that still run. Takes psutil.Process objects, not PIDs: PIDs wrap around
-    (pid_max is 32768 here), and a recycled PID must not count as a process left behind."""
-    return sorted(p.pid for p in procs if _running(p))
+        procs.wait_ready(worker, online, timeout, interval=0.5)
+    except BaseException:
+        stop(worker)
+        raise
+    return worker
 
 
 @dataclass

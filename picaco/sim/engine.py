@@ -104,12 +104,3 @@ class SimEngine:
             if norm > 0:
                 out[i] /= norm
         return out
-
-
-def make_world(name: str = "echo") -> World:
-    """'echo' is the plain world; 'values' (and 'values-null') come from picaco.sim.world."""
-    if name == "echo":
-        return EchoWorld()
-    from picaco.sim import world as value_world
-
-    return value_world.make_world(name)

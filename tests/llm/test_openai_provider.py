@@ -30,7 +30,8 @@ from picaco.llm.providers import make_provider
 from picaco.llm.providers.base import ChatCall, ProviderSettings
 from picaco.llm.providers.openai import OpenAIProvider, parse_retry_after
 from picaco.llm.request import Message, SamplingParams
-from picaco.sim.engine import SimEngine, make_world
+from picaco.sim.engine import SimEngine
+from picaco.sim.worlds import make_world
 
 PROMPT = "Which fruit keeps longest in a cold cellar, apples or pears, and why does it matter for winter storage?"
 MESSAGES = (Message(role="system", content="Be brief."), Message(role="user", content=PROMPT))

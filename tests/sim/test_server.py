@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from picaco.sim.engine import SimEngine, make_world
+from picaco.sim.engine import SimEngine
+from picaco.sim.worlds import make_world
 from picaco.sim.server import (
-    _FLAGS,
     SimServerConfig,
     build_parser,
     config_from_args,
@@ -24,6 +24,7 @@ from picaco.sim.server import (
     main,
     start_server_process,
 )
+from picaco.sim.server_cli import _FLAGS
 
 HTTP = httpx.Client()  # keep-alive: a fresh client per request costs ~30 ms here
 PROMPT = "Which fruit keeps longest in a cold cellar, apples or pears, and why does it matter for winter storage?"
@@ -316,6 +317,13 @@ def test_server_process_serves_logs_and_stops():
         os.kill(pid, 0)
     with pytest.raises(httpx.ConnectError):
         httpx.get(s.url + "/_sim/health", timeout=1)
+
+
+def test_server_process_that_cannot_start_reports_its_error_line():
+    from picaco.procs import ProcessError
+
+    with pytest.raises(ProcessError, match=r"^sim server process exited with 2:\nerror: unknown sim world 'nope'"):
+        start_server_process(SimServerConfig(world="nope"))
 
 
 def test_module_entry_point_help():

@@ -16,29 +16,19 @@ import numpy as np
 from picaco.llm.errors import ContextTooLong
 from picaco.llm.providers.base import ChatCall, ChatReply, Completion, EmbedReply, Provider, ProviderSettings
 from picaco.sim.engine import SimEngine, count_tokens
+from picaco.sim.worlds import make_world
 
 _ENGINES: dict[tuple, SimEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
 def engine_for(world: str, overrides: dict | None = None) -> SimEngine:
+    """One engine per (world, overrides), shared by every provider instance that names them."""
     key = (world, tuple(sorted((overrides or {}).items())))
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
-            from picaco.sim.engine import make_world
-
-            if overrides:
-                from picaco.llm.errors import ConfigError
-
-                if world not in ("values", "values-null"):
-                    raise ConfigError(f"sim option world_* needs world 'values' or 'values-null', not {world!r}")
-                spec = dict(overrides)
-                if world == "values-null":
-                    spec.setdefault("null_optimizer", True)
-                engine = _ENGINES[key] = SimEngine(make_world(spec))
-            else:
-                engine = _ENGINES[key] = SimEngine(make_world(world))
+            engine = _ENGINES[key] = SimEngine(make_world(world, overrides))
         return engine
 
 
