@@ -32,7 +32,7 @@ from flows._common import artifact_key, resolve_config
 from flows.collect import collect_datasets_flow
 from flows.evaluate import evaluate_flow
 from flows.noisy_pool import noisy_pool_flow
-from picaco.config import RunConfig
+from picaco.base.config import RunConfig
 from picaco.eval.config import parse_eval_config
 from picaco.io import read_yaml_mapping
 from picaco.method import run as runner

@@ -17,12 +17,12 @@ __version__ = "0.1.0"
 _LAZY = {
     "optimize": ("picaco.method.run", "optimize"),
     "load_run_config": ("picaco.config", "load_run_config"),
-    "RunConfig": ("picaco.config", "RunConfig"),
+    "RunConfig": ("picaco.base.config", "RunConfig"),
     "load_composition": ("picaco.values", "load_composition"),
     "evaluate": ("picaco.eval", "evaluate"),
     "load_eval_config": ("picaco.eval", "load_eval_config"),
     "LLMClient": ("picaco.llm.client", "LLMClient"),
-    "ClientConfig": ("picaco.llm.client", "ClientConfig"),
+    "ClientConfig": ("picaco.base.config", "ClientConfig"),
 }
 
 

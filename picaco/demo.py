@@ -11,12 +11,13 @@ import asyncio
 import time
 from pathlib import Path
 
-from picaco.config import RunConfig
+from picaco.base.config import RunConfig
 from picaco.io import atomic_write_bytes, atomic_write_text
 from picaco.llm.calllog import paid_calls, read_call_log, usage_by_role
 from picaco.llm.client import LLMClient
 from picaco.method.picaco import RunContext, sample_and_judge
-from picaco.method.run import RunStore, held_out_prompts, load_composition_for
+from picaco.method.run import RunStore, held_out_prompts, load_composition_for, optimize
+from picaco.sim.world import conformity, expected_conformity, optimum
 
 # Held-out samples use their own block of sample indices, apart from any optimization iteration's.
 HELD_OUT_SAMPLE_BLOCK = 10_000
@@ -34,8 +35,6 @@ def calls_by_role(log_path: Path, skip_lines: int = 0) -> dict[str, dict[str, in
 
 async def compare_on_held_out(config: RunConfig, instructions: dict[str, str], count: int) -> dict[str, dict]:
     """Judge the responses of each instruction on held-out prompts with the E-step protocol."""
-    from picaco.method.run import RunStore
-
     noisy = RunStore(config.run_dir).load_noisy()
     prompts = held_out_prompts(config, count)
     client_cfg = config.client.model_copy(update={"call_log_path": config.client.call_log_path
@@ -54,8 +53,6 @@ async def compare_on_held_out(config: RunConfig, instructions: dict[str, str], c
 
 def ground_truth(config: RunConfig, instructions: dict[str, str]) -> dict:
     """The world's exact expected conformity (no sampling), and its optimum under the word limit."""
-    from picaco.sim.world import conformity, expected_conformity, optimum
-
     values = [v.name for v in load_composition_for(config).values]
     best = optimum(values, config.picaco.instruction_length)
     return {
@@ -133,8 +130,6 @@ def report_markdown(config: RunConfig, result: dict, judged: dict, truth: dict, 
 
 
 def run_demo(config: RunConfig, out_dir: Path = Path("artifacts/demo"), held_out: int = 20, on_event=None) -> dict:
-    from picaco.method.run import optimize
-
     t0 = time.perf_counter()
     log_path = config.client.call_log_path or config.run_dir / "calls.jsonl"
     before = provider_calls(log_path)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from picaco.config import RunConfig
+from picaco.base.config import RunConfig
 from picaco.method import run as runner
 
 

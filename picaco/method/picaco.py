@@ -18,59 +18,26 @@ Choices where the paper is silent are marked "Choice:" and collected in docs/met
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from picaco.config import RunConfig
+from picaco.base.config import RunConfig
+from picaco.base.errors import PicacoError
+from picaco.base.prompts import TaskPrompt
 from picaco.llm.client import LLMClient
-from picaco.llm.errors import PicacoError
 from picaco.llm.request import ChatRequest, ChatResponse, Sample
 from picaco.method.estimators import Judgement, judge_many, p_e, q_phi, value_judge_parser
 from picaco.method.objective import log_q_phi, response_weight, tc_objective
 from picaco.method.pools import AlignedEntry, NoisyEntry, select_noisy_pool, update_aligned_pool
 from picaco.rng import derive_rng
+from picaco.templates import (TECHNIQUES, TEMPLATE_VERSION, parse_instruction, render_e_step, render_m_step,
+                              render_value_elaboration, render_value_judge)
+from picaco.templates.render import render_query
 
 log = logging.getLogger(__name__)
-
-
-class TaskPrompt(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    prompt_id: str
-    text: str
-
-
-def prompt_id_of(text: str) -> str:
-    """The id of a prompt that comes without one: the same for the same text in every file."""
-    return hashlib.sha256(" ".join(text.split()).lower().encode()).hexdigest()[:16]
-
-
-def select_task_prompts(rows: list[dict], offset: int, count: int, where: str, what: str) -> list[TaskPrompt]:
-    """Rows offset..offset+count-1 of a prompt source (`where`) as TaskPrompts; `what` names the setting
-    that asked for `count` in the error when the source is too short."""
-    from picaco.llm.errors import ConfigError
-
-    available = len(rows) - offset
-    if available < count:
-        raise ConfigError(f"{what}={count} but {where} holds only {max(0, available)} prompts after offset {offset}")
-    out = []
-    row_of: dict[str, int] = {}  # pools are keyed by prompt_id: two rows with one id would share a pool
-    for row, r in enumerate(rows[offset:offset + count], start=offset + 1):  # rows counted from 1 in messages
-        text = r.get("prompt")
-        if not isinstance(text, str) or not text.strip():
-            raise ConfigError(f"{where}: row {row} (counting from 1) has an empty prompt")
-        given = r.get("prompt_id")
-        prompt_id = str(given) if given else prompt_id_of(text)
-        if prompt_id in row_of:
-            same = "prompt_id" if given else "prompt text (and so the derived prompt_id)"
-            raise ConfigError(f"{where}: rows {row_of[prompt_id]} and {row} (counting from 1) have the same {same} "
-                              f"{prompt_id!r}: their pools would be merged")
-        row_of[prompt_id] = row
-        out.append(TaskPrompt(prompt_id=prompt_id, text=text))
-    return out
 
 
 class NoisyState(BaseModel):
@@ -154,8 +121,6 @@ class RunContext:
 
     @property
     def key_extra(self) -> dict[str, str]:
-        from picaco.templates import TEMPLATE_VERSION
-
         return {"templates": TEMPLATE_VERSION}
 
     async def embed(self, texts: list[str]) -> np.ndarray:
@@ -173,8 +138,6 @@ class RunContext:
                               max_tokens=s.target_max_tokens)
 
     async def judge(self, items: list[tuple[str, str]]) -> list[Judgement]:
-        from picaco.templates import render_value_judge
-
         comp, s = self.composition, self.config.sampling
         return await judge_many(
             self.client, items, model=self.config.models.judge,
@@ -193,15 +156,11 @@ def usable(sample: Sample) -> bool:
 
 def user_prompt(query: str) -> str:
     """The user turn of Fig. 7 on its own: what the raw model (no meta-instruction) is asked."""
-    from picaco.templates.render import render_query
-
     return render_query(query)
 
 
 def instructed_request(ctx: "RunContext", instruction: str, demos, query: str) -> ChatRequest:
     """Fig. 7: the meta-instruction and demonstrations as the system prompt, the wrapped query as user."""
-    from picaco.templates import render_e_step
-
     system, user = render_e_step(instruction, list(demos), query)
     return ctx.target_request(system, user)
 
@@ -218,7 +177,6 @@ async def observation_texts(ctx: RunContext) -> tuple[list[str], int]:
     comp = ctx.composition
     if comp.kind == "hh":
         return [d.answer for d in comp.demonstrations], 0
-    from picaco.templates import render_value_elaboration
 
     request = ctx.target_request(None, render_value_elaboration(comp.values))
     filtered = 0
@@ -389,8 +347,6 @@ async def propose(ctx: RunContext, t: int, slot: int, existing: list[Candidate]
                   ) -> tuple[str | None, str | None, int, int]:
     """One optimizer call (Fig. 8) for candidate slot `slot`; retried on an unusable or content-filtered
     reply. Returns (instruction, None, attempts, filtered) or (None, reason, attempts, filtered)."""
-    from picaco.templates import TECHNIQUES, parse_instruction, render_m_step
-
     cfg, s = ctx.config.picaco, ctx.config.sampling
     rng = derive_rng(ctx.config.seed, "mstep-propose", t, slot)
     ranked = stratified_examples(existing, rng)

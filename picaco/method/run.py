@@ -13,14 +13,15 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from picaco.config import RunConfig
+from picaco.base.config import RunConfig
+from picaco.base.errors import RunStateError
 from picaco.io import atomic_write_text
 from picaco.llm.client import LLMClient
 from picaco.method.inputs import RunInputs, held_out_prompts, load_composition_for, load_prompts, run_inputs
-from picaco.method.picaco import (AlignedEntry, Candidate, EStepState, EStepTally, IterationState, NoisyState,
-                                  RunContext, e_step, filtered_replies, merge_aligned_pools, m_step, noisy_pool_step,
-                                  sample_and_judge)
-from picaco.method.store import RunStateError, RunStore
+from picaco.method.picaco import (AlignedEntry, Candidate, EStepReport, EStepState, EStepTally, IterationState,
+                                  NoisyState, RunContext, e_step, filtered_replies, m_step, merge_aligned_pools,
+                                  noisy_pool_step, sample_and_judge)
+from picaco.method.store import RunStore
 from pydantic import BaseModel, ConfigDict
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,6 @@ def _noisy_pool(config: RunConfig, store: RunStore, inputs: RunInputs) -> NoisyS
 
 def initial_iteration(inputs: RunInputs) -> IterationState:
     """Iteration 0: e^0 is the composition's seed meta-instruction (Tables 2-3), pools are empty."""
-    from picaco.method.picaco import EStepReport
-
     seed = inputs.composition.seed_instruction
     cand = Candidate(instruction=seed, born=0)
     empty = EStepReport(instruction=seed, responses=0, judged=0, missing=0, judge_attempts=0, value_means={},

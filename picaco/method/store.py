@@ -24,18 +24,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from picaco.config import RunConfig
+from picaco.base.config import RunConfig
+from picaco.base.errors import ConfigError, RunStateError
 from picaco.io import atomic_write_json, atomic_write_text, write_error
-from picaco.llm.errors import ConfigError, PicacoError
 from picaco.method.inputs import RunInputs, input_differences
 from picaco.method.picaco import EStepState, IterationState, NoisyState
 
 STORE_FORMAT = 2  # 1 (no "format" key): config.json held a hash of the config only, not of the inputs' content
 T = TypeVar("T")
-
-
-class RunStateError(PicacoError):
-    """A file of the run store is damaged, or the store does not match the run. One line, with the way out."""
 
 
 class RunStore:

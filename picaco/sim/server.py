@@ -138,7 +138,7 @@ def _resolve_engine(config: SimServerConfig) -> SimEngine:
     if make_world is not None:
         return SimEngine(make_world(config.world), embed_dim=config.embed_dim)
     if config.world != "echo":
-        from picaco.llm.errors import ConfigError
+        from picaco.base.errors import ConfigError
 
         raise ConfigError(f"sim world {config.world!r} is unknown: this build only has the 'echo' world")
     return SimEngine(embed_dim=config.embed_dim)
@@ -218,7 +218,7 @@ class SimApp:
         self._log_file = None
         if config.log_path is not None:
             from picaco.io import check_output_path
-            from picaco.llm.errors import ConfigError
+            from picaco.base.errors import ConfigError
 
             check_output_path(config.log_path, "--log-path", folder=False)
             try:
@@ -1032,7 +1032,7 @@ _FLAGS: dict[str, tuple[str, dict]] = {
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         # argparse would print its whole usage block first; the user needs the one line that names the flag
-        from picaco.llm.errors import ConfigError
+        from picaco.base.errors import ConfigError
 
         raise ConfigError(message)
 
@@ -1047,7 +1047,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(argv: list[str] | None = None) -> SimServerConfig:
-    from picaco.llm.errors import ConfigError
+    from picaco.base.errors import ConfigError
 
     args = build_parser().parse_args(argv)
     values = {k: v for k, v in vars(args).items() if v is not None and k != "api_key_env"}
@@ -1079,7 +1079,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pydantic import ValidationError
 
-    from picaco.llm.errors import ConfigError
+    from picaco.base.errors import ConfigError
 
     try:
         config = config_from_args(argv)

@@ -29,7 +29,7 @@ from functools import lru_cache
 
 from pydantic import ValidationError
 
-from picaco.llm.errors import ConfigError
+from picaco.base.errors import ConfigError
 from picaco.sim.world_config import WorldConfig
 from picaco.sim.world_lexicon import Lexicon, tokens, word_count
 from picaco.sim.world_model import (

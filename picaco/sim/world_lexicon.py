@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from picaco.llm.errors import ConfigError
+from picaco.base.errors import ConfigError
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 _SLOT = re.compile(r"\{[A-Za-z0-9_]+\}")

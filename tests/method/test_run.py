@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from picaco.base.errors import ConfigError
 from picaco.config import parse_run_config
-from picaco.llm.errors import ConfigError
 from picaco.method import run as runner
 from picaco.method.run import RunStore, optimize
 

@@ -13,12 +13,10 @@ import pytest
 from cases_run_store import disk_full_for, truncate_half, user_inputs
 from reliability_campaign import small_run_config
 
+from picaco.base.errors import ConfigError, FileWriteError, RunStateError
 from picaco.config import parse_run_config
-from picaco.io import FileWriteError
-from picaco.llm.errors import ConfigError
-from picaco.method import run as runner
-from picaco.method import store as store_module
-from picaco.method.run import RunStateError, optimize
+from picaco.method import run as runner, store as store_module
+from picaco.method.run import optimize
 
 
 def config(root, iterations=1, **fields):

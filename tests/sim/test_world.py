@@ -17,11 +17,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from picaco.llm.errors import ConfigError
+from picaco.base.errors import ConfigError
 from picaco.sim.engine import EchoWorld, SimEngine
-from picaco.sim.world import (
-    Optimum, ValueWorld, WorldConfig, conformity, expected_conformity, expected_relevance, make_world, optimum,
-)
+from picaco.sim.world import (Optimum, ValueWorld, WorldConfig, conformity, expected_conformity, expected_relevance,
+                              make_world, optimum)
 from picaco.sim.world_lexicon import LexiconError, load_lexicon, word_count
 from picaco.sim.world_model import Articulation, model_for, noisy_mean, read_instruction, score_distribution
 

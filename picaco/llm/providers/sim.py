@@ -13,9 +13,11 @@ import threading
 
 import numpy as np
 
+from picaco.base.config import ProviderSettings
+from picaco.base.errors import ConfigError
 from picaco.llm.errors import ContextTooLong
-from picaco.llm.providers.base import ChatCall, ChatReply, Completion, EmbedReply, Provider, ProviderSettings
-from picaco.sim.engine import SimEngine, count_tokens
+from picaco.llm.providers.base import ChatCall, ChatReply, Completion, EmbedReply, Provider
+from picaco.sim.engine import SimEngine, count_tokens, make_world
 
 _ENGINES: dict[tuple, SimEngine] = {}
 _ENGINES_LOCK = threading.Lock()
@@ -26,11 +28,7 @@ def engine_for(world: str, overrides: dict | None = None) -> SimEngine:
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
-            from picaco.sim.engine import make_world
-
             if overrides:
-                from picaco.llm.errors import ConfigError
-
                 if world not in ("values", "values-null"):
                     raise ConfigError(f"sim option world_* needs world 'values' or 'values-null', not {world!r}")
                 spec = dict(overrides)
