@@ -2,7 +2,7 @@
 
 The public API:
 
-    picaco.optimize(config)            run or resume Algorithm 1; returns the result dict
+    picaco.optimize(config)            run or resume Algorithm 1; returns an OptimizeResult (result.json)
     picaco.load_run_config(path)       a YAML run config
     picaco.load_composition(name)      values, seed instruction, demonstrations
     picaco.evaluate(eval_config)       the evaluation protocol and baselines

@@ -16,6 +16,7 @@ from picaco.demo import run_demo
 from picaco.estimate import estimate
 from picaco.eval.cli import evaluate_command
 from picaco.llm.cache import ResponseCache
+from picaco.method.result import OptimizeResult
 from picaco.method.run import optimize
 from picaco.sim.server import main as server_main
 from picaco.values.draft import draft_to_file
@@ -107,11 +108,11 @@ def cache_clear(cache_dir: Path = typer.Option(Path("artifacts/cache"), help="ca
     typer.echo(f"removed {removed} entries from {cache_dir}")
 
 
-def run_with_progress(config, title: str) -> dict:
+def run_with_progress(config, title: str) -> OptimizeResult:
     """Run (or resume) an optimization with a rich progress bar over its steps."""
-    out: dict = {}
-    _with_progress(config, title, lambda on_event: out.update(optimize(config, on_event=on_event)))
-    return out
+    out: list[OptimizeResult] = []
+    _with_progress(config, title, lambda on_event: out.append(optimize(config, on_event=on_event)))
+    return out[0]
 
 
 def _with_progress(config, title: str, work) -> None:
@@ -152,9 +153,9 @@ def optimize_cmd(config: Path = typer.Option(..., "--config", help="run config Y
         result = run_with_progress(cfg, cfg.run_name)
     except PicacoError as exc:
         _fail(exc)
-    typer.echo("\nOptimized meta-instruction:\n" + result["best_instruction"])
+    typer.echo("\nOptimized meta-instruction:\n" + result.best_instruction)
     typer.echo("\nPer-value scores: " + ", ".join(f"{v} {'-' if s is None else f'{s:.2f}'}"
-                                                   for v, s in result["value_scores"].items()))
+                                                   for v, s in result.value_scores.items()))
     typer.echo(f"Saved: {cfg.run_dir / 'result.json'} and result.md")
 
 
@@ -194,7 +195,7 @@ def demo_cmd(config: Path = typer.Option(DEFAULT_DEMO_CONFIG, "--config", help="
     console.print(table)
     console.print(f"World optimum under {cfg.picaco.instruction_length} words: {fig['optimum']:.3f}; optimized reaches "
                   f"{fig['optimality_ratio']:.1%} of it.")
-    console.print("\nOptimized meta-instruction:\n" + demo["result"]["best_instruction"])
+    console.print("\nOptimized meta-instruction:\n" + demo["result"].best_instruction)
     console.print(f"\nBackend calls this run: {fig['calls_this_run']}; wall time {fig['demo_wall_s']:.1f} s")
     console.print(f"Report: {demo['report']}  Plot: {demo['plot']}")
 

@@ -15,7 +15,9 @@ from picaco.base.config import RunConfig
 from picaco.io import atomic_write_bytes, atomic_write_text
 from picaco.llm.calllog import paid_calls, read_call_log, usage_by_role
 from picaco.llm.client import LLMClient
-from picaco.method.picaco import RunContext, sample_and_judge
+from picaco.method.context import RunContext
+from picaco.method.picaco import sample_and_judge
+from picaco.method.result import HistoryRow, OptimizeResult
 from picaco.method.run import RunStore, held_out_prompts, load_composition_for, optimize
 from picaco.sim.world import conformity, expected_conformity, optimum
 
@@ -64,7 +66,7 @@ def ground_truth(config: RunConfig, instructions: dict[str, str]) -> dict:
     }
 
 
-def write_plot(path: Path, history: list[dict], judged: dict[str, dict], truth: dict) -> None:
+def write_plot(path: Path, history: list[HistoryRow], judged: dict[str, dict], truth: dict) -> None:
     import io
 
     import matplotlib
@@ -73,8 +75,8 @@ def write_plot(path: Path, history: list[dict], judged: dict[str, dict], truth: 
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
-    ts = [h["t"] for h in history]
-    ax1.plot(ts, [h["tc"] for h in history], marker="o")
+    ts = [h.t for h in history]
+    ax1.plot(ts, [h.tc for h in history], marker="o")
     ax1.set_xlabel("iteration t")
     ax1.set_ylabel("TC_e of e^t (Eq. 4)")
     ax1.set_title("TC_e per iteration")
@@ -101,7 +103,7 @@ def write_plot(path: Path, history: list[dict], judged: dict[str, dict], truth: 
     atomic_write_bytes(path, buf.getvalue())
 
 
-def report_markdown(config: RunConfig, result: dict, judged: dict, truth: dict, figures: dict) -> str:
+def report_markdown(config: RunConfig, result: OptimizeResult, judged: dict, truth: dict, figures: dict) -> str:
     values = list(judged["seed"]["value_means"])
     fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
     lines = [
@@ -121,9 +123,9 @@ def report_markdown(config: RunConfig, result: dict, judged: dict, truth: dict, 
             f"the optimized instruction reaches {figures['optimality_ratio']:.1%} of it "
             f"(the seed {figures['seed_gt_conformity'] / truth['optimum']:.1%}).",
         f"Judge replies missing after retries: seed {judged['seed']['missing']}, optimized {judged['optimized']['missing']}.",
-        "", "## Optimized meta-instruction", "", "> " + result["best_instruction"].replace("\n", "\n> "), "",
+        "", "## Optimized meta-instruction", "", "> " + result.best_instruction.replace("\n", "\n> "), "",
         "## TC_e per iteration", "", "| t | TC_e |", "|---|---|"]
-    lines += [f"| {h['t']} | {h['tc']:.4f} |" for h in result["history"]]
+    lines += [f"| {h.t} | {h.tc:.4f} |" for h in result.history]
     lines += ["", "## Cost of this invocation", "", f"Backend calls: {figures['calls_this_run']} "
               f"(a second run makes 0). Wall time {figures['demo_wall_s']:.1f} s.", "", "![plot](plot.png)", ""]
     return "\n".join(lines)
@@ -135,7 +137,7 @@ def run_demo(config: RunConfig, out_dir: Path = Path("artifacts/demo"), held_out
     before = provider_calls(log_path)
     result = optimize(config, on_event=on_event)
     seed_instruction = load_composition_for(config).seed_instruction
-    instructions = {"seed": seed_instruction, "optimized": result["best_instruction"]}
+    instructions = {"seed": seed_instruction, "optimized": result.best_instruction}
     judged = asyncio.run(compare_on_held_out(config, instructions, held_out))
     truth = ground_truth(config, instructions)
     figures = {
@@ -150,7 +152,7 @@ def run_demo(config: RunConfig, out_dir: Path = Path("artifacts/demo"), held_out
     figures["optimality_ratio"] = figures["optimized_gt_conformity"] / truth["optimum"]
     figures["demo_wall_s"] = time.perf_counter() - t0
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_plot(out_dir / "plot.png", result["history"], judged, truth)
+    write_plot(out_dir / "plot.png", result.history, judged, truth)
     atomic_write_text(out_dir / "report.md", report_markdown(config, result, judged, truth, figures))
     return {"result": result, "judged": judged, "truth": truth, "figures": figures,
             "report": str(out_dir / "report.md"), "plot": str(out_dir / "plot.png")}

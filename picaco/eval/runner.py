@@ -218,7 +218,7 @@ def resolve_picaco(source: PicacoSource, composition, *, composition_ref: str | 
     if on_event:
         on_event("optimize", run_name=cfg.run_name)
     result = optimize(cfg)
-    return PicacoResolved(result["best_instruction"].strip(), cfg, str(cfg.run_dir / "result.json"))
+    return PicacoResolved(result.best_instruction.strip(), cfg, str(cfg.run_dir / "result.json"))
 
 
 def _run_prompts(cfg: RunConfig) -> tuple[list[TaskPrompt], int | None]:

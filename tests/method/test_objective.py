@@ -7,10 +7,12 @@ import math
 import numpy as np
 import pytest
 
+from picaco.base.errors import PicacoError
 from picaco.method.estimators import cosine, p_e, q_phi
 from picaco.method.objective import log_q_phi, normalize_pe, response_weight, tc_objective
-from picaco.method.picaco import Candidate, select_best, stratified_examples
+from picaco.method.picaco import select_best, stratified_examples
 from picaco.method.pools import AlignedEntry, NoisyEntry, select_noisy_pool, update_aligned_pool
+from picaco.method.state import Candidate
 from picaco.rng import derive_rng
 
 
@@ -127,5 +129,5 @@ def test_select_best_is_deterministic_on_ties():
     a = Candidate(instruction="b-text", born=2, tc=1.0)
     b = Candidate(instruction="a-text", born=1, tc=1.0)
     assert select_best([a, b]).instruction == "a-text"  # older wins
-    with pytest.raises(RuntimeError):
+    with pytest.raises(PicacoError, match="no candidate could be scored"):
         select_best([Candidate(instruction="x", born=0)])

@@ -39,11 +39,11 @@ def test_optimize_writes_every_step_and_a_rerun_costs_nothing(tmp_path):
                  "result.json", "result.md", "calls.jsonl"):
         assert (cfg.run_dir / name).exists(), name
     state = store.load_iteration(2)
-    assert state.best.instruction == result["best_instruction"]
+    assert state.best.instruction == result.best_instruction
     assert all(len(pool) <= 3 for pool in state.pools.values())
     assert len(state.candidates) <= 2 * 3
-    assert set(result["value_scores"]) == {"Benevolence", "Conformity", "Tradition", "Security"}
-    assert all(1 <= s <= 5 for s in result["value_scores"].values())
+    assert set(result.value_scores) == {"Benevolence", "Conformity", "Tradition", "Security"}
+    assert all(1 <= s <= 5 for s in result.value_scores.values())
     assert "Optimized meta-instruction" in (cfg.run_dir / "result.md").read_text()
     # noisy pool: top-M2 by q_phi of the raw responses
     noisy = store.load_noisy()
@@ -54,7 +54,7 @@ def test_optimize_writes_every_step_and_a_rerun_costs_nothing(tmp_path):
     before = calls_in(log)
     again = optimize(cfg)
     assert calls_in(log) == before, "a finished run must make no backend call when run again"
-    assert again["best_instruction"] == result["best_instruction"]
+    assert again.best_instruction == result.best_instruction
 
 
 def test_resume_after_a_lost_step_equals_an_uninterrupted_run(tmp_path):
@@ -65,8 +65,8 @@ def test_resume_after_a_lost_step_equals_an_uninterrupted_run(tmp_path):
     runner.run_m_step(cfg, 1)
     runner.run_e_step(cfg, 2)  # ... and the process dies before the M-step of iteration 2
     resumed = optimize(cfg)
-    assert resumed["best_instruction"] == whole["best_instruction"]
-    assert [h["tc"] for h in resumed["history"]] == pytest.approx([h["tc"] for h in whole["history"]], abs=1e-9)
+    assert resumed.best_instruction == whole.best_instruction
+    assert [h.tc for h in resumed.history] == pytest.approx([h.tc for h in whole.history], abs=1e-9)
 
 
 def test_growing_T_continues_a_finished_run(tmp_path):
@@ -74,7 +74,7 @@ def test_growing_T_continues_a_finished_run(tmp_path):
     optimize(cfg)
     longer = parse_run_config({**tiny(tmp_path), "picaco": {**tiny(tmp_path)["picaco"], "iterations": 3}})
     result = optimize(longer)
-    assert [h["t"] for h in result["history"]] == [1, 2, 3]
+    assert [h.t for h in result.history] == [1, 2, 3]
 
 
 def test_a_run_refuses_a_different_config(tmp_path):
@@ -93,7 +93,7 @@ def test_kept_candidates_cost_no_new_target_calls(tmp_path):
     kept_in_2 = [c for c in state2.candidates if c.born < 2]
     assert kept_in_2 and all(c.instruction in {d.instruction for d in state1.candidates} for c in kept_in_2)
     # every p_e request (n = n_pe_samples, start 0) of a kept candidate was answered by the cache
-    from picaco.method.picaco import instructed_request, RunContext
+    from picaco.method.context import RunContext, instructed_request
     from picaco.method.run import load_composition_for, load_prompts
     ctx = RunContext(config=cfg, composition=load_composition_for(cfg), prompts=load_prompts(cfg), client=None)
     for c in kept_in_2:
