@@ -127,3 +127,25 @@ def test_bad_input_is_one_clear_line_and_leaves_no_iteration(tmp_path, patch, ma
         optimize(parse_run_config(raw))
     assert "\n" not in str(info.value)
     assert not list((tmp_path / "runs").glob("*/iter_*.json"))
+
+
+def test_optimize_uses_one_client_and_gives_what_the_step_by_step_path_gives(tmp_path, monkeypatch):
+    opened = []
+
+    class Counted(runner.LLMClient):
+        def __init__(self, *args, **kwargs):
+            opened.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "LLMClient", Counted)
+    whole = optimize(parse_run_config(tiny(tmp_path / "whole")))
+    assert len(opened) == 1  # one client (and one event loop) for the noisy pool, every step and the report
+    cfg = parse_run_config(tiny(tmp_path / "steps"))
+    runner.run_noisy_pool(cfg)
+    for t in range(1, cfg.picaco.iterations + 1):
+        runner.run_e_step(cfg, t)
+        runner.run_m_step(cfg, t)
+    assert runner.run_final_report(cfg) == whole
+    assert len(opened) - 1 == 1 + 2 * cfg.picaco.iterations + 1  # the task path: a client per step
+    for name in ("noisy.json", "iter_001.estep.json", "iter_001.json", "iter_002.json"):
+        assert (cfg.run_dir / name).read_text() == (tmp_path / "whole" / "runs" / "tiny" / name).read_text()
