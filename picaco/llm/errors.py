@@ -10,9 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from picaco.base.errors import CacheError, ConfigError, PicacoError
-
-__all__ = ["CacheError", "ConfigError", "PicacoError"]  # re-exported: the provider errors' base
+from picaco.base.errors import PicacoError
 
 # What a credential looks like in text a server sends back (a gateway may echo the request's headers):
 # a bearer token, OpenAI-style and Google API keys, and key=... in a query string.

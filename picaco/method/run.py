@@ -15,7 +15,6 @@ each (what a Prefect task calls): each checks the run, opens its own client, and
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -31,17 +30,15 @@ from picaco.method.state import (EStepShard, EStepState, EStepTally, IterationSt
                                  initial_iteration)
 from picaco.method.store import RunStore
 
-log = logging.getLogger(__name__)
-
 Event = Callable[..., None]
-
-
-def _quiet(*args, **kwargs) -> None:
-    pass
 
 # re-exported: callers import the inputs and the store from here
 __all__ = ["RunStore", "RunStateError", "held_out_prompts", "load_composition_for", "load_prompts", "optimize",
            "start_run"]
+
+
+def _quiet(*args, **kwargs) -> None:
+    """The event sink of a run nobody watches."""
 
 
 def start_run(config: RunConfig) -> RunInputs:
