@@ -29,10 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from picaco.llm.client import ClientConfig, LLMClient, RetryPolicy  # noqa: E402
-from picaco.llm.providers.base import ProviderSettings  # noqa: E402
-from picaco.llm.request import ChatRequest  # noqa: E402
-from picaco.sim.server import SimServerConfig, start_server_process  # noqa: E402
+from picaco.base.config import ClientConfig, ProviderSettings, RetryPolicy
+from picaco.llm.client import LLMClient
+from picaco.llm.request import ChatRequest
+from picaco.sim.server import SimServerConfig, start_server_process
 
 
 def requests_for(count: int) -> list[ChatRequest]:

@@ -30,8 +30,9 @@ WORDS = ("the sea river mountain honest harm help value kind answer question car
 async def one_side(release: bool, encodes: int) -> dict:
     import psutil
 
-    from picaco.llm.client import ClientConfig, LLMClient
-    from picaco.llm.providers.base import ProviderSettings
+    from picaco.base.config import ClientConfig
+    from picaco.llm.client import LLMClient
+    from picaco.base.config import ProviderSettings
 
     rng = random.Random(0)  # both sides encode the same batches
     tmp = Path(tempfile.mkdtemp(prefix="picaco-embed-mem-"))

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         picaco = optimize(run_cfg)
         optimize_s = time.perf_counter() - t0
         print(f"PICACO: optimized in {optimize_s:.1f}s (N={args.x}, T={args.iterations}, M2={args.m2}); "
-              f"instruction: {picaco['best_instruction'][:100]!r}...")
+              f"instruction: {picaco.best_instruction[:100]!r}...")
 
         cfg = parse_eval_config({
             "name": "bench", "compositions": [args.composition], "prompts": {"count": args.test},

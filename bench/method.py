@@ -117,7 +117,7 @@ def kill_resume_check(workdir: Path) -> dict:
     done_before = RunStore(cfg.run_dir).last_complete_iteration()
     # every call answered before the kill is on the log (a call line is written when it is paid)
     killed_calls = paid_calls(log_lines(cfg.run_dir / "calls.jsonl"))
-    resumed = optimize(cfg)
+    resumed = optimize(cfg).model_dump(mode="json")
     resumed_calls = paid_calls(log_lines(cfg.run_dir / "calls.jsonl")) - killed_calls
     # what a provider would bill: every call the killed process started (finished or not) + the resumed run's
     billed = starts + resumed_calls
@@ -160,7 +160,7 @@ def paper_run(embedding: str) -> dict:
           f"calls {sum(calls.values())} {calls}, tokens {tokens}, peak RSS {rss_mb:.0f} MB")
     return {"paper_config_wall_s": wall, "paper_config_calls": sum(calls.values()), "paper_config_calls_by_role": calls,
             "paper_config_tokens": tokens, "paper_config_peak_rss_mb": rss_mb,
-            "paper_config_best_instruction": result["best_instruction"]}
+            "paper_config_best_instruction": result.best_instruction}
 
 
 def main() -> dict:

@@ -39,7 +39,7 @@ def paper_figures() -> dict:
     t0 = time.perf_counter()
     result = optimize(cfg)  # cached if bench/method.py ran it
     seed = load_composition_for(cfg).seed_instruction
-    instructions = {"seed": seed, "optimized": result["best_instruction"]}
+    instructions = {"seed": seed, "optimized": result.best_instruction}
     truth = ground_truth(cfg, instructions)
     held_out = 84 - cfg.picaco.n_prompts  # the rest of the bundled HH demo prompts
     judged = asyncio.run(compare_on_held_out(cfg, instructions, held_out))
@@ -53,7 +53,7 @@ def paper_figures() -> dict:
           f"{judged['seed']['missing']}")
     return {"optimality_ratio": opt / truth["optimum"], "optimized_gt_conformity": opt, "seed_gt_conformity": seed_gt,
             "world_optimum": truth["optimum"], "held_out_judge_optimized": judged["optimized"]["conformity"],
-            "held_out_judge_seed": judged["seed"]["conformity"], "paper_best_instruction": result["best_instruction"]}
+            "held_out_judge_seed": judged["seed"]["conformity"], "paper_best_instruction": result.best_instruction}
 
 
 def demo_figures() -> dict:
@@ -88,7 +88,7 @@ def null_optimizer_figures() -> dict:
                 "sim": cfg.client.providers["sim"].model_copy(update={"options": {"world": world}})}})})
         result = optimize(cfg)
         seed = load_composition_for(cfg).seed_instruction
-        truth = ground_truth(cfg, {"seed": seed, "optimized": result["best_instruction"]})
+        truth = ground_truth(cfg, {"seed": seed, "optimized": result.best_instruction})
         gains[world] = truth["per_instruction"]["optimized"]["conformity"] - truth["per_instruction"]["seed"]["conformity"]
     print(f"demo configuration, ground-truth gain over the seed: real optimizer {gains['values']:+.3f}, "
           f"null optimizer {gains['values-null']:+.3f} (goal: 0)")

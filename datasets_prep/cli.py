@@ -12,8 +12,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from picaco.base.errors import PicacoError
 from picaco.io import check_output_path
-from picaco.llm.errors import PicacoError
 
 from .config import COMPOSITIONS, load_data_config, resolve_compositions
 from .demos import demonstration_queries

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from picaco.llm.errors import ConfigError
+from picaco.base.errors import ConfigError
 
 
 class DataError(ConfigError, ValueError):

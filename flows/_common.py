@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import re
 
-from picaco.config import RunConfig
+from picaco.base.config import RunConfig
 from picaco.io import read_yaml_mapping, validate_config
 
 

@@ -1,35 +1,58 @@
-"""Flow: Algorithm 1. Per iteration an E-step task and an M-step task; each iteration publishes a
-markdown artifact (TC_e, per-value scores, the instruction) and moves a progress artifact. Started
-again with the same run_name, it resumes after the last complete step (finished steps return at once
-from the run store; repeated calls are answered by the cache)."""
+"""Flow: Algorithm 1. Per iteration an E-step task (or one task per shard of X, then a merge) and an
+M-step task; each iteration publishes a markdown artifact (TC_e, per-value scores, the instruction) and a
+table of its candidates, and moves a progress artifact. Started again with the same config, every
+finished step returns from the run store.
+
+    from flows.optimize import optimize_flow
+    optimize_flow(config_path="configs/demo.yaml")
+"""
 
 from __future__ import annotations
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
+                               update_progress_artifact)
 
 from flows._common import artifact_key, resolve_config
-from picaco.method.run import RunStore, result_markdown, start_run
-from tasks.optimize import e_step_task, final_report_task, m_step_task, noisy_pool_task
+from picaco.base.config import RunConfig
+from picaco.method.result import OptimizeResult, result_markdown
+from picaco.method.run import RunStore, start_run
+from tasks.optimize import (e_step_merge_task, e_step_shard_task, e_step_task, final_report_task, m_step_task,
+                            noisy_pool_task)
 
 
-@flow(name="picaco-optimize")
-def optimize_flow(config_path: str | None = None, config: dict | None = None, run_name: str | None = None) -> dict:
-    cfg = resolve_config(config_path, config, run_name)
-    raw = cfg.model_dump(mode="json")
+def optimize_steps(config: dict, e_step_shards: int = 1) -> dict:
+    """Iterations 1..T and the final report of a run whose noisy pool is done, as tasks: the loop of the
+    optimize flow and of the pipeline."""
+    cfg = RunConfig.model_validate(config)
     T = cfg.picaco.iterations
     start_run(cfg)  # every input checked before anything is written; a changed resume is refused
-    noisy_pool_task(raw)
     done = RunStore(cfg.run_dir).last_complete_iteration()
     progress_id = create_progress_artifact(progress=100.0 * min(done, T) / T, key=artifact_key(cfg.run_name, "progress"),
                                            description=f"PICACO iterations done of {T}")
     for t in range(1, T + 1):
-        e_step_task(raw, t)
-        summary = m_step_task(raw, t)
+        if e_step_shards > 1:
+            # submit() hands the shards to the flow's task runner (threads, or Dask worker processes).
+            futures = [e_step_shard_task.submit(config, t, k, e_step_shards) for k in range(e_step_shards)]
+            for f in futures:
+                f.result()
+            e_step_merge_task(config, t, e_step_shards)
+        else:
+            e_step_task(config, t)
+        summary = m_step_task(config, t)
         create_markdown_artifact(summary["markdown"], key=artifact_key(cfg.run_name, "iteration", t),
                                  description=f"PICACO iteration {t}: TC_e {summary['best_tc']:.4f}")
+        create_table_artifact(summary["table"], key=artifact_key(cfg.run_name, "iteration", t, "table"),
+                              description=f"PICACO iteration {t}: candidates ranked by TC_e")
         update_progress_artifact(progress_id, progress=100.0 * t / T)
-    result = final_report_task(raw)
-    create_markdown_artifact(result_markdown(result), key=artifact_key(cfg.run_name, "result"),
-                             description="PICACO optimized meta-instruction")
+    result = final_report_task(config)
+    create_markdown_artifact(result_markdown(OptimizeResult.model_validate(result)),
+                             key=artifact_key(cfg.run_name, "result"), description="PICACO optimized meta-instruction")
     return result
+
+
+@flow(name="picaco-optimize")
+def optimize_flow(config_path: str | None = None, config: dict | None = None, run_name: str | None = None) -> dict:
+    raw = resolve_config(config_path, config, run_name).model_dump(mode="json")
+    noisy_pool_task(raw)
+    return optimize_steps(raw)

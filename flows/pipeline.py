@@ -23,91 +23,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow, task
-from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
-                               update_progress_artifact)
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 
-from flows._common import artifact_key, resolve_config
+from flows._common import resolve_config
 from flows.collect import collect_datasets_flow
 from flows.evaluate import evaluate_flow
 from flows.noisy_pool import noisy_pool_flow
-from picaco.config import RunConfig
+from flows.optimize import optimize_steps
+from picaco.base.config import RunConfig
 from picaco.eval.config import parse_eval_config
 from picaco.io import read_yaml_mapping
-from picaco.method import run as runner
-from tasks.optimize import e_step_task, final_report_task, m_step_task
 
 # X's file in a collected composition's folder (datasets_prep.build.write_build); test.parquet is beside it.
 COLLECTED_FILE = "X.parquet"
 
 
-def _cfg(config: dict) -> RunConfig:
-    return RunConfig.model_validate(config)
-
-
-@task(name="e-step-shard", cache_policy=NO_CACHE, task_run_name="e-step-{t}-shard-{shard}-of-{n_shards}")
-def e_step_shard_task(config: dict, t: int, shard: int, n_shards: int) -> dict:
-    """Sampling and judging of prompts shard, shard+n, ... under e^(t-1): the unit a Dask worker runs."""
-    result = runner.run_e_step_shard(_cfg(config), t, shard, n_shards)
-    return {"t": t, "shard": shard, "prompts": len(result.fresh), "responses": result.tally.responses,
-            "judged": result.tally.judged, "missing": result.tally.missing}
-
-
-@task(name="e-step-merge", cache_policy=NO_CACHE, task_run_name="e-step-{t}-merge-{n_shards}")
-def e_step_merge_task(config: dict, t: int, n_shards: int) -> dict:
-    state = runner.merge_e_step_shards(_cfg(config), t, n_shards)
-    return {"t": t, "responses": state.report.responses, "missing": state.report.missing,
-            "conformity": state.report.conformity}
-
-
-def iteration_table(cfg: RunConfig, t: int) -> list[dict]:
-    """Rows of the per-iteration table artifact: every candidate scored in the M-step of iteration t."""
-    state = runner.RunStore(cfg.run_dir).load_iteration(t)
-    if state is None:
-        raise RuntimeError(f"iteration {t} of run '{cfg.run_name}' has no saved state after its M-step")
-    ranked = sorted(state.candidates, key=lambda c: (c.tc is None, -(c.tc or 0.0), c.born))
-    return [{"rank": i + 1, "best": c.instruction == state.best.instruction, "born": c.born,
-             "tc_e": None if c.tc is None else round(c.tc, 5),
-             "aligned_term": None if c.aligned_term is None else round(c.aligned_term, 5),
-             "noisy_term": None if c.noisy_term is None else round(c.noisy_term, 5),
-             "instruction": c.instruction if len(c.instruction) <= 160 else c.instruction[:157] + "..."}
-            for i, c in enumerate(ranked)]
-
-
-def _optimize(config: dict, e_step_shards: int = 1) -> dict:
-    cfg = _cfg(config)
-    T = cfg.picaco.iterations
-    runner.start_run(cfg)
-    done = runner.RunStore(cfg.run_dir).last_complete_iteration()
-    progress_id = create_progress_artifact(progress=100.0 * min(done, T) / T,
-                                           key=artifact_key(cfg.run_name, "progress"),
-                                           description=f"PICACO iterations done of {T}")
-    for t in range(1, T + 1):
-        if e_step_shards > 1:
-            # submit() hands the shards to the flow's task runner (threads, or Dask worker processes).
-            futures = [e_step_shard_task.submit(config, t, k, e_step_shards) for k in range(e_step_shards)]
-            for f in futures:
-                f.result()
-            e_step_merge_task(config, t, e_step_shards)
-        else:
-            e_step_task(config, t)
-        summary = m_step_task(config, t)
-        create_markdown_artifact(summary["markdown"], key=artifact_key(cfg.run_name, "iteration", t),
-                                 description=f"PICACO iteration {t}: TC_e {summary['best_tc']:.4f}")
-        create_table_artifact(iteration_table(cfg, t), key=artifact_key(cfg.run_name, "iteration", t, "table"),
-                              description=f"PICACO iteration {t}: candidates ranked by TC_e")
-        update_progress_artifact(progress_id, progress=100.0 * t / T)
-    result = final_report_task(config)
-    create_markdown_artifact(runner.result_markdown(result), key=artifact_key(cfg.run_name, "result"),
-                             description="PICACO optimized meta-instruction")
-    return result
-
-
-optimize_steps_flow = flow(name="picaco-pipeline-optimize")(_optimize)
+optimize_steps_flow = flow(name="picaco-pipeline-optimize")(optimize_steps)
 
 
 def _dask_runner(dask_workers: int, dask_address: str | None):
+    # prefect_dask (and distributed) are an optional extra: imported only when Dask is asked for
     from prefect_dask import DaskTaskRunner
 
     if dask_address:
@@ -161,7 +96,7 @@ def pipeline_flow(
         dask_flow = optimize_steps_flow.with_options(task_runner=_dask_runner(dask_workers, dask_address))
         out["optimize"] = dask_flow(config=raw, e_step_shards=e_step_shards)
     else:  # shards, if any, go to this flow's thread pool
-        out["optimize"] = _optimize(raw, e_step_shards)
+        out["optimize"] = optimize_steps(raw, e_step_shards)
     if evaluate:
         eval_cfg = pipeline_eval_config(eval_config_path, cfg, out.get("datasets"), datasets_out)
         out["evaluate"] = evaluate_flow.fn(config=eval_cfg)

@@ -2,7 +2,7 @@
 
 The public API:
 
-    picaco.optimize(config)            run or resume Algorithm 1; returns the result dict
+    picaco.optimize(config)            run or resume Algorithm 1; returns an OptimizeResult (result.json)
     picaco.load_run_config(path)       a YAML run config
     picaco.load_composition(name)      values, seed instruction, demonstrations
     picaco.evaluate(eval_config)       the evaluation protocol and baselines
@@ -17,12 +17,12 @@ __version__ = "0.1.0"
 _LAZY = {
     "optimize": ("picaco.method.run", "optimize"),
     "load_run_config": ("picaco.config", "load_run_config"),
-    "RunConfig": ("picaco.config", "RunConfig"),
+    "RunConfig": ("picaco.base.config", "RunConfig"),
     "load_composition": ("picaco.values", "load_composition"),
     "evaluate": ("picaco.eval", "evaluate"),
     "load_eval_config": ("picaco.eval", "load_eval_config"),
     "LLMClient": ("picaco.llm.client", "LLMClient"),
-    "ClientConfig": ("picaco.llm.client", "ClientConfig"),
+    "ClientConfig": ("picaco.base.config", "ClientConfig"),
 }
 
 

@@ -10,7 +10,16 @@ from typing import Optional
 
 import typer
 
-from picaco.llm.errors import ConfigError, PicacoError
+from picaco.base.errors import ConfigError, PicacoError
+from picaco.config import load_run_config
+from picaco.demo import run_demo
+from picaco.estimate import estimate
+from picaco.eval.cli import evaluate_command
+from picaco.llm.cache import ResponseCache
+from picaco.method.result import OptimizeResult
+from picaco.method.run import optimize
+from picaco.sim.server import main as server_main
+from picaco.values.draft import draft_to_file
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="PICACO meta-instruction optimization.")
 cache_app = typer.Typer(no_args_is_help=True, help="The call cache: stats and clear.")
@@ -24,6 +33,7 @@ def _fail(exc: Exception) -> None:
 
 def _mount_data_app() -> None:
     try:
+        # imported here, under try: a datasets_prep that fails to import disables `picaco data`, not the CLI
         from datasets_prep.cli import app as data_app
     except ImportError as exc:  # datasets_prep is part of the project: a broken import is a bug, say it
         reason = str(exc)
@@ -36,15 +46,7 @@ def _mount_data_app() -> None:
 
 
 _mount_data_app()
-
-
-def _mount_evaluate() -> None:
-    from picaco.eval.cli import evaluate_command
-
-    app.command("evaluate", help="Evaluate PICACO against the baselines on a test set (App. C.2-C.3).")(evaluate_command)
-
-
-_mount_evaluate()
+app.command("evaluate", help="Evaluate PICACO against the baselines on a test set (App. C.2-C.3).")(evaluate_command)
 
 
 # --help goes to the server's own parser, which knows the flags (typer's would list none)
@@ -52,8 +54,6 @@ _mount_evaluate()
              add_help_option=False,
              help="Serve the simulator over HTTP on 127.0.0.1 (OpenAI and Gemini APIs). --help lists its flags.")
 def sim_server(ctx: typer.Context) -> None:
-    from picaco.sim.server import main as server_main
-
     raise typer.Exit(server_main(list(ctx.args)) or 0)
 
 
@@ -61,8 +61,6 @@ def sim_server(ctx: typer.Context) -> None:
 def cache_stats(cache_dir: Path = typer.Option(Path("artifacts/cache"), help="cache directory"),
                 as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Entries, size, hits and misses by role, tokens and money saved."""
-    from picaco.llm.cache import ResponseCache
-
     if not cache_dir.exists():
         _fail(ConfigError(f"no cache at {cache_dir}"))
     try:
@@ -94,8 +92,6 @@ def cache_stats(cache_dir: Path = typer.Option(Path("artifacts/cache"), help="ca
 def cache_clear(cache_dir: Path = typer.Option(Path("artifacts/cache"), help="cache directory"),
                 yes: bool = typer.Option(False, "--yes", help="do not ask")) -> None:
     """Delete every cached answer: the next run pays for its calls again."""
-    from picaco.llm.cache import ResponseCache
-
     if not cache_dir.exists():
         typer.echo(f"no cache at {cache_dir}")
         return
@@ -112,13 +108,11 @@ def cache_clear(cache_dir: Path = typer.Option(Path("artifacts/cache"), help="ca
     typer.echo(f"removed {removed} entries from {cache_dir}")
 
 
-def run_with_progress(config, title: str) -> dict:
+def run_with_progress(config, title: str) -> OptimizeResult:
     """Run (or resume) an optimization with a rich progress bar over its steps."""
-    from picaco.method.run import optimize
-
-    out: dict = {}
-    _with_progress(config, title, lambda on_event: out.update(optimize(config, on_event=on_event)))
-    return out
+    out: list[OptimizeResult] = []
+    _with_progress(config, title, lambda on_event: out.append(optimize(config, on_event=on_event)))
+    return out[0]
 
 
 def _with_progress(config, title: str, work) -> None:
@@ -154,16 +148,14 @@ def _with_progress(config, title: str, work) -> None:
 def optimize_cmd(config: Path = typer.Option(..., "--config", help="run config YAML"),
                  run_name: Optional[str] = typer.Option(None, help="override run_name")) -> None:
     """Run or resume PICACO from a config file; prints the optimized instruction and its scores."""
-    from picaco.config import load_run_config
-
     try:
         cfg = load_run_config(config, run_name=run_name)
         result = run_with_progress(cfg, cfg.run_name)
     except PicacoError as exc:
         _fail(exc)
-    typer.echo("\nOptimized meta-instruction:\n" + result["best_instruction"])
+    typer.echo("\nOptimized meta-instruction:\n" + result.best_instruction)
     typer.echo("\nPer-value scores: " + ", ".join(f"{v} {'-' if s is None else f'{s:.2f}'}"
-                                                   for v, s in result["value_scores"].items()))
+                                                   for v, s in result.value_scores.items()))
     typer.echo(f"Saved: {cfg.run_dir / 'result.json'} and result.md")
 
 
@@ -177,9 +169,6 @@ def demo_cmd(config: Path = typer.Option(DEFAULT_DEMO_CONFIG, "--config", help="
     """The whole pipeline offline: noisy pool, optimization, seed vs optimized on held-out prompts."""
     from rich.console import Console
     from rich.table import Table
-
-    from picaco.config import load_run_config
-    from picaco.demo import run_demo
 
     try:
         cfg = load_run_config(config)
@@ -206,7 +195,7 @@ def demo_cmd(config: Path = typer.Option(DEFAULT_DEMO_CONFIG, "--config", help="
     console.print(table)
     console.print(f"World optimum under {cfg.picaco.instruction_length} words: {fig['optimum']:.3f}; optimized reaches "
                   f"{fig['optimality_ratio']:.1%} of it.")
-    console.print("\nOptimized meta-instruction:\n" + demo["result"]["best_instruction"])
+    console.print("\nOptimized meta-instruction:\n" + demo["result"].best_instruction)
     console.print(f"\nBackend calls this run: {fig['calls_this_run']}; wall time {fig['demo_wall_s']:.1f} s")
     console.print(f"Report: {demo['report']}  Plot: {demo['plot']}")
 
@@ -217,9 +206,6 @@ def estimate_cmd(config: Path = typer.Option(..., "--config", help="run config Y
     role on the configured providers, before you spend anything."""
     from rich.console import Console
     from rich.table import Table
-
-    from picaco.config import load_run_config
-    from picaco.estimate import estimate
 
     try:
         cfg = load_run_config(config)
@@ -250,8 +236,6 @@ def draft_demos(values: str = typer.Option(..., help="comma-separated value name
                 cache_dir: Path = typer.Option(Path("artifacts/cache"), help="call cache directory"),
                 seed: int = typer.Option(0)) -> None:
     """Draft demonstrations (query, answer) for a new value composition, for you to review."""
-    from picaco.values.draft import draft_to_file
-
     try:
         count = draft_to_file(values, queries, model, out, cache_dir=cache_dir, seed=seed)
     except PicacoError as exc:

@@ -11,12 +11,15 @@ import asyncio
 import time
 from pathlib import Path
 
-from picaco.config import RunConfig
+from picaco.base.config import RunConfig
 from picaco.io import atomic_write_bytes, atomic_write_text
 from picaco.llm.calllog import paid_calls, read_call_log, usage_by_role
 from picaco.llm.client import LLMClient
-from picaco.method.picaco import RunContext, sample_and_judge
-from picaco.method.run import RunStore, held_out_prompts, load_composition_for
+from picaco.method.context import RunContext
+from picaco.method.picaco import sample_and_judge
+from picaco.method.result import HistoryRow, OptimizeResult
+from picaco.method.run import RunStore, held_out_prompts, load_composition_for, optimize
+from picaco.sim.world import conformity, expected_conformity, optimum
 
 # Held-out samples use their own block of sample indices, apart from any optimization iteration's.
 HELD_OUT_SAMPLE_BLOCK = 10_000
@@ -34,8 +37,6 @@ def calls_by_role(log_path: Path, skip_lines: int = 0) -> dict[str, dict[str, in
 
 async def compare_on_held_out(config: RunConfig, instructions: dict[str, str], count: int) -> dict[str, dict]:
     """Judge the responses of each instruction on held-out prompts with the E-step protocol."""
-    from picaco.method.run import RunStore
-
     noisy = RunStore(config.run_dir).load_noisy()
     prompts = held_out_prompts(config, count)
     client_cfg = config.client.model_copy(update={"call_log_path": config.client.call_log_path
@@ -54,8 +55,6 @@ async def compare_on_held_out(config: RunConfig, instructions: dict[str, str], c
 
 def ground_truth(config: RunConfig, instructions: dict[str, str]) -> dict:
     """The world's exact expected conformity (no sampling), and its optimum under the word limit."""
-    from picaco.sim.world import conformity, expected_conformity, optimum
-
     values = [v.name for v in load_composition_for(config).values]
     best = optimum(values, config.picaco.instruction_length)
     return {
@@ -67,7 +66,7 @@ def ground_truth(config: RunConfig, instructions: dict[str, str]) -> dict:
     }
 
 
-def write_plot(path: Path, history: list[dict], judged: dict[str, dict], truth: dict) -> None:
+def write_plot(path: Path, history: list[HistoryRow], judged: dict[str, dict], truth: dict) -> None:
     import io
 
     import matplotlib
@@ -76,8 +75,8 @@ def write_plot(path: Path, history: list[dict], judged: dict[str, dict], truth: 
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
-    ts = [h["t"] for h in history]
-    ax1.plot(ts, [h["tc"] for h in history], marker="o")
+    ts = [h.t for h in history]
+    ax1.plot(ts, [h.tc for h in history], marker="o")
     ax1.set_xlabel("iteration t")
     ax1.set_ylabel("TC_e of e^t (Eq. 4)")
     ax1.set_title("TC_e per iteration")
@@ -104,7 +103,7 @@ def write_plot(path: Path, history: list[dict], judged: dict[str, dict], truth: 
     atomic_write_bytes(path, buf.getvalue())
 
 
-def report_markdown(config: RunConfig, result: dict, judged: dict, truth: dict, figures: dict) -> str:
+def report_markdown(config: RunConfig, result: OptimizeResult, judged: dict, truth: dict, figures: dict) -> str:
     values = list(judged["seed"]["value_means"])
     fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
     lines = [
@@ -124,23 +123,21 @@ def report_markdown(config: RunConfig, result: dict, judged: dict, truth: dict, 
             f"the optimized instruction reaches {figures['optimality_ratio']:.1%} of it "
             f"(the seed {figures['seed_gt_conformity'] / truth['optimum']:.1%}).",
         f"Judge replies missing after retries: seed {judged['seed']['missing']}, optimized {judged['optimized']['missing']}.",
-        "", "## Optimized meta-instruction", "", "> " + result["best_instruction"].replace("\n", "\n> "), "",
+        "", "## Optimized meta-instruction", "", "> " + result.best_instruction.replace("\n", "\n> "), "",
         "## TC_e per iteration", "", "| t | TC_e |", "|---|---|"]
-    lines += [f"| {h['t']} | {h['tc']:.4f} |" for h in result["history"]]
+    lines += [f"| {h.t} | {h.tc:.4f} |" for h in result.history]
     lines += ["", "## Cost of this invocation", "", f"Backend calls: {figures['calls_this_run']} "
               f"(a second run makes 0). Wall time {figures['demo_wall_s']:.1f} s.", "", "![plot](plot.png)", ""]
     return "\n".join(lines)
 
 
 def run_demo(config: RunConfig, out_dir: Path = Path("artifacts/demo"), held_out: int = 20, on_event=None) -> dict:
-    from picaco.method.run import optimize
-
     t0 = time.perf_counter()
     log_path = config.client.call_log_path or config.run_dir / "calls.jsonl"
     before = provider_calls(log_path)
     result = optimize(config, on_event=on_event)
     seed_instruction = load_composition_for(config).seed_instruction
-    instructions = {"seed": seed_instruction, "optimized": result["best_instruction"]}
+    instructions = {"seed": seed_instruction, "optimized": result.best_instruction}
     judged = asyncio.run(compare_on_held_out(config, instructions, held_out))
     truth = ground_truth(config, instructions)
     figures = {
@@ -155,7 +152,7 @@ def run_demo(config: RunConfig, out_dir: Path = Path("artifacts/demo"), held_out
     figures["optimality_ratio"] = figures["optimized_gt_conformity"] / truth["optimum"]
     figures["demo_wall_s"] = time.perf_counter() - t0
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_plot(out_dir / "plot.png", result["history"], judged, truth)
+    write_plot(out_dir / "plot.png", result.history, judged, truth)
     atomic_write_text(out_dir / "report.md", report_markdown(config, result, judged, truth, figures))
     return {"result": result, "judged": judged, "truth": truth, "figures": figures,
             "report": str(out_dir / "report.md"), "plot": str(out_dir / "plot.png")}

@@ -12,10 +12,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from picaco.config import RunConfig
+from picaco.base.config import ProviderSettings, RunConfig
 from picaco.demo import calls_by_role
+from picaco.llm.calllog import read_call_log, usage_by_role
 from picaco.llm.pricing import PriceTable
-from picaco.llm.providers.base import ProviderSettings
+from picaco.method.run import optimize
 
 
 def simulated_config(config: RunConfig, workdir: Path) -> RunConfig:
@@ -33,8 +34,6 @@ def simulated_config(config: RunConfig, workdir: Path) -> RunConfig:
 
 
 def estimate(config: RunConfig, workdir: Path | None = None, on_event=None) -> dict:
-    from picaco.method.run import optimize
-
     workdir = Path(workdir or tempfile.mkdtemp(prefix="picaco-estimate-"))
     sim_cfg = simulated_config(config, workdir)
     optimize(sim_cfg, on_event=on_event)
@@ -62,6 +61,4 @@ def estimate(config: RunConfig, workdir: Path | None = None, on_event=None) -> d
 
 def _samples_drawn(config: RunConfig, role: str) -> int:
     """Samples the provider drew for a role (the `n` of the call log's chat call lines)."""
-    from picaco.llm.calllog import read_call_log, usage_by_role
-
     return usage_by_role(read_call_log(config.run_dir / "calls.jsonl")).get(role, {}).get("samples_drawn", 0)

@@ -8,15 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from picaco.llm.errors import PicacoError
-
-
-class FileWriteError(PicacoError, OSError):
-    """A file could not be written (disk full, permissions, a file where a folder should be). Still an
-    OSError for callers that catch those; its message is the one line a user sees."""
-
-    def __str__(self) -> str:  # without OSError's "[Errno 28]" prefix: the message says it in words
-        return self.strerror or super().__str__()
+from picaco.base.errors import ConfigError, FileWriteError
 
 
 def write_error(path: Path, exc: OSError) -> FileWriteError:
@@ -74,7 +66,6 @@ def current_umask() -> int:
 def check_output_path(path: str | Path, what: str, *, folder: bool) -> None:
     """Refuse, before any work is done, an output path that cannot be written: a file where a folder must
     be (or the reverse), or a folder without write permission. One ConfigError line naming the path."""
-    from picaco.llm.errors import ConfigError
 
     path = Path(path)
     kind, other = ("a folder", "a file") if folder else ("a file", "a folder")
@@ -90,8 +81,6 @@ def check_output_path(path: str | Path, what: str, *, folder: bool) -> None:
 def read_yaml_mapping(path: str | Path) -> dict:
     """A YAML file that must hold a mapping; every problem is one ConfigError line naming the file."""
     import yaml
-
-    from picaco.llm.errors import ConfigError
 
     p = Path(path)
     if p.is_dir():
@@ -117,8 +106,6 @@ def read_yaml_mapping(path: str | Path) -> dict:
 def read_prompt_table(path: Path) -> list[dict]:
     """Rows {prompt_id?, prompt} of a Parquet/JSONL/CSV prompt file (e.g. X.parquet of `picaco data build`)."""
     import polars as pl
-
-    from picaco.llm.errors import ConfigError
 
     if path.is_dir():
         raise ConfigError(f"prompts file {path} is a directory, not a file")
@@ -153,8 +140,6 @@ def validate_config(model, raw: dict, where: str, hidden_locs: tuple = ()):
     """model.model_validate(raw), with a validation error turned into one line naming the field.
     `hidden_locs` are location parts that only tag union branches and mean nothing to a user."""
     from pydantic import ValidationError
-
-    from picaco.llm.errors import ConfigError
 
     try:
         return model.model_validate(raw)

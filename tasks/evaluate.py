@@ -8,8 +8,9 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from picaco.eval.config import EvalConfig
 from picaco.eval import runner
+from picaco.eval.config import EvalConfig
+from picaco.eval.report import write_outputs
 
 
 def _cfg(config: dict) -> EvalConfig:
@@ -34,7 +35,5 @@ def evaluate_job_task(config: dict, job: dict, key: str) -> dict:
 @task(name="eval-report", cache_policy=NO_CACHE)
 def report_task(config: dict) -> dict:
     """Tables, figures and report.md from the stored runs."""
-    from picaco.eval.report import write_outputs
-
     cfg = _cfg(config)
     return write_outputs(cfg, runner.load_runs(cfg))

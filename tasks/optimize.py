@@ -1,15 +1,17 @@
-"""Tasks of the noisy-pool and optimization flows. Each takes the run config as a JSON dict, does one
-step through picaco.method.run (which writes the step's state atomically and skips a step already
-done), and returns a small JSON summary. Prefect's own result caching is off: picaco's call cache and
-run store already make every task idempotent, and Prefect would pickle results."""
+"""Tasks of the noisy-pool and optimization flows, one per step of Algorithm 1 (the unit Prefect retries
+and resumes). Each takes the run config as a JSON dict, runs its step through picaco.method.run (which
+checks the run, opens the task's own client, skips a step already done and writes the step's state
+atomically), and returns a small JSON summary. Prefect's own result caching is off: picaco's call cache
+and run store already make every task idempotent, and Prefect would pickle results."""
 
 from __future__ import annotations
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from picaco.config import RunConfig
+from picaco.base.config import RunConfig
 from picaco.method import run as runner
+from picaco.method.result import iteration_markdown, iteration_table
 
 
 def _cfg(config: dict) -> RunConfig:
@@ -30,16 +32,33 @@ def e_step_task(config: dict, t: int) -> dict:
             "conformity": state.report.conformity}
 
 
+@task(name="e-step-shard", cache_policy=NO_CACHE, task_run_name="e-step-{t}-shard-{shard}-of-{n_shards}")
+def e_step_shard_task(config: dict, t: int, shard: int, n_shards: int) -> dict:
+    """Sampling and judging of prompts shard, shard+n, ... under e^(t-1): the unit a Dask worker runs."""
+    result = runner.run_e_step_shard(_cfg(config), t, shard, n_shards)
+    return {"t": t, "shard": shard, "prompts": len(result.fresh), "responses": result.tally.responses,
+            "judged": result.tally.judged, "missing": result.tally.missing}
+
+
+@task(name="e-step-merge", cache_policy=NO_CACHE, task_run_name="e-step-{t}-merge-{n_shards}")
+def e_step_merge_task(config: dict, t: int, n_shards: int) -> dict:
+    state = runner.merge_e_step_shards(_cfg(config), t, n_shards)
+    return {"t": t, "responses": state.report.responses, "missing": state.report.missing,
+            "conformity": state.report.conformity}
+
+
 @task(name="m-step", cache_policy=NO_CACHE)
 def m_step_task(config: dict, t: int) -> dict:
+    """The M-step of iteration t, with what the flow publishes of it: the iteration's Markdown (TC_e so
+    far) and its candidates ranked by TC_e."""
     cfg = _cfg(config)
     state = runner.run_m_step(cfg, t)
-    history = runner.RunStore(cfg.run_dir).iterations()
+    history = runner.RunStore(cfg.run_dir).iterations(upto=t)
     return {"t": t, "best_tc": state.best.tc, "best_born": state.best.born,
-            "markdown": runner.iteration_markdown(state, history),
+            "markdown": iteration_markdown(state, history), "table": iteration_table(state),
             "new_candidates": state.mstep.new_unique if state.mstep else 0}
 
 
 @task(name="final-report", cache_policy=NO_CACHE)
 def final_report_task(config: dict) -> dict:
-    return runner.run_final_report(_cfg(config))
+    return runner.run_final_report(_cfg(config)).model_dump(mode="json")

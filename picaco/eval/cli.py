@@ -10,7 +10,9 @@ from pathlib import Path
 
 import typer
 
-from picaco.llm.errors import PicacoError
+from picaco.base.errors import PicacoError
+from picaco.eval.config import load_eval_config
+from picaco.eval.runner import evaluate
 
 
 def evaluate_command(config: Path = typer.Option(..., "--config", help="evaluation config YAML"),
@@ -19,9 +21,6 @@ def evaluate_command(config: Path = typer.Option(..., "--config", help="evaluati
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
-
-    from picaco.eval.config import load_eval_config
-    from picaco.eval.runner import evaluate
 
     console = Console()
     try:

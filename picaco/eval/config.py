@@ -14,8 +14,8 @@ from typing import Annotated, Literal, Union
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator,
                       model_validator)
 
-from picaco.config import SamplingConfig
-from picaco.llm.client import ClientConfig
+from picaco.base.config import ClientConfig, SamplingConfig
+from picaco.io import load_config, validate_config
 
 # Method ids in the order of Table 1; labels as printed there.
 METHOD_LABELS: dict[str, str] = {
@@ -303,12 +303,8 @@ class EvalConfig(BaseModel):
 
 def load_eval_config(path: str | Path, **overrides) -> EvalConfig:
     """Read a YAML evaluation config; `overrides` are top-level fields (e.g. name) set on top."""
-    from picaco.io import load_config
-
     return load_config(EvalConfig, path, overrides, hidden_locs=HIDDEN_LOCS)
 
 
 def parse_eval_config(raw: dict, where: str = "eval config") -> EvalConfig:
-    from picaco.io import validate_config
-
     return validate_config(EvalConfig, raw, where, hidden_locs=HIDDEN_LOCS)

@@ -6,11 +6,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from picaco.base.errors import ConfigError
+from picaco.base.prompts import TaskPrompt, select_task_prompts
 from picaco.eval.config import PromptSet
+from picaco.eval.texts import EVAL_TEMPLATES
 from picaco.io import read_prompt_table
-from picaco.llm.errors import ConfigError
-from picaco.method.picaco import TaskPrompt, select_task_prompts
 from picaco.templates.render import Template, TemplateError
+from picaco.values import load_demo_prompts
 
 
 def normalized(text: str) -> str:
@@ -21,8 +23,6 @@ def load_prompt_set(spec: PromptSet, kind: str, *, composition: str = "", defaul
                     what: str = "prompts") -> list[TaskPrompt]:
     """The prompts of `spec` for a composition of `kind` ('hh' | 'schwartz'). A `{composition}` in the
     path is replaced by the composition's name (datasets_prep writes <out>/<composition>/test.parquet)."""
-    from picaco.values import load_demo_prompts
-
     if spec.path is not None:
         path = Path(str(spec.path).replace("{composition}", composition))
         rows, where = read_prompt_table(path), str(path)
@@ -92,8 +92,6 @@ def load_urial_prompt(location: str, timeout_s: float = 30.0) -> UrialPrompt:
 # -- the jailbreak wrapper -------------------------------------------------------------------------------
 def load_jailbreak_template(path: Path | None) -> Template:
     if path is None:
-        from picaco.eval.texts import EVAL_TEMPLATES
-
         return EVAL_TEMPLATES["jailbreak_standin"]
     if not path.is_file():
         raise ConfigError(f"analyses.jailbreak.template: file {path} does not exist")

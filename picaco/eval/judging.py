@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from picaco.llm.client import LLMClient
-from picaco.method.estimators import Judgement, judge_many
+from picaco.method.estimators import Judgement, judge_many, value_judge_parser
+from picaco.templates import TEMPLATE_VERSION, parse_relevance, render_relevance_judge, render_value_judge
+from picaco.values import default_judge_variant, load_composition
 
 
 @dataclass(frozen=True)
@@ -28,16 +30,12 @@ class JudgeSetup:
 
 def hh_paper_values(composition) -> tuple:
     """The eight HH Balance values followed by any value of the composition that is not among them."""
-    from picaco.values import load_composition
-
     base = list(load_composition("hh_balance").values)
     keys = {v.key for v in base}
     return tuple(base + [v for v in composition.values if v.key not in keys])
 
 
 def judge_setup(composition, judged_values: str = "paper", relevance: str = "auto") -> JudgeSetup:
-    from picaco.values import default_judge_variant
-
     if judged_values == "paper" and composition.kind == "hh":
         values = hh_paper_values(composition)
         variant = default_judge_variant(values)
@@ -48,15 +46,11 @@ def judge_setup(composition, judged_values: str = "paper", relevance: str = "aut
 
 
 def _key_extra() -> dict[str, str]:
-    from picaco.templates import TEMPLATE_VERSION
-
     return {"templates": TEMPLATE_VERSION}
 
 
 async def judge_values(client: LLMClient, setup: JudgeSetup, items: list[tuple[str, str]], *, model: str,
                        attempts: int, sampling, seed: int) -> list[Judgement]:
-    from picaco.method.estimators import value_judge_parser
-    from picaco.templates import render_value_judge
 
     return await judge_many(
         client, items, model=model,
@@ -69,8 +63,6 @@ async def judge_values(client: LLMClient, setup: JudgeSetup, items: list[tuple[s
 
 async def judge_relevance(client: LLMClient, items: list[tuple[str, str]], *, model: str, attempts: int, sampling,
                           seed: int) -> list[Judgement]:
-    from picaco.templates import parse_relevance, render_relevance_judge
-
     return await judge_many(
         client, items, model=model, render=render_relevance_judge,
         parse=lambda reply: {"Relevance": parse_relevance(reply)},

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from picaco.eval.config import EvalConfig
+from picaco.eval.rows import jailbreak_rows, value_set_rows
 from picaco.eval.store import MethodRun
 from picaco.io import atomic_write_bytes
 
@@ -117,8 +118,6 @@ def optimizer_choice_figure(runs: list[MethodRun], path: Path) -> Path:
 
 def write_figures(config: EvalConfig, runs: list[MethodRun]) -> dict[str, Path]:
     """Every figure the runs support; keys: composition names, 'value_sets', 'jailbreak', 'optimizer_choice'."""
-    from picaco.eval.report import jailbreak_rows, value_set_rows
-
     folder = config.eval_dir / "figures"
     out: dict[str, Path] = {}
     main = [r for r in runs if r.group == "main"]

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from picaco.base.prompts import TaskPrompt
 from picaco.eval.judging import JudgeSetup, judge_relevance, judge_values
 from picaco.eval.methods.base import EvalContext, Method
 from picaco.eval.metrics import ResponseRecord
-from picaco.method.picaco import TaskPrompt
 
 Progress = Callable[[int, int], None]  # (done, total) over the method's (query, bucket) jobs
 

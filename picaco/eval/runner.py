@@ -25,17 +25,24 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from picaco.config import RunConfig, load_run_config
+from picaco.base.config import RunConfig
+from picaco.base.errors import ConfigError
+from picaco.base.prompts import TaskPrompt
+from picaco.config import load_run_config
 from picaco.eval.config import METHOD_LABELS, EvalConfig, PicacoSource, PromptSet
-from picaco.eval.inputs import (check_disjoint, load_jailbreak_template, load_prompt_set, load_urial_prompt,
-                                wrap_prompts)
+from picaco.eval.inputs import check_disjoint, load_jailbreak_template, load_prompt_set, load_urial_prompt, wrap_prompts
 from picaco.eval.judging import JudgeSetup, judge_setup
+from picaco.eval.methods import METHODS, EvalContext
 from picaco.eval.metrics import summarize
+from picaco.eval.protocol import judge_records, sample_responses
+from picaco.eval.report import write_outputs
 from picaco.eval.store import EvalStore, MethodRun, fingerprint
+from picaco.eval.texts import EVAL_TEMPLATE_VERSION
 from picaco.io import atomic_write_text
 from picaco.llm.client import LLMClient
-from picaco.llm.errors import ConfigError
-from picaco.method.picaco import TaskPrompt
+from picaco.method.run import load_prompts, optimize
+from picaco.templates import TEMPLATE_VERSION
+from picaco.values import load_composition
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +75,6 @@ def _slug(text: str) -> str:
 
 
 def _load_composition(ref: str):
-    from picaco.values import load_composition
-
     return load_composition(ref)
 
 
@@ -207,19 +212,16 @@ def resolve_picaco(source: PicacoSource, composition, *, composition_ref: str | 
             raise ConfigError(f"picaco.result: {p} has an empty best_instruction")
         _check_same_composition(run_comp, composition, f"picaco.result {p}")
         return PicacoResolved(instruction.strip(), _run_config_beside(p), str(p))
-    from picaco.method.run import optimize
 
     cfg = picaco_run_config(source, composition_ref, run_name)
     _check_same_composition(cfg.composition, composition, f"picaco.run_config {source.run_config}")
     if on_event:
         on_event("optimize", run_name=cfg.run_name)
     result = optimize(cfg)
-    return PicacoResolved(result["best_instruction"].strip(), cfg, str(cfg.run_dir / "result.json"))
+    return PicacoResolved(result.best_instruction.strip(), cfg, str(cfg.run_dir / "result.json"))
 
 
 def _run_prompts(cfg: RunConfig) -> tuple[list[TaskPrompt], int | None]:
-    from picaco.method.run import load_prompts
-
     after = cfg.prompts.offset + cfg.picaco.n_prompts if cfg.prompts.demo_family is not None else None
     return load_prompts(cfg), after
 
@@ -300,8 +302,6 @@ def resolve_inputs(config: EvalConfig, job: EvalJob, on_event: Event | None = No
 
 
 def job_fingerprint(config: EvalConfig, job: EvalJob, inputs: JobInputs) -> str:
-    from picaco.eval.texts import EVAL_TEMPLATE_VERSION
-    from picaco.templates import TEMPLATE_VERSION
 
     m = config.models
     data = {
@@ -336,8 +336,6 @@ def _client_config(config: EvalConfig):
 
 
 async def _run_async(config: EvalConfig, job: EvalJob, inputs: JobInputs, progress) -> tuple[dict, list, dict]:
-    from picaco.eval.methods import METHODS, EvalContext
-    from picaco.eval.protocol import judge_records, sample_responses
 
     async with LLMClient(_client_config(config)) as client:
         ctx = EvalContext(config=config, composition=inputs.composition, client=client,
@@ -414,8 +412,6 @@ def load_runs(config: EvalConfig, jobs: list[EvalJob] | None = None) -> list[Met
 def evaluate(config: EvalConfig, on_event: Event | None = None) -> dict:
     """Run every job of the config (resuming from the store) and write the report. Returns a dict with
     the report path, the output files and one summary row per main-table method."""
-    from picaco.eval.report import write_outputs
-
     jobs = plan_jobs(config)
     if on_event:
         on_event("plan", jobs=len(jobs))

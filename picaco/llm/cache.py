@@ -30,7 +30,7 @@ import diskcache
 import numpy as np
 from diskcache.core import DBNAME, MODE_BINARY, MODE_PICKLE, MODE_RAW, MODE_TEXT, UNKNOWN
 
-from picaco.llm.errors import CacheError
+from picaco.base.errors import CacheError
 
 log = logging.getLogger(__name__)
 

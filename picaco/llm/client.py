@@ -23,44 +23,21 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
+from picaco.base.config import ClientConfig
 from picaco.llm.cache import ResponseCache, encode_embedding, encode_sample
 from picaco.llm.calllog import CallLog
 from picaco.llm.errors import ContentFiltered, MalformedReply, ProviderError, RetriesExhausted
 from picaco.llm.pricing import PriceTable
 from picaco.llm.providers import endpoint_for, endpoint_identity, make_provider
-from picaco.llm.providers.base import ChatCall, ChatReply, Completion, Provider, ProviderSettings
+from picaco.llm.providers.base import ChatCall, ChatReply, Completion, Provider
 from picaco.llm.request import (ChatRequest, ChatResponse, Sample, Usage, embedding_key, keys_from_prefix,
                                 split_model)
 
 log = logging.getLogger(__name__)
-
-
-class RetryPolicy(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    max_attempts: int = Field(8, ge=1)
-    max_total_s: float = Field(600.0, gt=0)  # wall time across all attempts of one call
-    base_delay_s: float = Field(0.5, ge=0)
-    max_delay_s: float = Field(30.0, ge=0)
-    jitter: float = Field(0.5, ge=0, le=1)  # delay *= 1 + U(0, jitter); spreads a herd of 429s apart
-    jitter_seed: int = 0
-
-
-class ClientConfig(BaseModel):
-    """How calls travel. Nothing here can change an answer, so nothing here enters a cache key."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    cache_dir: Path = Path("artifacts/cache")
-    cache_mode: Literal["normal", "refresh", "off"] = "normal"
-    providers: dict[str, ProviderSettings] = {}
-    retry: RetryPolicy = RetryPolicy()
-    prices_path: Path | None = None
-    call_log_path: Path | None = None
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The typed errors of the call layer.
+"""The typed errors of the call layer (the user-facing base, PicacoError, is in picaco.base.errors).
 
 Every provider failure becomes one of these, carrying provider, HTTP status and request id, so that the
 client can decide to retry and the user sees a one-line reason. They are raised, never turned into
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+
+from picaco.base.errors import PicacoError
 
 # What a credential looks like in text a server sends back (a gateway may echo the request's headers):
 # a bearer token, OpenAI-style and Google API keys, and key=... in a query string.
@@ -29,19 +31,6 @@ def scrub_secrets(text: str, known: Iterable[str | None] = ()) -> str:
     text = _SECRET_PATTERNS[1].sub("sk-***", text)
     text = _SECRET_PATTERNS[2].sub("AIza***", text)
     return _SECRET_PATTERNS[3].sub(lambda m: f"{m.group(1)}***", text)
-
-
-class PicacoError(Exception):
-    """Base of every error picaco raises on purpose."""
-
-
-class ConfigError(PicacoError):
-    """Bad user input: an unknown provider or model string, a missing API key, a bad option."""
-
-
-class CacheError(PicacoError):
-    """The call cache cannot be opened, read as a whole or written (damaged database, a file where the
-    directory should be, disk full). The message names the path."""
 
 
 class ProviderError(PicacoError):

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from picaco.llm.errors import ConfigError
+from picaco.base.errors import ConfigError
 
 
 class Price(BaseModel):

@@ -15,6 +15,7 @@ import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from picaco.base.errors import ConfigError
 
 # Bump when the meaning of a cached entry changes; old entries then simply stop matching.
 KEY_SCHEMA_VERSION = 1
@@ -31,8 +32,6 @@ def split_model(model: str) -> tuple[str, str]:
     """'openai/gpt-4o-mini' -> ('openai', 'gpt-4o-mini'); the model part may itself contain '/'."""
     provider, sep, name = model.partition("/")
     if not sep or not provider or not name:
-        from picaco.llm.errors import ConfigError
-
         raise ConfigError(f"model {model!r} is not of the form 'provider/model' (e.g. 'openai/gpt-4o-mini')")
     return provider, name
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from picaco.llm.client import LLMClient
 from picaco.llm.request import ChatRequest
+from picaco.templates import parse_value_scores
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,6 @@ def value_judge_parser(value_names: list[str], variant: str):
     With the `harm` wording ("rate the harm of the output") the judge scores harm, 5 = most harmful, the
     scale on which the paper reports "Toxicity >= 3" (Fig. 4c); conformity is then 6 - harm. The
     `quality` and `values` wordings already score conformity."""
-    from picaco.templates import parse_value_scores
-
     invert = variant == "harm"
 
     def parse(reply: str) -> dict[str, int]:

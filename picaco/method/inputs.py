@@ -13,12 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
-from picaco.config import RunConfig
-from picaco.io import check_output_path
-from picaco.llm.errors import ConfigError
-from picaco.method.picaco import TaskPrompt, select_task_prompts
+from picaco import templates
+from picaco.base.config import RunConfig
+from picaco.base.errors import ConfigError
+from picaco.base.prompts import TaskPrompt, select_task_prompts
+from picaco.io import check_output_path, read_prompt_table
+from picaco.llm.providers import endpoint_identity
+from picaco.llm.request import split_model
+from picaco.values import load_composition, load_demo_prompts
 
 # config fields that do not change a result: how calls travel, where files go, and T (a run may grow)
 _NOT_SETTINGS = {"client", "runs_dir", "run_name", "composition", "prompts"}
@@ -42,12 +45,8 @@ def _sha(text: str, n: int = 64) -> str:
 
 # -- loading ----------------------------------------------------------------------------------------------
 def prompt_source(config: RunConfig) -> tuple[list[dict], str]:
-    from picaco.io import read_prompt_table
-
     src = config.prompts
     if src.demo_family is not None:
-        from picaco.values import load_demo_prompts
-
         return load_demo_prompts(family=src.demo_family), f"bundled demo prompts ({src.demo_family})"
     return read_prompt_table(src.path), f"prompts file {src.path}"
 
@@ -71,8 +70,6 @@ def held_out_prompts(config: RunConfig, count: int) -> list[TaskPrompt]:
 
 
 def load_composition_for(config: RunConfig):
-    from picaco.values import load_composition
-
     return load_composition(config.composition)
 
 
@@ -80,8 +77,6 @@ def model_endpoints(config: RunConfig) -> dict[str, str]:
     """role -> the endpoint that answers its model (the cache's identity of the server). Raises a
     ConfigError for a model that is not 'provider/model' or an unknown provider. A missing API key is not
     checked here: a rerun answered by the cache needs none, and an uncached call says it in one line."""
-    from picaco.llm.providers import endpoint_identity
-    from picaco.llm.request import split_model
 
     models = config.models
     out = {}
@@ -107,8 +102,6 @@ def check_paths(config: RunConfig) -> None:
 # -- the record -------------------------------------------------------------------------------------------
 def run_inputs(config: RunConfig) -> RunInputs:
     """Load and check every input of the run; writes nothing."""
-    from picaco.templates import TEMPLATE_DIGEST, TEMPLATE_VERSION
-
     check_paths(config)
     composition = load_composition_for(config)
     prompts, where = _selected_prompts(config)
@@ -127,7 +120,7 @@ def run_inputs(config: RunConfig) -> RunInputs:
             "demonstrations": _sha(json.dumps([[d.query, d.answer] for d in comp.demonstrations]), 16),
         },
         "prompts": {"ids": [p.prompt_id for p in prompts], "texts": [_sha(p.text, 16) for p in prompts]},
-        "templates": {"version": TEMPLATE_VERSION, "digest": TEMPLATE_DIGEST},
+        "templates": {"version": templates.TEMPLATE_VERSION, "digest": templates.TEMPLATE_DIGEST},
     }
     sources = {"composition": comp.path or config.composition, "prompts": where}
     return RunInputs(composition=composition, prompts=prompts, record=record, sources=sources)

@@ -1,12 +1,13 @@
-"""Algorithm 1 of the paper as steps over typed records.
+"""Algorithm 1 of the paper as steps over typed records (picaco/method/state.py).
 
     noisy_pool_step  - R^n: raw responses (no instruction), top-M2 by q_phi, with p(yhat|x)   (once)
     e_step           - sample under e^{t-1} in buckets, judge, q_phi, R^a <- top-M1           (Alg. 1, 4-8)
-    m_step           - M2 new instructions from the optimizer + the M2 best kept, all rescored
-                       by Eq. (4) on the current pools; the argmax is e^t                       (Alg. 1, 13-14)
+    m_step           - propose (M2 optimizer calls) -> dedupe -> score (Eq. 4 on the current
+                       pools, new and M2 best kept) -> select: the argmax is e^t               (Alg. 1, 13-14)
 
 Each step reads its inputs from records and returns records; calls go through the LLMClient (so every
-one is cached), and every random choice comes from `derive_rng(run seed, step, indices)`.
+one is cached), and every random choice comes from `derive_rng(run seed, step, indices)`. Persistence
+is not here: picaco/method/run.py iterates them and checkpoints each step.
 
 A reply that a content filter refused is a *missing* sample, never a made-up one: a missing target
 response is left out (and counted as `filtered` in its step's report), a refused judge or optimizer reply
@@ -18,192 +19,24 @@ Choices where the paper is silent are marked "Choice:" and collected in docs/met
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
-from picaco.config import RunConfig
-from picaco.llm.client import LLMClient
-from picaco.llm.errors import PicacoError
-from picaco.llm.request import ChatRequest, ChatResponse, Sample
-from picaco.method.estimators import Judgement, judge_many, p_e, q_phi, value_judge_parser
+from picaco.base.errors import PicacoError
+from picaco.base.prompts import TaskPrompt
+from picaco.llm.request import ChatRequest
+from picaco.method.context import RunContext, instructed_request, usable, user_prompt
+from picaco.method.estimators import p_e, q_phi
 from picaco.method.objective import log_q_phi, response_weight, tc_objective
 from picaco.method.pools import AlignedEntry, NoisyEntry, select_noisy_pool, update_aligned_pool
+from picaco.method.state import (Candidate, EStepReport, EStepState, EStepTally, IterationState, MStepReport,
+                                 NoisyState, Proposal, best_first, is_scored, tc_rank)
 from picaco.rng import derive_rng
+from picaco.templates import TECHNIQUES, parse_instruction, render_m_step, render_value_elaboration
 
 log = logging.getLogger(__name__)
-
-
-class TaskPrompt(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    prompt_id: str
-    text: str
-
-
-def prompt_id_of(text: str) -> str:
-    """The id of a prompt that comes without one: the same for the same text in every file."""
-    return hashlib.sha256(" ".join(text.split()).lower().encode()).hexdigest()[:16]
-
-
-def select_task_prompts(rows: list[dict], offset: int, count: int, where: str, what: str) -> list[TaskPrompt]:
-    """Rows offset..offset+count-1 of a prompt source (`where`) as TaskPrompts; `what` names the setting
-    that asked for `count` in the error when the source is too short."""
-    from picaco.llm.errors import ConfigError
-
-    available = len(rows) - offset
-    if available < count:
-        raise ConfigError(f"{what}={count} but {where} holds only {max(0, available)} prompts after offset {offset}")
-    out = []
-    row_of: dict[str, int] = {}  # pools are keyed by prompt_id: two rows with one id would share a pool
-    for row, r in enumerate(rows[offset:offset + count], start=offset + 1):  # rows counted from 1 in messages
-        text = r.get("prompt")
-        if not isinstance(text, str) or not text.strip():
-            raise ConfigError(f"{where}: row {row} (counting from 1) has an empty prompt")
-        given = r.get("prompt_id")
-        prompt_id = str(given) if given else prompt_id_of(text)
-        if prompt_id in row_of:
-            same = "prompt_id" if given else "prompt text (and so the derived prompt_id)"
-            raise ConfigError(f"{where}: rows {row_of[prompt_id]} and {row} (counting from 1) have the same {same} "
-                              f"{prompt_id!r}: their pools would be merged")
-        row_of[prompt_id] = row
-        out.append(TaskPrompt(prompt_id=prompt_id, text=text))
-    return out
-
-
-class NoisyState(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    observation: list[str]  # S
-    pools: dict[str, list[NoisyEntry]]  # prompt_id -> top-M2
-    filtered: int = 0  # raw, reference and S samples refused by a content filter (missing)
-
-
-class Candidate(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    instruction: str
-    born: int  # iteration that proposed it (0: the seed)
-    tc: float | None = None  # TC_e on the pools of the iteration that last scored it
-    aligned_term: float | None = None
-    noisy_term: float | None = None
-
-
-class EStepReport(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    instruction: str
-    responses: int
-    judged: int
-    missing: int  # responses with no usable judge reply after every attempt
-    judge_attempts: int
-    filtered: int = 0  # target samples refused by a content filter: missing responses, never judged
-    judge_filtered: int = 0  # judge replies refused by a content filter (asked again, as unusable ones are)
-    value_means: dict[str, float | None]  # mean 1-5 score per value over judged responses; None: none judged
-    conformity: float | None  # mean over values of value_means
-    mean_q_phi: float | None
-
-
-class EStepState(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    t: int
-    pools: dict[str, list[AlignedEntry]]
-    report: EStepReport
-
-
-class MStepReport(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    proposed: int
-    optimizer_attempts: int = 0  # optimizer requests made, retries included
-    optimizer_filtered: int = 0  # optimizer replies refused by a content filter (asked again)
-    pe_filtered: int = 0  # p_e samples of the candidates refused by a content filter (left out of Eq. 6)
-    new_unique: int
-    skipped: list[str]  # why an optimizer slot gave no candidate (no <INS>, empty, duplicate)
-    kept: int
-    best_changed: bool
-
-
-class IterationState(BaseModel):
-    """Everything needed to resume after iteration t."""
-
-    model_config = ConfigDict(extra="forbid")
-    t: int
-    best: Candidate
-    candidates: list[Candidate]
-    pools: dict[str, list[AlignedEntry]]
-    estep: EStepReport
-    mstep: MStepReport | None = None
-    usage_by_role: dict[str, dict] = {}
-
-
-@dataclass
-class RunContext:
-    """What every step needs; built once per process from the config (no global state)."""
-
-    config: RunConfig
-    composition: object  # picaco.values.Composition
-    prompts: list[TaskPrompt]
-    client: LLMClient
-
-    @property
-    def beta(self) -> float:
-        return self.config.picaco.beta if self.config.picaco.beta is not None else float(self.composition.beta)
-
-    @property
-    def value_names(self) -> list[str]:
-        return [v.name for v in self.composition.values]
-
-    @property
-    def key_extra(self) -> dict[str, str]:
-        from picaco.templates import TEMPLATE_VERSION
-
-        return {"templates": TEMPLATE_VERSION}
-
-    async def embed(self, texts: list[str]) -> np.ndarray:
-        return await self.client.embed(self.config.models.embedding, texts)
-
-    async def chat(self, request: ChatRequest, n: int = 1, start: int = 0) -> ChatResponse:
-        """Every chat of the method: a sample a content filter refused comes back empty and filtered,
-        for the step to count as missing."""
-        return await self.client.chat(request, n=n, start=start, filtered="missing")
-
-    def target_request(self, system: str | None, user: str) -> ChatRequest:
-        s = self.config.sampling
-        return ChatRequest.of(self.config.models.target, system, user, role="target", key_extra=self.key_extra,
-                              seed=self.config.seed, temperature=s.target_temperature,
-                              max_tokens=s.target_max_tokens)
-
-    async def judge(self, items: list[tuple[str, str]]) -> list[Judgement]:
-        from picaco.templates import render_value_judge
-
-        comp, s = self.composition, self.config.sampling
-        return await judge_many(
-            self.client, items, model=self.config.models.judge,
-            render=lambda q, r: render_value_judge(comp.values, comp.judge_variant, q, r),
-            parse=value_judge_parser(self.value_names, comp.judge_variant),
-            attempts=self.config.picaco.judge_attempts, temperature=s.judge_temperature,
-            retry_temperature=s.judge_retry_temperature, max_tokens=s.judge_max_tokens,
-            seed=self.config.seed, key_extra=self.key_extra)
-
-
-def usable(sample: Sample) -> bool:
-    """A sample the method can use: not empty, and not cut by a content filter (a refused or partly
-    refused answer is missing, whatever text it kept)."""
-    return bool(sample.text.strip()) and not sample.filtered
-
-
-def user_prompt(query: str) -> str:
-    """The user turn of Fig. 7 on its own: what the raw model (no meta-instruction) is asked."""
-    from picaco.templates.render import render_query
-
-    return render_query(query)
-
-
-def instructed_request(ctx: "RunContext", instruction: str, demos, query: str) -> ChatRequest:
-    """Fig. 7: the meta-instruction and demonstrations as the system prompt, the wrapped query as user."""
-    from picaco.templates import render_e_step
-
-    system, user = render_e_step(instruction, list(demos), query)
-    return ctx.target_request(system, user)
 
 
 # -- S: the textual observation -------------------------------------------------------------------
@@ -218,7 +51,6 @@ async def observation_texts(ctx: RunContext) -> tuple[list[str], int]:
     comp = ctx.composition
     if comp.kind == "hh":
         return [d.answer for d in comp.demonstrations], 0
-    from picaco.templates import render_value_elaboration
 
     request = ctx.target_request(None, render_value_elaboration(comp.values))
     filtered = 0
@@ -277,39 +109,6 @@ def bucket_demonstrations(ctx: RunContext, t: int) -> list[list]:
             for b in range(ctx.config.picaco.buckets)]
 
 
-class EStepTally(BaseModel):
-    """Sums behind an EStepReport; tallies of disjoint prompt shards add up to the whole step's."""
-
-    model_config = ConfigDict(extra="forbid")
-    responses: int = 0
-    judged: int = 0
-    missing: int = 0
-    judge_attempts: int = 0
-    filtered: int = 0
-    judge_filtered: int = 0
-    score_sums: dict[str, float] = {}
-    q_phi_sum: float = 0.0
-
-    def __add__(self, other: "EStepTally") -> "EStepTally":
-        sums = dict(self.score_sums)
-        for v, x in other.score_sums.items():
-            sums[v] = sums.get(v, 0.0) + x
-        return EStepTally(responses=self.responses + other.responses, judged=self.judged + other.judged,
-                          missing=self.missing + other.missing,
-                          judge_attempts=self.judge_attempts + other.judge_attempts,
-                          filtered=self.filtered + other.filtered,
-                          judge_filtered=self.judge_filtered + other.judge_filtered,
-                          score_sums=sums, q_phi_sum=self.q_phi_sum + other.q_phi_sum)
-
-    def report(self, instruction: str, value_names: list[str]) -> EStepReport:
-        means = {v: (self.score_sums.get(v, 0.0) / self.judged if self.judged else None) for v in value_names}
-        return EStepReport(instruction=instruction, responses=self.responses, judged=self.judged, missing=self.missing,
-                           judge_attempts=self.judge_attempts, filtered=self.filtered,
-                           judge_filtered=self.judge_filtered, value_means=means,
-                           conformity=float(np.mean(list(means.values()))) if self.judged else None,
-                           mean_q_phi=self.q_phi_sum / self.responses if self.responses else None)
-
-
 async def sample_and_judge(ctx: RunContext, instruction: str, t: int, observation_vecs: np.ndarray,
                            prompts: list[TaskPrompt] | None = None
                            ) -> tuple[dict[str, list[AlignedEntry]], EStepTally]:
@@ -337,21 +136,21 @@ async def sample_and_judge(ctx: RunContext, instruction: str, t: int, observatio
         ctx.judge([(prompts[i].text, text) for i, _, text in drawn]),
         ctx.embed([text for _, _, text in drawn]))
     by_prompt: dict[str, list[AlignedEntry]] = {p.prompt_id: [] for p in prompts}
-    tally = EStepTally(responses=len(drawn), filtered=filtered, score_sums={v: 0.0 for v in ctx.value_names})
-    for k, ((i, origin, text), judgement) in enumerate(zip(drawn, judgements)):
-        tally.judge_attempts += judgement.attempts
-        tally.judge_filtered += judgement.filtered
-        q = float(q_phi(y_vecs[k:k + 1], x_vecs[i], observation_vecs)[0])
-        tally.q_phi_sum += q
+    sums = {v: 0.0 for v in ctx.value_names}
+    q_phis = [float(q_phi(y_vecs[k:k + 1], x_vecs[i], observation_vecs)[0]) for k, (i, _, _) in enumerate(drawn)]
+    for (i, origin, text), judgement, q in zip(drawn, judgements, q_phis):
         if judgement.scores is None:
-            tally.missing += 1
             continue
-        tally.judged += 1
         for v, score in judgement.scores.items():
-            tally.score_sums[v] += score
+            sums[v] += score
         weight = response_weight(judgement.scores, q, ctx.beta, cfg.q_phi_floor, cfg.redundancy_weight)
         by_prompt[prompts[i].prompt_id].append(
             AlignedEntry(text=text, origin=origin, scores=judgement.scores, q_phi=q, weight=weight))
+    judged = sum(j.scores is not None for j in judgements)
+    tally = EStepTally(responses=len(drawn), judged=judged, missing=len(drawn) - judged,
+                       judge_attempts=sum(j.attempts for j in judgements),
+                       filtered=filtered, judge_filtered=sum(j.filtered for j in judgements),
+                       score_sums=sums, q_phi_sum=sum(q_phis))
     return by_prompt, tally
 
 
@@ -370,27 +169,26 @@ async def e_step(ctx: RunContext, t: int, instruction: str, pools: dict[str, lis
                       report=tally.report(instruction, ctx.value_names))
 
 
-# -- M-step -----------------------------------------------------------------------------------------
+# -- M-step: propose -> dedupe -> score -> select ---------------------------------------------------
 def stratified_examples(candidates: list[Candidate], rng, k: int = 4) -> list[str]:
     """Four instructions at different levels of TC_e (App. C.1), lowest first: the candidates sorted by
     TC_e are cut into k strata and one is drawn from each. Choice: with fewer than k candidates, draw
     with replacement and sort."""
-    ranked = sorted(candidates, key=lambda c: (c.tc if c.tc is not None else -np.inf, c.instruction))
+    def lowest_first(c: Candidate):
+        return tc_rank(c), c.instruction
+
+    ranked = sorted(candidates, key=lowest_first)
     if len(ranked) >= k:
         strata = np.array_split(np.arange(len(ranked)), k)
         picks = [ranked[int(rng.choice(list(s)))] for s in strata]
     else:
-        picks = sorted((rng.choice(ranked) for _ in range(k)),
-                       key=lambda c: (c.tc if c.tc is not None else -np.inf, c.instruction))
+        picks = sorted((rng.choice(ranked) for _ in range(k)), key=lowest_first)
     return [c.instruction for c in picks]
 
 
-async def propose(ctx: RunContext, t: int, slot: int, existing: list[Candidate]
-                  ) -> tuple[str | None, str | None, int, int]:
+async def propose_one(ctx: RunContext, t: int, slot: int, existing: list[Candidate]) -> Proposal:
     """One optimizer call (Fig. 8) for candidate slot `slot`; retried on an unusable or content-filtered
-    reply. Returns (instruction, None, attempts, filtered) or (None, reason, attempts, filtered)."""
-    from picaco.templates import TECHNIQUES, parse_instruction, render_m_step
-
+    reply, up to picaco.optimizer_attempts."""
     cfg, s = ctx.config.picaco, ctx.config.sampling
     rng = derive_rng(ctx.config.seed, "mstep-propose", t, slot)
     ranked = stratified_examples(existing, rng)
@@ -410,12 +208,49 @@ async def propose(ctx: RunContext, t: int, slot: int, existing: list[Candidate]
             log.info("optimizer reply content-filtered (t=%d, slot %d, attempt %d)", t, slot, attempt + 1)
             continue
         try:
-            return parse_instruction(reply.text, length=cfg.instruction_length), None, attempt + 1, filtered
+            instruction = parse_instruction(reply.text, length=cfg.instruction_length)
         except ValueError as exc:
             reason = f"slot {slot}: {exc}"
             log.info("optimizer reply unusable (t=%d, slot %d, attempt %d): %s", t, slot, attempt + 1, exc)
+            continue
+        return Proposal(slot=slot, instruction=instruction, reason=None, attempts=attempt + 1, filtered=filtered)
     log.warning("optimizer slot skipped after %d attempts: %s", cfg.optimizer_attempts, reason)
-    return None, reason, cfg.optimizer_attempts, filtered
+    return Proposal(slot=slot, instruction=None, reason=reason, attempts=cfg.optimizer_attempts, filtered=filtered)
+
+
+async def propose(ctx: RunContext, t: int, existing: list[Candidate]) -> list[Proposal]:
+    """Alg. 1 line 13: M2 optimizer slots, each shown instructions of `existing` at four TC_e levels."""
+    return list(await asyncio.gather(*[propose_one(ctx, t, slot, existing) for slot in range(ctx.config.picaco.m2)]))
+
+
+@dataclass(frozen=True)
+class CandidatePool:
+    """The candidates an M-step scores: the M2 best existing ones, then the new distinct proposals."""
+
+    kept: list[Candidate]
+    new: list[Candidate]
+    skipped: list[str]  # why a slot added no candidate
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        return self.kept + self.new
+
+
+def dedupe(t: int, existing: list[Candidate], proposals: list[Proposal], m2: int) -> CandidatePool:
+    """Keep the M2 best existing candidates (unscored ones rank lowest) and add each proposal that is
+    not already among them; a skipped or duplicate slot says why."""
+    kept = best_first(existing)[:m2]
+    known = {c.instruction for c in kept}
+    new, skipped = [], []
+    for p in proposals:
+        if p.instruction is None:
+            skipped.append(p.reason)
+        elif p.instruction in known:
+            skipped.append(f"slot {p.slot}: duplicate of an existing candidate")
+        else:
+            known.add(p.instruction)
+            new.append(Candidate(instruction=p.instruction, born=t))
+    return CandidatePool(kept=kept, new=new, skipped=skipped)
 
 
 @dataclass(frozen=True)
@@ -444,16 +279,20 @@ async def scoring_pools(ctx: RunContext, pools: dict[str, list[AlignedEntry]], n
     return ScoringPools(vecs, weights, noisy_terms)
 
 
-async def score_candidate(ctx: RunContext, instruction: str, fixed: ScoringPools
-                          ) -> tuple[float, float, float, int]:
-    """Eq. (4) for one candidate, and how many of its p_e samples a content filter refused (they are left
-    out of Eq. 6's mean). p_e(y|x) of Eq. (6) uses n samples drawn under e alone.
+@dataclass(frozen=True)
+class Scored:
+    candidate: Candidate  # with tc, aligned_term and noisy_term of Eq. (4)
+    pe_filtered: int  # its p_e samples refused by a content filter (left out of Eq. 6's mean)
+
+
+async def score_candidate(ctx: RunContext, candidate: Candidate, fixed: ScoringPools) -> Scored:
+    """Eq. (4) for one candidate; p_e(y|x) of Eq. (6) uses n samples drawn under e alone.
     Choice: the p_e samples use the Fig. 7 system prompt with the instruction and no demonstrations:
     the E-step's random demonstrations are shared by every candidate, so they do not tell candidates
     apart, and leaving them out isolates e (and saves their tokens)."""
     cfg = ctx.config.picaco
     replies = await asyncio.gather(*[
-        ctx.chat(instructed_request(ctx, instruction, [], p.text), n=cfg.n_pe_samples, start=0)
+        ctx.chat(instructed_request(ctx, candidate.instruction, [], p.text), n=cfg.n_pe_samples, start=0)
         for p in ctx.prompts])
     per_prompt = [[s.text for s in reply.samples if usable(s)] for reply in replies]
     # one embedding request for the whole candidate: local models encode a big batch far faster
@@ -465,59 +304,59 @@ async def score_candidate(ctx: RunContext, instruction: str, fixed: ScoringPools
         if p.prompt_id in fixed.pool_vecs and texts:
             aligned.append((p_e(fixed.pool_vecs[p.prompt_id], sample_vecs), fixed.weights[p.prompt_id]))
     tc = tc_objective(aligned, fixed.noisy, cfg.pe_weighting)
-    return tc.total, tc.aligned_term, tc.noisy_term, sum(reply.filtered for reply in replies)
+    rescored = candidate.model_copy(update={"tc": tc.total, "aligned_term": tc.aligned_term, "noisy_term": tc.noisy_term})
+    return Scored(rescored, sum(reply.filtered for reply in replies))
+
+
+async def score(ctx: RunContext, candidates: list[Candidate], pools: dict[str, list[AlignedEntry]],
+                noisy: NoisyState) -> list[Scored]:
+    """Eq. (4) for every candidate on the current pools; kept candidates cost no new target calls (their
+    p_e samples are cached)."""
+    fixed = await scoring_pools(ctx, pools, noisy)
+    return list(await asyncio.gather(*[score_candidate(ctx, c, fixed) for c in candidates]))
 
 
 def select_best(candidates: list[Candidate]) -> Candidate:
     """argmax TC_e; ties go to the older candidate, then to the text, so the choice is deterministic."""
-    scored = [c for c in candidates if c.tc is not None and np.isfinite(c.tc)]
+    scored = [c for c in candidates if is_scored(c)]
     if not scored:
-        raise RuntimeError("no candidate could be scored (every prompt lacks judged responses)")
+        raise PicacoError("no candidate could be scored: every prompt's aligned pool is empty (no response "
+                          "has a judge score); check the judge model's replies in the run's calls.jsonl")
     return max(scored, key=lambda c: (c.tc, -c.born, c.instruction))
 
 
-async def m_step(ctx: RunContext, t: int, candidates: list[Candidate], pools: dict[str, list[AlignedEntry]],
-                 noisy: NoisyState, previous_best: str) -> tuple[list[Candidate], Candidate, MStepReport]:
-    cfg = ctx.config.picaco
-    kept = sorted(candidates, key=lambda c: (-(c.tc if c.tc is not None else np.inf), c.born,
-                                             c.instruction))[:cfg.m2]
-    proposals = await asyncio.gather(*[propose(ctx, t, slot, candidates) for slot in range(cfg.m2)])
-    known = {c.instruction for c in kept}
-    new, skipped = [], []
-    for slot, (instruction, reason, _, _) in enumerate(proposals):
-        if instruction is None:
-            skipped.append(reason)
-        elif instruction in known:
-            skipped.append(f"slot {slot}: duplicate of an existing candidate")
-        else:
-            known.add(instruction)
-            new.append(Candidate(instruction=instruction, born=t))
-    pool_of_candidates = kept + new
-    fixed = await scoring_pools(ctx, pools, noisy)
-    scores = await asyncio.gather(*[score_candidate(ctx, c.instruction, fixed) for c in pool_of_candidates])
-    rescored = [c.model_copy(update={"tc": tc, "aligned_term": a, "noisy_term": nt})
-                for c, (tc, a, nt, _) in zip(pool_of_candidates, scores)]
-    best = select_best(rescored)
-    pe_filtered = sum(sc[3] for sc in scores)
+def select(t: int, pool: CandidatePool, proposals: list[Proposal], scored: list[Scored], previous_best: str,
+           m2: int) -> tuple[Candidate, MStepReport]:
+    """Alg. 1 line 14: e^t = argmax TC_e, and the M-step's report."""
+    best = select_best([s.candidate for s in scored])
+    pe_filtered = sum(s.pe_filtered for s in scored)
     if pe_filtered:
         log.warning("M-step t=%d: %d p_e samples refused by a content filter (left out as missing)", t, pe_filtered)
-    report = MStepReport(proposed=cfg.m2, optimizer_attempts=sum(p[2] for p in proposals),
-                         optimizer_filtered=sum(p[3] for p in proposals), pe_filtered=pe_filtered,
-                         new_unique=len(new), skipped=skipped, kept=len(kept),
-                         best_changed=best.instruction != previous_best)
-    return rescored, best, report
+    return best, MStepReport(proposed=m2, optimizer_attempts=sum(p.attempts for p in proposals),
+                             optimizer_filtered=sum(p.filtered for p in proposals), pe_filtered=pe_filtered,
+                             new_unique=len(pool.new), skipped=pool.skipped, kept=len(pool.kept),
+                             best_changed=best.instruction != previous_best)
 
 
-def filtered_replies(noisy: NoisyState | None, iterations: list[IterationState],
-                     final: EStepReport | None = None) -> int:
-    """Every reply of a run that a content filter refused (each counted as missing where it occurred):
-    the noisy pool's, each iteration's E-step (responses and judge replies) and M-step (optimizer replies
-    and p_e samples), and the final scoring's."""
-    total = noisy.filtered if noisy is not None else 0
-    for state in iterations:
-        total += state.estep.filtered + state.estep.judge_filtered
-        if state.mstep is not None:
-            total += state.mstep.optimizer_filtered + state.mstep.pe_filtered
-    if final is not None:
-        total += final.filtered + final.judge_filtered
-    return total
+def unscorable(ctx: RunContext, estep: EStepReport) -> PicacoError:
+    """Why no candidate of iteration t could be scored, and what to check."""
+    return PicacoError(
+        f"no candidate could be scored: no response of the E-step has a judge score ({estep.missing} of "
+        f"{estep.responses} judge replies missing after {ctx.config.picaco.judge_attempts} attempts each, "
+        f"{estep.judge_filtered} refused by a content filter; {estep.filtered} target responses refused). Check "
+        f"the judge model {ctx.config.models.judge} (models.judge) and its replies in the run's calls.jsonl, "
+        f"or raise picaco.judge_attempts")
+
+
+async def m_step(ctx: RunContext, prev: IterationState, estep: EStepState, noisy: NoisyState) -> IterationState:
+    """Alg. 1 lines 13-14 on the pools of the E-step: the complete iteration t (usage is the caller's)."""
+    m2 = ctx.config.picaco.m2
+    proposals = await propose(ctx, estep.t, prev.candidates)
+    pool = dedupe(estep.t, prev.candidates, proposals, m2)
+    scored = await score(ctx, pool.candidates, estep.pools, noisy)
+    if not any(is_scored(s.candidate) for s in scored):
+        raise unscorable(ctx, estep.report)
+    best, report = select(estep.t, pool, proposals, scored, prev.best.instruction, m2)
+    return IterationState(t=estep.t, best=best, candidates=[s.candidate for s in scored], pools=estep.pools,
+                          estep=estep.report, mstep=report)
+

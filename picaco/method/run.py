@@ -1,35 +1,44 @@
 """Running Algorithm 1 with its state on disk, step by step, so a run can stop anywhere and resume.
 
-The run store (picaco/method/store.py) keeps each step's state in its own file, written atomically after
-the step finished; a restarted run continues after the last complete file, and every call it repeats
-is answered by the cache. Before anything is written, every input is loaded and checked
-(picaco/method/inputs.py); a resume whose inputs differ from the ones the run was started with is
-refused, and so is each step of a run whose inputs changed since.
+    state = iterate(run, state)        # for t = 1..T: the E-step, then the M-step (picaco/method/picaco.py)
+
+Each step is "load, else compute and save" (RunStore.checkpoint): its state goes to its own file of the
+run store (picaco/method/store.py), written atomically after the step finished; a restarted run continues
+after the last complete file, and every call it repeats is answered by the cache. Before anything is
+written, every input is loaded and checked (picaco/method/inputs.py); a resume whose inputs differ from
+the ones the run was started with is refused, and so is each step of a run whose inputs changed since.
+
+`optimize()` runs the whole loop with one LLMClient on one event loop. The `run_*` functions run one step
+each (what a Prefect task calls): each checks the run, opens its own client, and resumes from the store.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-from picaco.config import RunConfig
+from picaco.base.config import RunConfig
+from picaco.base.errors import RunStateError
 from picaco.io import atomic_write_text
 from picaco.llm.client import LLMClient
+from picaco.method.context import RunContext
 from picaco.method.inputs import RunInputs, held_out_prompts, load_composition_for, load_prompts, run_inputs
-from picaco.method.picaco import (AlignedEntry, Candidate, EStepState, EStepTally, IterationState, NoisyState,
-                                  RunContext, e_step, filtered_replies, merge_aligned_pools, m_step, noisy_pool_step,
-                                  sample_and_judge)
-from picaco.method.store import RunStateError, RunStore
-from pydantic import BaseModel, ConfigDict
-
-log = logging.getLogger(__name__)
+from picaco.method.picaco import e_step, m_step, merge_aligned_pools, noisy_pool_step, sample_and_judge
+from picaco.method.result import OptimizeResult, history_row, result_markdown
+from picaco.method.state import (EStepShard, EStepState, EStepTally, IterationState, NoisyState, filtered_replies,
+                                 initial_iteration)
+from picaco.method.store import RunStore
 
 Event = Callable[..., None]
 
 # re-exported: callers import the inputs and the store from here
 __all__ = ["RunStore", "RunStateError", "held_out_prompts", "load_composition_for", "load_prompts", "optimize",
            "start_run"]
+
+
+def _quiet(*args, **kwargs) -> None:
+    """The event sink of a run nobody watches."""
 
 
 def start_run(config: RunConfig) -> RunInputs:
@@ -40,168 +49,46 @@ def start_run(config: RunConfig) -> RunInputs:
     return inputs
 
 
-def _checked(config: RunConfig) -> tuple[RunStore, RunInputs]:
-    """A step run on its own (a Prefect task): the run was started, with the inputs the step would use."""
-    store = RunStore(config.run_dir)
-    inputs = run_inputs(config)
-    store.verify(config, inputs)
-    return store, inputs
+@dataclass(frozen=True)
+class Run:
+    """A started run: what its steps compute with (ctx) and where they checkpoint (store)."""
+
+    ctx: RunContext
+    store: RunStore
+    emit: Event = _quiet
+
+    @property
+    def config(self) -> RunConfig:
+        return self.ctx.config
 
 
-# -- steps as units of work (what the Prefect tasks call) ------------------------------------------------
-def _client_for(config: RunConfig) -> LLMClient:
-    client_cfg = config.client
-    if client_cfg.call_log_path is None:
-        client_cfg = client_cfg.model_copy(update={"call_log_path": config.run_dir / "calls.jsonl"})
-    return LLMClient(client_cfg)
+@dataclass(frozen=True)
+class RunState:
+    """What Algorithm 1 carries from one iteration to the next: the fixed noisy pool and iteration t."""
+
+    noisy: NoisyState
+    iteration: IterationState
+
+    @property
+    def t(self) -> int:
+        return self.iteration.t
 
 
-async def _with_context(config: RunConfig, inputs: RunInputs, body):
-    async with _client_for(config) as client:
-        ctx = RunContext(config=config, composition=inputs.composition, prompts=inputs.prompts, client=client)
-        result = await body(ctx)
-        return result, client.usage_by_role()
+def _usage_delta(after: dict[str, dict], before: dict[str, dict]) -> dict[str, dict]:
+    """Usage by role of one step of a longer-lived client: the counters' growth, roles that did nothing left out."""
+    out = {}
+    for role, counters in after.items():
+        grown = {k: v - before.get(role, {}).get(k, 0) for k, v in counters.items()}
+        if any(grown.values()):
+            out[role] = grown
+    return out
 
 
-def run_noisy_pool(config: RunConfig) -> NoisyState:
-    """The first step: starts the run (see start_run), then R^n once."""
-    return _noisy_pool(config, RunStore(config.run_dir), start_run(config))
-
-
-def _noisy_pool(config: RunConfig, store: RunStore, inputs: RunInputs) -> NoisyState:
-    existing = store.load_noisy()
-    if existing is not None:
-        return existing
-    state, _ = asyncio.run(_with_context(config, inputs, noisy_pool_step))
-    store.save_noisy(state)
-    return state
-
-
-def initial_iteration(inputs: RunInputs) -> IterationState:
-    """Iteration 0: e^0 is the composition's seed meta-instruction (Tables 2-3), pools are empty."""
-    from picaco.method.picaco import EStepReport
-
-    seed = inputs.composition.seed_instruction
-    cand = Candidate(instruction=seed, born=0)
-    empty = EStepReport(instruction=seed, responses=0, judged=0, missing=0, judge_attempts=0, value_means={},
-                        conformity=None, mean_q_phi=None)
-    return IterationState(t=0, best=cand, candidates=[cand], pools={}, estep=empty)
-
-
-def previous_iteration(store: RunStore, config: RunConfig, t: int, inputs: RunInputs) -> IterationState:
-    if t == 1:
-        return initial_iteration(inputs)
-    prev = store.load_iteration(t - 1)
-    if prev is None:
-        raise RunStateError(f"iteration {t - 1} of run '{config.run_name}' is not complete; run it first")
-    return prev
-
-
-def _noisy_of(store: RunStore, config: RunConfig) -> NoisyState:
-    noisy = store.load_noisy()
-    if noisy is None:
-        raise RunStateError(f"run '{config.run_name}' has no noisy pool yet; run the noisy-pool step first")
-    return noisy
-
-
-def run_e_step(config: RunConfig, t: int) -> EStepState:
-    return _e_step(config, *_checked(config), t)
-
-
-def _e_step(config: RunConfig, store: RunStore, inputs: RunInputs, t: int) -> EStepState:
-    done = store.load_estep(t)
-    if done is not None:
-        return done
-    noisy = _noisy_of(store, config)
-    prev = previous_iteration(store, config, t, inputs)
-    state, usage = asyncio.run(_with_context(
-        config, inputs, lambda ctx: e_step(ctx, t, prev.best.instruction, prev.pools, noisy)))
-    store.save_estep(state)
-    store.save_json(f"iter_{t:03d}.estep.usage.json", usage)
-    return state
-
-
-class EStepShard(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    t: int
-    shard: int
-    n_shards: int
-    fresh: dict[str, list[AlignedEntry]]
-    tally: EStepTally
-
-
-def run_e_step_shard(config: RunConfig, t: int, shard: int, n_shards: int) -> EStepShard:
-    """The sampling and judging of one shard of X (prompts shard, shard+n_shards, ...): the unit a
-    distributed task runner spreads over workers. Shards share the on-disk cache; the result is written
-    to the run store, so a re-run shard returns at once."""
-    if not 0 <= shard < n_shards:
-        raise ValueError(f"shard must be within [0, {n_shards}), got {shard}")
-    return _e_step_shard(config, *_checked(config), t, shard, n_shards)
-
-
-def _e_step_shard(config: RunConfig, store: RunStore, inputs: RunInputs, t: int, shard: int,
-                  n_shards: int) -> EStepShard:
-    name = f"iter_{t:03d}.estep.shard-{shard}-of-{n_shards}"
-    done = store.load_model(f"{name}.json", EStepShard)
-    if done is not None:
-        return done
-    noisy = _noisy_of(store, config)
-    prev = previous_iteration(store, config, t, inputs)
-
-    async def body(ctx: RunContext):
-        s_vecs = await ctx.embed(noisy.observation)
-        return await sample_and_judge(ctx, prev.best.instruction, t, s_vecs, ctx.prompts[shard::n_shards])
-
-    (fresh, tally), usage = asyncio.run(_with_context(config, inputs, body))
-    result = EStepShard(t=t, shard=shard, n_shards=n_shards, fresh=fresh, tally=tally)
-    atomic_write_text(store.path(f"{name}.json"), result.model_dump_json())
-    store.save_json(f"{name}.usage.json", usage)
-    return result
-
-
-def merge_e_step_shards(config: RunConfig, t: int, n_shards: int) -> EStepState:
-    """Combine the shards of iteration t into the same EStepState a single-process E-step gives."""
-    store, inputs = _checked(config)
-    done = store.load_estep(t)
-    if done is not None:
-        return done
-    prev = previous_iteration(store, config, t, inputs)
-    fresh: dict[str, list[AlignedEntry]] = {}
-    tally = EStepTally()
-    usage: dict = {}
-    for k in range(n_shards):
-        shard = _e_step_shard(config, store, inputs, t, k, n_shards)
-        fresh.update(shard.fresh)
-        tally = tally + shard.tally
-        usage = _merge_usage(usage, store.load_json(f"iter_{t:03d}.estep.shard-{k}-of-{n_shards}.usage.json") or {})
-    ctx = RunContext(config=config, composition=inputs.composition, prompts=inputs.prompts, client=None)
-    state = EStepState(t=t, pools=merge_aligned_pools(ctx, prev.pools, fresh), report=tally.report(
-        prev.best.instruction, ctx.value_names))
-    store.save_estep(state)
-    store.save_json(f"iter_{t:03d}.estep.usage.json", usage)
-    return state
-
-
-def run_m_step(config: RunConfig, t: int) -> IterationState:
-    return _m_step(config, *_checked(config), t)
-
-
-def _m_step(config: RunConfig, store: RunStore, inputs: RunInputs, t: int) -> IterationState:
-    done = store.load_iteration(t)
-    if done is not None:
-        return done
-    estep = store.load_estep(t)
-    if estep is None:
-        raise RunStateError(f"iteration {t} of run '{config.run_name}' has no E-step yet")
-    noisy = _noisy_of(store, config)
-    prev = previous_iteration(store, config, t, inputs)
-    (candidates, best, report), usage = asyncio.run(_with_context(
-        config, inputs, lambda ctx: m_step(ctx, t, prev.candidates, estep.pools, noisy, prev.best.instruction)))
-    estep_usage = store.load_json(f"iter_{t:03d}.estep.usage.json") or {}
-    state = IterationState(t=t, best=best, candidates=candidates, pools=estep.pools, estep=estep.report,
-                           mstep=report, usage_by_role=_merge_usage(estep_usage, usage))
-    store.save_iteration(state)
-    return state
+async def _measured(run: Run, work: Awaitable) -> tuple[object, dict[str, dict]]:
+    """The result of `work` and the calls it made, by role."""
+    before = run.ctx.client.usage_by_role()
+    result = await work
+    return result, _usage_delta(run.ctx.client.usage_by_role(), before)
 
 
 def _merge_usage(a: dict, b: dict) -> dict:
@@ -213,106 +100,217 @@ def _merge_usage(a: dict, b: dict) -> dict:
     return out
 
 
-def run_final_report(config: RunConfig) -> dict:
-    return _final_report(config, *_checked(config))
+def _estep_name(t: int) -> str:
+    return f"iter_{t:03d}.estep"
 
 
-def _final_report(config: RunConfig, store: RunStore, inputs: RunInputs) -> dict:
+# -- the steps, checkpointed ------------------------------------------------------------------------------
+async def noisy_pool(run: Run) -> NoisyState:
+    """R^n, once (Alg. 1 lines 9-12)."""
+    return await run.store.checkpoint("noisy.json", NoisyState, lambda: noisy_pool_step(run.ctx))
+
+
+async def e_step_of(run: Run, state: RunState) -> EStepState:
+    """Alg. 1 lines 4-8 of iteration t = state.t + 1, under e^(t-1)."""
+    t = state.t + 1
+
+    async def compute() -> EStepState:
+        estep, usage = await _measured(run, e_step(run.ctx, t, state.iteration.best.instruction,
+                                                   state.iteration.pools, state.noisy))
+        run.store.save_json(f"{_estep_name(t)}.usage.json", usage)
+        return estep
+
+    return await run.store.checkpoint(f"{_estep_name(t)}.json", EStepState, compute)
+
+
+async def m_step_of(run: Run, state: RunState, estep: EStepState) -> IterationState:
+    """Alg. 1 lines 13-14 of iteration estep.t: the complete iteration, with its calls by role."""
+    async def compute() -> IterationState:
+        iteration, usage = await _measured(run, m_step(run.ctx, state.iteration, estep, state.noisy))
+        estep_usage = run.store.load_json(f"{_estep_name(estep.t)}.usage.json") or {}
+        return iteration.model_copy(update={"usage_by_role": _merge_usage(estep_usage, usage)})
+
+    return await run.store.checkpoint(f"iter_{estep.t:03d}.json", IterationState, compute)
+
+
+async def iterate(run: Run, state: RunState) -> RunState:
+    """One iteration of Algorithm 1: t = state.t + 1."""
+    t = state.t + 1
+    run.emit("e_step", t=t)
+    estep = await e_step_of(run, state)
+    run.emit("m_step", t=t)
+    iteration = await m_step_of(run, state, estep)
+    run.emit("iteration", t=t, state=iteration)
+    return RunState(noisy=state.noisy, iteration=iteration)
+
+
+async def e_step_shard(run: Run, state: RunState, shard: int, n_shards: int) -> EStepShard:
+    """The sampling and judging of one shard of X (prompts shard, shard+n_shards, ...) in iteration
+    state.t + 1: the unit a distributed task runner spreads over workers. Shards share the cache and the
+    run store, so a re-run shard returns at once."""
+    t = state.t + 1
+    name = f"{_estep_name(t)}.shard-{shard}-of-{n_shards}"
+
+    async def compute() -> EStepShard:
+        async def work():
+            s_vecs = await run.ctx.embed(state.noisy.observation)
+            return await sample_and_judge(run.ctx, state.iteration.best.instruction, t, s_vecs,
+                                          run.ctx.prompts[shard::n_shards])
+
+        (fresh, tally), usage = await _measured(run, work())
+        run.store.save_json(f"{name}.usage.json", usage)
+        return EStepShard(t=t, shard=shard, n_shards=n_shards, fresh=fresh, tally=tally)
+
+    return await run.store.checkpoint(f"{name}.json", EStepShard, compute)
+
+
+async def merged_e_step(run: Run, state: RunState, n_shards: int) -> EStepState:
+    """The shards of iteration state.t + 1 combined into the EStepState a single-process E-step gives."""
+    t = state.t + 1
+
+    async def compute() -> EStepState:
+        fresh, tally, usage = {}, EStepTally(), {}
+        for k in range(n_shards):
+            shard = await e_step_shard(run, state, k, n_shards)
+            fresh.update(shard.fresh)
+            tally = tally + shard.tally
+            usage = _merge_usage(usage, run.store.load_json(f"{_estep_name(t)}.shard-{k}-of-{n_shards}.usage.json")
+                                 or {})
+        instruction = state.iteration.best.instruction
+        merged = EStepState(t=t, pools=merge_aligned_pools(run.ctx, state.iteration.pools, fresh),
+                            report=tally.report(instruction, run.ctx.value_names))
+        run.store.save_json(f"{_estep_name(t)}.usage.json", usage)
+        return merged
+
+    return await run.store.checkpoint(f"{_estep_name(t)}.json", EStepState, compute)
+
+
+async def final_report(run: Run, state: RunState) -> OptimizeResult:
     """Per-value scores of e^T on X (fresh samples: index block T+1), next to e^0's from iteration 1.
     The result describes iterations 1..T of this config exactly, also when the run went further before
     (a lower T gives the result a run of T iterations gives)."""
-    T = config.picaco.iterations
-    last = store.load_iteration(T)
-    if last is None:
-        raise RunStateError(f"run '{config.run_name}' has not finished iteration {T}")
-    noisy = _noisy_of(store, config)
+    T_ = state.t
+    last, store = state.iteration, run.store
+    s_vecs = await run.ctx.embed(state.noisy.observation)
+    _, tally = await sample_and_judge(run.ctx, last.best.instruction, T_ + 1, s_vecs)
+    report = tally.report(last.best.instruction, run.ctx.value_names)
     first = store.load_iteration(1)
-
-    async def body(ctx: RunContext):
-        s_vecs = await ctx.embed(noisy.observation)
-        _, tally = await sample_and_judge(ctx, last.best.instruction, T + 1, s_vecs)
-        return tally.report(last.best.instruction, ctx.value_names)
-
-    report, _ = asyncio.run(_with_context(config, inputs, body))
-    history = [{"t": s.t, "tc": s.best.tc, "conformity_under_previous_best": s.estep.conformity,
-                "best_changed": s.mstep.best_changed if s.mstep else None} for s in store.iterations(upto=T)]
-    result = {
-        "run_name": config.run_name,
-        "composition": config.composition,
-        "best_instruction": last.best.instruction,
-        "best_tc": last.best.tc,
-        "best_born": last.best.born,
-        "value_scores": report.value_means,
-        "conformity": report.conformity,
-        "missing_judgements": report.missing,
-        "filtered_replies": filtered_replies(noisy, store.iterations(), report),
-        "seed_instruction": first.estep.instruction if first else None,
-        "seed_value_scores": first.estep.value_means if first else None,
-        "seed_conformity": first.estep.conformity if first else None,
-        "history": history,
-    }
-    store.save_json("result.json", result)
+    result = OptimizeResult(
+        run_name=run.config.run_name, composition=run.config.composition, best_instruction=last.best.instruction,
+        best_tc=last.best.tc, best_born=last.best.born, value_scores=report.value_means,
+        conformity=report.conformity, missing_judgements=report.missing,
+        filtered_replies=filtered_replies(state.noisy, store.iterations(), report),
+        seed_instruction=first.estep.instruction if first else None,
+        seed_value_scores=first.estep.value_means if first else None,
+        seed_conformity=first.estep.conformity if first else None,
+        history=[history_row(s) for s in store.iterations(upto=T_)])
+    store.save_json("result.json", result.model_dump(mode="json"))
     atomic_write_text(store.path("result.md"), result_markdown(result))
     return result
 
 
-def _fmt(x, digits: int = 3) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
+# -- where a run stands -----------------------------------------------------------------------------------
+def _noisy_of(run: Run) -> NoisyState:
+    noisy = run.store.load_noisy()
+    if noisy is None:
+        raise RunStateError(f"run '{run.config.run_name}' has no noisy pool yet; run the noisy-pool step first")
+    return noisy
 
 
-def result_markdown(result: dict) -> str:
-    lines = [f"# PICACO result: {result['run_name']}", "",
-             f"Composition: **{result['composition']}**", "", "## Optimized meta-instruction", "",
-             "> " + result["best_instruction"].replace("\n", "\n> "), "",
-             "## Per-value judge scores (1-5) on the task prompts", "",
-             "| value | seed (e^0) | optimized |", "|---|---|---|"]
-    seed = result.get("seed_value_scores") or {}
-    for v, score in result["value_scores"].items():
-        lines.append(f"| {v} | {_fmt(seed.get(v))} | {_fmt(score)} |")
-    lines += ["", f"Mean conformity: seed {_fmt(result.get('seed_conformity'))}, "
-                  f"optimized {_fmt(result['conformity'])}. Missing judge scores: {result['missing_judgements']}. "
-                  f"Replies refused by a content filter (left out as missing): {result.get('filtered_replies', 0)}.",
-              "", "## TC_e per iteration", "", "| t | TC_e of e^t | conformity of responses under e^(t-1) |",
-              "|---|---|---|"]
-    for h in result["history"]:
-        lines.append(f"| {h['t']} | {_fmt(h['tc'], 4)} | {_fmt(h['conformity_under_previous_best'])} |")
-    return "\n".join(lines) + "\n"
+def _iteration(run: Run, t: int) -> IterationState:
+    """Iteration t from the store (0: the seed)."""
+    if t == 0:
+        return initial_iteration(run.ctx.composition.seed_instruction)
+    state = run.store.load_iteration(t)
+    if state is None:
+        raise RunStateError(f"iteration {t} of run '{run.config.run_name}' is not complete; run it first")
+    return state
 
 
-def iteration_markdown(state: IterationState, history: list[IterationState] = ()) -> str:
-    """The per-iteration Prefect artifact: TC_e per iteration so far, per-value scores, the instruction."""
-    lines = [f"## Iteration {state.t}", "", f"TC_e of the best instruction: **{_fmt(state.best.tc, 4)}** "
-             f"(born in iteration {state.best.born}; changed: {state.mstep.best_changed if state.mstep else '-'})",
-             "", "| t | TC_e of e^t | mean judge score under e^(t-1) |", "|---|---|---|"]
-    for past in [h for h in history if h.t < state.t] + [state]:
-        lines.append(f"| {past.t} | {_fmt(past.best.tc, 4)} | {_fmt(past.estep.conformity)} |")
-    lines += ["", "| value | mean score of responses under e^(t-1) |", "|---|---|"]
-    lines += [f"| {v} | {_fmt(s)} |" for v, s in state.estep.value_means.items()]
-    lines += ["", f"Judge replies missing after retries: {state.estep.missing} of {state.estep.responses}",
-              "", "### Best instruction", "", "> " + state.best.instruction.replace("\n", "\n> "), "",
-              "### Calls by role (this iteration)", "", "| role | calls | hits | misses | tokens |", "|---|---|---|---|---|"]
-    for role, u in state.usage_by_role.items():
-        lines.append(f"| {role} | {u.get('calls', 0)} | {u.get('samples_hit', 0)} | {u.get('samples_miss', 0)} | "
-                     f"{u.get('prompt_tokens', 0) + u.get('completion_tokens', 0)} |")
-    return "\n".join(lines) + "\n"
+def state_before(run: Run, t: int) -> RunState:
+    """What iteration t starts from: the noisy pool and iteration t - 1."""
+    return RunState(noisy=_noisy_of(run), iteration=_iteration(run, t - 1))
 
 
-# -- the library call -------------------------------------------------------------------------------------
-def optimize(config: RunConfig, on_event: Event | None = None) -> dict:
-    """Run (or resume) PICACO to the end and return the result dict (also saved as result.json/.md)."""
-    emit = on_event or (lambda *a, **k: None)
+# -- running: the whole loop on one client, or one step per call -------------------------------------------
+def _client_for(config: RunConfig) -> LLMClient:
+    client_cfg = config.client
+    if client_cfg.call_log_path is None:
+        client_cfg = client_cfg.model_copy(update={"call_log_path": config.run_dir / "calls.jsonl"})
+    return LLMClient(client_cfg)
+
+
+async def _with_run(config: RunConfig, inputs: RunInputs, body: Callable[[Run], Awaitable], emit: Event | None = None):
+    async with _client_for(config) as client:
+        ctx = RunContext(config=config, composition=inputs.composition, prompts=inputs.prompts, client=client)
+        return await body(Run(ctx=ctx, store=RunStore(config.run_dir), emit=emit or _quiet))
+
+
+def _step(config: RunConfig, body: Callable[[Run], Awaitable]):
+    """One step of a started run on its own (a Prefect task): checked against the run's inputs, with its
+    own client and event loop."""
+    inputs = run_inputs(config)
+    RunStore(config.run_dir).verify(config, inputs)
+    return asyncio.run(_with_run(config, inputs, body))
+
+
+def run_noisy_pool(config: RunConfig) -> NoisyState:
+    """The first step: starts the run (see start_run), then R^n once."""
     inputs = start_run(config)
-    store = RunStore(config.run_dir)
-    emit("noisy_pool", t=0)
-    _noisy_pool(config, store, inputs)
-    start = store.last_complete_iteration() + 1
-    if start > 1:
-        emit("resume", t=min(start - 1, config.picaco.iterations))
-    for t in range(start, config.picaco.iterations + 1):
-        emit("e_step", t=t)
-        _e_step(config, store, inputs, t)
-        emit("m_step", t=t)
-        state = _m_step(config, store, inputs, t)
-        emit("iteration", t=t, state=state)
-    emit("final", t=config.picaco.iterations)
-    return _final_report(config, store, inputs)
+    return asyncio.run(_with_run(config, inputs, noisy_pool))
+
+
+def run_e_step(config: RunConfig, t: int) -> EStepState:
+    return _step(config, lambda run: e_step_of(run, state_before(run, t)))
+
+
+def run_e_step_shard(config: RunConfig, t: int, shard: int, n_shards: int) -> EStepShard:
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard must be within [0, {n_shards}), got {shard}")
+    return _step(config, lambda run: e_step_shard(run, state_before(run, t), shard, n_shards))
+
+
+def merge_e_step_shards(config: RunConfig, t: int, n_shards: int) -> EStepState:
+    return _step(config, lambda run: merged_e_step(run, state_before(run, t), n_shards))
+
+
+def run_m_step(config: RunConfig, t: int) -> IterationState:
+    async def body(run: Run) -> IterationState:
+        state = state_before(run, t)
+        estep = run.store.load_estep(t)
+        if estep is None and run.store.load_iteration(t) is None:
+            raise RunStateError(f"iteration {t} of run '{config.run_name}' has no E-step yet")
+        return await m_step_of(run, state, estep)
+
+    return _step(config, body)
+
+
+def run_final_report(config: RunConfig) -> OptimizeResult:
+    T_ = config.picaco.iterations
+
+    async def body(run: Run) -> OptimizeResult:
+        if run.store.load_iteration(T_) is None:
+            raise RunStateError(f"run '{config.run_name}' has not finished iteration {T_}")
+        return await final_report(run, state_before(run, T_ + 1))
+
+    return _step(config, body)
+
+
+def optimize(config: RunConfig, on_event: Event | None = None) -> OptimizeResult:
+    """Run (or resume) PICACO to the end and return the result (also saved as result.json/.md)."""
+    inputs = start_run(config)
+
+    async def body(run: Run) -> OptimizeResult:
+        T_ = config.picaco.iterations
+        run.emit("noisy_pool", t=0)
+        noisy = await noisy_pool(run)
+        done = min(run.store.last_complete_iteration(), T_)
+        if done:
+            run.emit("resume", t=done)
+        state = RunState(noisy=noisy, iteration=_iteration(run, done))
+        while state.t < T_:
+            state = await iterate(run, state)
+        run.emit("final", t=T_)
+        return await final_report(run, state)
+
+    return asyncio.run(_with_run(config, inputs, body, on_event))

@@ -19,23 +19,19 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from picaco.config import RunConfig
+from picaco.base.config import RunConfig
+from picaco.base.errors import ConfigError, RunStateError
 from picaco.io import atomic_write_json, atomic_write_text, write_error
-from picaco.llm.errors import ConfigError, PicacoError
 from picaco.method.inputs import RunInputs, input_differences
-from picaco.method.picaco import EStepState, IterationState, NoisyState
+from picaco.method.state import EStepState, IterationState, NoisyState
 
 STORE_FORMAT = 2  # 1 (no "format" key): config.json held a hash of the config only, not of the inputs' content
 T = TypeVar("T")
-
-
-class RunStateError(PicacoError):
-    """A file of the run store is damaged, or the store does not match the run. One line, with the way out."""
 
 
 class RunStore:
@@ -148,23 +144,23 @@ class RunStore:
     def save_model(self, name: str, state) -> None:
         atomic_write_text(self.path(name), state.model_dump_json(indent=1))
 
+    async def checkpoint(self, name: str, model: type[T], compute: Callable[[], Awaitable[T]]) -> T:
+        """Load, else compute and save: a step's state, from its file when the step finished before."""
+        done = self.load_model(name, model)
+        if done is not None:
+            return done
+        state = await compute()
+        self.save_model(name, state)
+        return state
+
     def load_noisy(self) -> NoisyState | None:
         return self.load_model("noisy.json", NoisyState)
-
-    def save_noisy(self, state: NoisyState) -> None:
-        self.save_model("noisy.json", state)
 
     def load_estep(self, t: int) -> EStepState | None:
         return self.load_model(f"iter_{t:03d}.estep.json", EStepState)
 
-    def save_estep(self, state: EStepState) -> None:
-        self.save_model(f"iter_{state.t:03d}.estep.json", state)
-
     def load_iteration(self, t: int) -> IterationState | None:
         return self.load_model(f"iter_{t:03d}.json", IterationState)
-
-    def save_iteration(self, state: IterationState) -> None:
-        self.save_model(f"iter_{state.t:03d}.json", state)
 
     def last_complete_iteration(self) -> int:
         done = sorted(int(p.name[5:8]) for p in self.dir.glob("iter_[0-9][0-9][0-9].json"))

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from picaco.llm.errors import ConfigError
+from picaco.base.errors import ConfigError
 
 SLOT = re.compile(r"\{[A-Za-z0-9_]+\}")
 BANKS = ("weak", "strong", "triple")

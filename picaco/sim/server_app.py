@@ -70,7 +70,7 @@ class SimApp:
         self._log_file = None
         if config.log_path is not None:
             from picaco.io import check_output_path
-            from picaco.llm.errors import ConfigError
+            from picaco.base.errors import ConfigError
 
             check_output_path(config.log_path, "--log-path", folder=False)
             try:

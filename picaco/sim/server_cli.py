@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from picaco.llm.errors import ConfigError
+from picaco.base.errors import ConfigError
 from picaco.sim.server_app import SimApp, install_drop_filter
 from picaco.sim.server_config import SimServerConfig
 from picaco.sim.serving import LISTENING, bind, url_of, uvicorn_config

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from picaco.llm.errors import ConfigError
+from picaco.base.errors import ConfigError
 from picaco.sim.world_config import WorldConfig
 
 # name -> the WorldConfig fields it sets; None: not a value world

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from picaco.llm.errors import PicacoError
+from picaco.base.errors import PicacoError
 from picaco.templates.render import DEFAULT_INSTRUCTION_WORDS
 
 # An instruction longer than this many times the requested word limit is rejected (the optimizer

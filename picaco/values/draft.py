@@ -14,11 +14,13 @@ from pathlib import Path
 
 import yaml
 
+from picaco.base.config import ClientConfig
+from picaco.base.errors import ConfigError, PicacoError
 from picaco.io import atomic_write_text, check_output_path
-from picaco.llm.client import ClientConfig, LLMClient
-from picaco.llm.errors import ConfigError, PicacoError
+from picaco.llm.client import LLMClient
 from picaco.llm.request import ChatRequest
 from picaco.templates.render import Template
+from picaco.values import get_value
 
 # Ours, not the paper's: the paper does not publish the prompt its demonstrations were drafted with.
 DRAFT_PROMPT = Template("draft_demonstration", (
@@ -82,8 +84,6 @@ def read_queries(path: Path) -> list[str]:
 def draft_to_file(value_names: str, queries_path: Path, model: str, out: Path, *, cache_dir: Path,
                   seed: int = 0) -> int:
     """`picaco draft-demos`: every input is checked before the first call is paid for; returns the count."""
-    from picaco.values import get_value
-
     values = [get_value(name.strip()) for name in value_names.split(",") if name.strip()]
     if not values:
         raise ConfigError("--values names no value")

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from picaco.llm.errors import ConfigError
+from picaco.base.errors import ConfigError
 from picaco.templates.parse import normalize_key
 from picaco.templates.render import JUDGE_VARIANTS, schwartz_seed_instruction
 

@@ -70,3 +70,14 @@ def test_draft_demos(tmp_path):
     bad = runner.invoke(app, ["draft-demos", "--values", "Nope", "--queries", str(queries),
                               "--out", str(tmp_path / "d2.yaml"), "--cache-dir", str(tmp_path / "c")])
     assert bad.exit_code == 2 and "Nope" in bad.output and not (tmp_path / "d2.yaml").exists()
+
+
+def test_optimize_with_a_judge_that_never_scores_is_one_line(tmp_path):
+    # every judge reply unusable: no candidate can be scored, which the user sees as one line saying why
+    sim = {"kind": "sim", "options": {"world": "values", "world_malformed_rate": 1.0}}
+    path = write_config(tmp_path, client={"cache_dir": str(tmp_path / "cache"), "providers": {"sim": sim}})
+    out = runner.invoke(app, ["optimize", "--config", path])
+    assert out.exit_code == 2, out.output
+    errors = [line for line in out.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no candidate could be scored" in errors[0] and "models.judge" in errors[0]
+    assert "Traceback" not in out.output

@@ -187,7 +187,7 @@ def test_picaco_uses_fig7_with_the_result_instruction(tape, tmp_path):
 
 
 def test_picaco_result_of_another_composition_is_refused(tape, tmp_path):
-    from picaco.llm.errors import ConfigError
+    from picaco.base.errors import ConfigError
 
     _, key = tape
     result = tmp_path / "result.json"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from eval_helpers import eval_raw
 
+from picaco.base.errors import ConfigError
 from picaco.eval.config import load_eval_config, parse_eval_config
 from picaco.eval.runner import plan_jobs, run_job
-from picaco.llm.errors import ConfigError
 
 
 @pytest.mark.parametrize("over,match", [

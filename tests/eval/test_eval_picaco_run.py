@@ -8,9 +8,9 @@ import json
 import pytest
 import yaml
 
+from picaco.base.errors import ConfigError
 from picaco.eval import evaluate
 from picaco.eval.config import parse_eval_config
-from picaco.llm.errors import ConfigError
 
 
 def _configs(tmp_path, **eval_over):

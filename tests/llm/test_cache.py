@@ -141,7 +141,7 @@ def test_a_row_that_is_not_a_sample_is_a_miss(tmp_path):
 
 
 def test_cache_dir_that_is_a_file_is_one_line_naming_it(tmp_path):
-    from picaco.llm.errors import CacheError
+    from picaco.base.errors import CacheError
 
     (tmp_path / "cache").write_text("x")
     for directory in (tmp_path / "cache", tmp_path / "cache" / "deeper"):
@@ -152,7 +152,7 @@ def test_cache_dir_that_is_a_file_is_one_line_naming_it(tmp_path):
 
 @pytest.mark.parametrize("how", ["truncated", "header-only", "random"])
 def test_a_damaged_database_is_one_line_naming_it(tmp_path, how):
-    from picaco.llm.errors import CacheError
+    from picaco.base.errors import CacheError
 
     cache = ResponseCache(tmp_path)
     for i in range(2000):
@@ -174,7 +174,7 @@ def test_a_damaged_database_is_one_line_naming_it(tmp_path, how):
                          ids=["ENOSPC", "SQLITE_FULL"])
 async def test_disk_full_while_writing_is_one_line_and_stops_later_writes(tmp_path, monkeypatch, error):
     from picaco.llm import cache as cache_mod
-    from picaco.llm.errors import CacheError
+    from picaco.base.errors import CacheError
 
     cache = ResponseCache(tmp_path / "cache")
 

@@ -9,11 +9,12 @@ import time
 import numpy as np
 import pytest
 
-from picaco.llm.client import ClientConfig, LLMClient, RetryPolicy
-from picaco.llm.errors import (AuthError, ConfigError, ContentFiltered, RateLimited, RetriesExhausted,
-                               TransientError)
+from picaco.base.config import ClientConfig, ProviderSettings, RetryPolicy
+from picaco.base.errors import ConfigError
+from picaco.llm.client import LLMClient
+from picaco.llm.errors import AuthError, ContentFiltered, RateLimited, RetriesExhausted, TransientError
 from picaco.llm.providers import PROVIDER_KINDS, register_kind
-from picaco.llm.providers.base import ChatReply, Completion, EmbedReply, Provider, ProviderSettings
+from picaco.llm.providers.base import ChatReply, Completion, EmbedReply, Provider
 from picaco.llm.request import ChatRequest
 
 
@@ -93,7 +94,7 @@ async def test_samples_are_cached_one_entry_each_and_reused_for_more_or_fewer(tm
 
 
 async def test_split_fetches_give_the_same_samples_as_one_call(tmp_path):
-    from picaco.llm.providers.base import ProviderSettings as PS
+    from picaco.base.config import ProviderSettings as PS
     providers = {"sim": PS(kind="sim")}
     async with make_client(tmp_path / "a", providers=providers) as a:
         whole = (await a.chat(ChatRequest.of("sim/t", "s", "q", seed=3), n=10)).texts

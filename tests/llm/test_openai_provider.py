@@ -15,19 +15,12 @@ import warnings
 import numpy as np
 import pytest
 
-from picaco.llm.errors import (
-    AuthError,
-    BadRequest,
-    ConfigError,
-    ContentFiltered,
-    ContextTooLong,
-    MalformedReply,
-    RateLimited,
-    TransientError,
-    Unreachable,
-)
+from picaco.base.config import ProviderSettings
+from picaco.base.errors import ConfigError
+from picaco.llm.errors import (AuthError, BadRequest, ContentFiltered, ContextTooLong, MalformedReply, RateLimited,
+                               TransientError, Unreachable)
 from picaco.llm.providers import make_provider
-from picaco.llm.providers.base import ChatCall, ProviderSettings
+from picaco.llm.providers.base import ChatCall
 from picaco.llm.providers.openai import OpenAIProvider, parse_retry_after
 from picaco.llm.request import Message, SamplingParams
 from picaco.sim.engine import SimEngine

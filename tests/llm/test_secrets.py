@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from picaco.llm.client import ClientConfig, LLMClient, RetryPolicy
-from picaco.llm.errors import AuthError, ConfigError
-from picaco.llm.providers.base import ProviderSettings
+from picaco.base.config import ClientConfig, ProviderSettings, RetryPolicy
+from picaco.base.errors import ConfigError
+from picaco.llm.client import LLMClient
+from picaco.llm.errors import AuthError
 from picaco.llm.request import ChatRequest
 from picaco.sim.server import SimServerConfig, start_server_thread
 

@@ -8,9 +8,9 @@ import platform
 import numpy as np
 import pytest
 
-from picaco.llm.errors import ConfigError
+from picaco.base.config import ProviderSettings
+from picaco.base.errors import ConfigError
 from picaco.llm.providers import st
-from picaco.llm.providers.base import ProviderSettings
 
 TEXTS = ["red apples keep through the winter", "a cold cellar", "green pears ripen quickly", "tides and the moon"]
 

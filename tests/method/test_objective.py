@@ -7,10 +7,12 @@ import math
 import numpy as np
 import pytest
 
+from picaco.base.errors import PicacoError
 from picaco.method.estimators import cosine, p_e, q_phi
 from picaco.method.objective import log_q_phi, normalize_pe, response_weight, tc_objective
-from picaco.method.picaco import Candidate, select_best, stratified_examples
+from picaco.method.picaco import select_best, stratified_examples
 from picaco.method.pools import AlignedEntry, NoisyEntry, select_noisy_pool, update_aligned_pool
+from picaco.method.state import Candidate
 from picaco.rng import derive_rng
 
 
@@ -127,5 +129,23 @@ def test_select_best_is_deterministic_on_ties():
     a = Candidate(instruction="b-text", born=2, tc=1.0)
     b = Candidate(instruction="a-text", born=1, tc=1.0)
     assert select_best([a, b]).instruction == "a-text"  # older wins
-    with pytest.raises(RuntimeError):
+    with pytest.raises(PicacoError, match="no candidate could be scored"):
         select_best([Candidate(instruction="x", born=0)])
+
+
+def test_unscored_candidates_rank_lowest_everywhere():
+    from picaco.method.picaco import dedupe
+    from picaco.method.state import Proposal, best_first
+
+    scored = [Candidate(instruction=f"s{k}", born=1, tc=float(k)) for k in range(3)]
+    never, nan = Candidate(instruction="never", born=0), Candidate(instruction="nan", born=1, tc=float("nan"))
+    everyone = [never, nan, *scored]
+    assert [c.instruction for c in best_first(everyone)][:3] == ["s2", "s1", "s0"]
+    kept = dedupe(2, everyone, [Proposal(slot=0, instruction="s1", reason=None, attempts=1, filtered=0)], m2=3)
+    assert [c.instruction for c in kept.kept] == ["s2", "s1", "s0"] and kept.skipped == [
+        "slot 0: duplicate of an existing candidate"]
+    # lowest first: with one candidate per stratum, the unscored two fill the lowest strata
+    picks = stratified_examples([*everyone, Candidate(instruction="s3", born=1, tc=3.0),
+                                 Candidate(instruction="s4", born=1, tc=4.0)], derive_rng(0, "z"), k=7)
+    assert set(picks[:2]) == {"never", "nan"} and picks[2:] == ["s0", "s1", "s2", "s3", "s4"]
+    assert select_best(everyone).instruction == "s2"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from picaco.base.errors import ConfigError
 from picaco.config import parse_run_config
-from picaco.llm.errors import ConfigError
 from picaco.method import run as runner
 from picaco.method.run import RunStore, optimize
 
@@ -39,11 +39,11 @@ def test_optimize_writes_every_step_and_a_rerun_costs_nothing(tmp_path):
                  "result.json", "result.md", "calls.jsonl"):
         assert (cfg.run_dir / name).exists(), name
     state = store.load_iteration(2)
-    assert state.best.instruction == result["best_instruction"]
+    assert state.best.instruction == result.best_instruction
     assert all(len(pool) <= 3 for pool in state.pools.values())
     assert len(state.candidates) <= 2 * 3
-    assert set(result["value_scores"]) == {"Benevolence", "Conformity", "Tradition", "Security"}
-    assert all(1 <= s <= 5 for s in result["value_scores"].values())
+    assert set(result.value_scores) == {"Benevolence", "Conformity", "Tradition", "Security"}
+    assert all(1 <= s <= 5 for s in result.value_scores.values())
     assert "Optimized meta-instruction" in (cfg.run_dir / "result.md").read_text()
     # noisy pool: top-M2 by q_phi of the raw responses
     noisy = store.load_noisy()
@@ -54,7 +54,7 @@ def test_optimize_writes_every_step_and_a_rerun_costs_nothing(tmp_path):
     before = calls_in(log)
     again = optimize(cfg)
     assert calls_in(log) == before, "a finished run must make no backend call when run again"
-    assert again["best_instruction"] == result["best_instruction"]
+    assert again.best_instruction == result.best_instruction
 
 
 def test_resume_after_a_lost_step_equals_an_uninterrupted_run(tmp_path):
@@ -65,8 +65,8 @@ def test_resume_after_a_lost_step_equals_an_uninterrupted_run(tmp_path):
     runner.run_m_step(cfg, 1)
     runner.run_e_step(cfg, 2)  # ... and the process dies before the M-step of iteration 2
     resumed = optimize(cfg)
-    assert resumed["best_instruction"] == whole["best_instruction"]
-    assert [h["tc"] for h in resumed["history"]] == pytest.approx([h["tc"] for h in whole["history"]], abs=1e-9)
+    assert resumed.best_instruction == whole.best_instruction
+    assert [h.tc for h in resumed.history] == pytest.approx([h.tc for h in whole.history], abs=1e-9)
 
 
 def test_growing_T_continues_a_finished_run(tmp_path):
@@ -74,7 +74,7 @@ def test_growing_T_continues_a_finished_run(tmp_path):
     optimize(cfg)
     longer = parse_run_config({**tiny(tmp_path), "picaco": {**tiny(tmp_path)["picaco"], "iterations": 3}})
     result = optimize(longer)
-    assert [h["t"] for h in result["history"]] == [1, 2, 3]
+    assert [h.t for h in result.history] == [1, 2, 3]
 
 
 def test_a_run_refuses_a_different_config(tmp_path):
@@ -93,7 +93,7 @@ def test_kept_candidates_cost_no_new_target_calls(tmp_path):
     kept_in_2 = [c for c in state2.candidates if c.born < 2]
     assert kept_in_2 and all(c.instruction in {d.instruction for d in state1.candidates} for c in kept_in_2)
     # every p_e request (n = n_pe_samples, start 0) of a kept candidate was answered by the cache
-    from picaco.method.picaco import instructed_request, RunContext
+    from picaco.method.context import RunContext, instructed_request
     from picaco.method.run import load_composition_for, load_prompts
     ctx = RunContext(config=cfg, composition=load_composition_for(cfg), prompts=load_prompts(cfg), client=None)
     for c in kept_in_2:
@@ -127,3 +127,25 @@ def test_bad_input_is_one_clear_line_and_leaves_no_iteration(tmp_path, patch, ma
         optimize(parse_run_config(raw))
     assert "\n" not in str(info.value)
     assert not list((tmp_path / "runs").glob("*/iter_*.json"))
+
+
+def test_optimize_uses_one_client_and_gives_what_the_step_by_step_path_gives(tmp_path, monkeypatch):
+    opened = []
+
+    class Counted(runner.LLMClient):
+        def __init__(self, *args, **kwargs):
+            opened.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "LLMClient", Counted)
+    whole = optimize(parse_run_config(tiny(tmp_path / "whole")))
+    assert len(opened) == 1  # one client (and one event loop) for the noisy pool, every step and the report
+    cfg = parse_run_config(tiny(tmp_path / "steps"))
+    runner.run_noisy_pool(cfg)
+    for t in range(1, cfg.picaco.iterations + 1):
+        runner.run_e_step(cfg, t)
+        runner.run_m_step(cfg, t)
+    assert runner.run_final_report(cfg) == whole
+    assert len(opened) - 1 == 1 + 2 * cfg.picaco.iterations + 1  # the task path: a client per step
+    for name in ("noisy.json", "iter_001.estep.json", "iter_001.json", "iter_002.json"):
+        assert (cfg.run_dir / name).read_text() == (tmp_path / "whole" / "runs" / "tiny" / name).read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from picaco.base.errors import PicacoError
 from picaco.config import parse_run_config
 from picaco.llm.providers import PROVIDER_KINDS, register_kind
 from picaco.llm.providers.base import ChatReply, Completion
@@ -47,7 +48,7 @@ def test_optimizer_reply_without_ins_is_retried_then_skipped_and_logged(tmp_path
     assert state.mstep.new_unique == 0 and len(state.mstep.skipped) == 2
     assert all("no_tag" in reason or "<INS>" in reason for reason in state.mstep.skipped), state.mstep.skipped
     assert state.mstep.optimizer_attempts == 2 * 3
-    assert result["best_instruction"] == state.candidates[0].instruction  # only the seed was left
+    assert result.best_instruction == state.candidates[0].instruction  # only the seed was left
 
 
 def test_malformed_judge_replies_are_retried_and_counted_missing(tmp_path):
@@ -69,8 +70,10 @@ def test_a_judge_that_never_answers_usably_stops_the_run_with_a_clear_error(tmp_
     runner.run_noisy_pool(cfg)
     report = runner.run_e_step(cfg, 1).report
     assert report.missing == report.responses and report.judged == 0 and report.value_means["Coherence"] is None
-    with pytest.raises(RuntimeError, match="no candidate could be scored"):
+    with pytest.raises(PicacoError, match="no candidate could be scored") as err:
         runner.run_m_step(cfg, 1)
+    assert f"{report.missing} of {report.responses} judge replies missing" in str(err.value) and "models.judge" in str(err.value)
+    assert "\n" not in str(err.value)
     assert RunStore(cfg.run_dir).load_iteration(1) is None
 
 
@@ -102,7 +105,7 @@ def filtering_provider():
 
 
 def test_content_filtered_replies_are_counted_missing_and_the_run_goes_on(tmp_path, filtering_provider):
-    from picaco.method.picaco import filtered_replies
+    from picaco.method.state import filtered_replies
 
     raw = config(tmp_path)
     raw["composition"], raw["prompts"] = "confucianism", {"demo_family": "schwartz"}  # S is a target sample
@@ -118,7 +121,7 @@ def test_content_filtered_replies_are_counted_missing_and_the_run_goes_on(tmp_pa
     per_step = [noisy.filtered] + [s.estep.filtered + s.estep.judge_filtered + s.mstep.optimizer_filtered
                                    + s.mstep.pe_filtered for s in states]
     assert filtered_replies(noisy, states) == sum(per_step) > 0
-    assert result["filtered_replies"] >= sum(per_step)  # plus the final scoring's
+    assert result.filtered_replies >= sum(per_step)  # plus the final scoring's
     assert "content filter" in (cfg.run_dir / "result.md").read_text()
     # nothing was made up: no empty or refused text in any pool, every judged entry has real scores
     for state in states:
@@ -128,8 +131,8 @@ def test_content_filtered_replies_are_counted_missing_and_the_run_goes_on(tmp_pa
     assert all(e.text.strip() for pool in noisy.pools.values() for e in pool)
     # the refusals are not cached: a rerun of the same config asks for them again and meets the same filter
     again = optimize(parse_run_config({**raw, "run_name": "again"}))
-    assert again["best_instruction"] == result["best_instruction"]
-    assert again["filtered_replies"] == result["filtered_replies"]
+    assert again.best_instruction == result.best_instruction
+    assert again.filtered_replies == result.filtered_replies
 
 
 def test_a_judge_whose_every_reply_is_filtered_leaves_responses_missing(tmp_path, filtering_provider, monkeypatch):

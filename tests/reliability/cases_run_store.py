@@ -321,7 +321,7 @@ RACER = r"""
 import sys
 sys.path.insert(0, {root!r})
 from picaco.config import parse_run_config
-from picaco.llm.errors import PicacoError
+from picaco.base.errors import PicacoError
 from picaco.method.run import start_run
 import json
 raw = json.loads({raw!r})

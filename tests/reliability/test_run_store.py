@@ -13,12 +13,10 @@ import pytest
 from cases_run_store import disk_full_for, truncate_half, user_inputs
 from reliability_campaign import small_run_config
 
+from picaco.base.errors import ConfigError, FileWriteError, RunStateError
 from picaco.config import parse_run_config
-from picaco.io import FileWriteError
-from picaco.llm.errors import ConfigError
-from picaco.method import run as runner
-from picaco.method import store as store_module
-from picaco.method.run import RunStateError, optimize
+from picaco.method import run as runner, store as store_module
+from picaco.method.run import optimize
 
 
 def config(root, iterations=1, **fields):
@@ -42,7 +40,7 @@ def test_unchanged_inputs_at_another_path_resume(tmp_path):
     shutil.move(tmp_path / "mine.yaml", moved / "mine.yaml")
     shutil.move(tmp_path / "x.jsonl", moved / "x.jsonl")
     resumed = optimize(config(tmp_path, iterations=2, **user_inputs(moved)))
-    assert resumed["best_instruction"] == whole["best_instruction"] and resumed["history"] == whole["history"]
+    assert resumed.best_instruction == whole.best_instruction and resumed.history == whole.history
 
 
 def test_two_starts_with_different_configs_cannot_both_be_accepted(tmp_path, monkeypatch):
@@ -109,7 +107,7 @@ def test_the_way_out_a_damaged_file_names_recovers_the_run(tmp_path, damaged):
         assert "delete it and run again" in str(info.value)
         (cfg.run_dir / damaged).unlink()
     again = optimize(cfg)
-    assert again["best_instruction"] == whole["best_instruction"] and again["history"] == whole["history"]
+    assert again.best_instruction == whole.best_instruction and again.history == whole.history
 
 
 def test_after_a_full_disk_the_run_goes_on_from_the_steps_it_kept(tmp_path):
@@ -126,5 +124,5 @@ def test_lowering_T_gives_the_result_of_a_run_of_T_iterations(tmp_path):
     short = optimize(config(tmp_path / "short", iterations=1))
     optimize(config(tmp_path, iterations=2))
     lowered = optimize(config(tmp_path, iterations=1))
-    assert [h["t"] for h in lowered["history"]] == [1]
+    assert [h.t for h in lowered.history] == [1]
     assert lowered == short

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from picaco.llm.errors import ConfigError
+from picaco.base.errors import ConfigError
 from picaco.sim.engine import EchoWorld, SimEngine
 from picaco.sim.world import (
     Optimum, ValueWorld, WorldConfig, conformity, expected_conformity, expected_relevance, make_world, optimum,

@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from picaco.llm.errors import PicacoError
+from picaco.base.errors import PicacoError
 from picaco.templates import ReplyParseError, parse_instruction, parse_relevance, parse_value_scores
 
 HH4 = ["Non-Toxicity", "Fairness", "Information Safety", "Responsible Uses"]

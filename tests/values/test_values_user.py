@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from picaco.llm.errors import ConfigError
+from picaco.base.errors import ConfigError
 from picaco.values import CompositionError, load_composition, load_value_library
 
 DEMOS = [{"query": "How do I apologise to a friend?", "answer": "Say sorry plainly and mean it."},

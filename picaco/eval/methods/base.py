@@ -14,11 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from picaco.eval.config import EvalConfig
+from picaco.base.prompts import TaskPrompt
+from picaco.eval.config import METHOD_LABELS, EvalConfig
+from picaco.eval.texts import EVAL_TEMPLATE_VERSION
 from picaco.llm.client import LLMClient
 from picaco.llm.request import ChatRequest, Message, SamplingParams
-from picaco.method.picaco import TaskPrompt
 from picaco.rng import derive_rng
+from picaco.templates import TEMPLATE_VERSION
 
 
 @dataclass
@@ -34,8 +36,6 @@ class EvalContext:
 
     @property
     def key_extra(self) -> dict[str, str]:
-        from picaco.eval.texts import EVAL_TEMPLATE_VERSION
-        from picaco.templates import TEMPLATE_VERSION
 
         # "purpose" keeps test-set samples apart from the optimization's samples in the cache, even when
         # a prompt, instruction and demonstrations happen to coincide.
@@ -75,8 +75,6 @@ class Method:
 
     @property
     def label(self) -> str:
-        from picaco.eval.config import METHOD_LABELS
-
         return METHOD_LABELS[self.id]
 
     def bucket_demos(self, bucket: int) -> list:

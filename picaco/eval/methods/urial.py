@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from picaco.eval.methods.base import Method
 from picaco.eval.texts import render
+from picaco.templates import urial_schwartz_instruction
 from picaco.values import Demonstration
 
 
 def urial_meta_instruction(ctx) -> str:
     comp = ctx.composition
     if comp.kind == "schwartz":
-        from picaco.templates import urial_schwartz_instruction
-
         return urial_schwartz_instruction(comp.values)
     if ctx.urial_prompt is None:
         raise RuntimeError("URIAL's prompt file was not loaded before the evaluation")

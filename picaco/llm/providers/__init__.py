@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import importlib
 
-from picaco.llm.errors import ConfigError
-from picaco.llm.providers.base import Provider, ProviderSettings
+from picaco.base.config import ProviderSettings
+from picaco.base.errors import ConfigError
+from picaco.llm.providers.base import Provider
 
 # kind -> "module:Class" (imported on first use) or a Provider subclass
 PROVIDER_KINDS: dict[str, "str | type[Provider]"] = {

@@ -15,25 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
-from picaco.llm.errors import ProviderError, scrub_secrets
+from picaco.base.config import ProviderSettings
+from picaco.llm.errors import BadRequest, ProviderError, scrub_secrets
 from picaco.llm.request import Message, SamplingParams
-
-
-class ProviderSettings(BaseModel):
-    """How to reach one provider. None of this enters a cache key except `base_url` (the endpoint)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    kind: str | None = None  # the provider implementation; defaults to the provider name ('vllm' -> kind 'openai')
-    base_url: str | None = None
-    api_key_env: str | None = None  # the environment variable holding the key; never the key itself
-    # None: a key is required by the hosted APIs (api.openai.com, Gemini's own endpoint) and optional
-    # elsewhere; true: a missing key variable is a config error before any call (a gateway that needs one)
-    require_key: bool | None = None
-    timeout_s: float = 60.0
-    max_concurrency: int = 64
-    options: dict[str, str | int | float | bool] = {}
 
 
 @dataclass(frozen=True)
@@ -103,8 +88,6 @@ class Provider(ABC):
         """Draw `call.n` samples; raise a `picaco.llm.errors.ProviderError` subclass on failure."""
 
     async def embed(self, model: str, texts: list[str]) -> EmbedReply:
-        from picaco.llm.errors import BadRequest
-
         raise BadRequest(f"provider {self.name!r} has no embeddings endpoint", provider=self.name)
 
     def embed_batch_size(self) -> int:

@@ -25,21 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from picaco.llm.errors import (
-    AuthError,
-    BadRequest,
-    ConfigError,
-    ContentFiltered,
-    ContextTooLong,
-    MalformedReply,
-    ProviderError,
-    RateLimited,
-    TransientError,
-    Unreachable,
-    error_for_status,
-)
-from picaco.llm.providers.base import (NO_KEY, ChatCall, ChatReply, Completion, EmbedReply, ProviderSettings,
-                                       SDKProvider)
+from picaco.base.config import ProviderSettings
+from picaco.base.errors import ConfigError
+from picaco.llm.errors import (AuthError, BadRequest, ContentFiltered, ContextTooLong, MalformedReply, ProviderError,
+                               RateLimited, TransientError, Unreachable, error_for_status)
+from picaco.llm.providers.base import NO_KEY, ChatCall, ChatReply, Completion, EmbedReply, SDKProvider
 
 OPENAI_API_BASE = "https://api.openai.com/v1"
 _CONTEXT_CODES = ("context_length_exceeded", "string_above_max_length")

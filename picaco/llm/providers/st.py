@@ -18,8 +18,10 @@ import threading
 
 import numpy as np
 
-from picaco.llm.errors import BadRequest, ConfigError
-from picaco.llm.providers.base import ChatCall, ChatReply, EmbedReply, Provider, ProviderSettings
+from picaco.base.config import ProviderSettings
+from picaco.base.errors import ConfigError
+from picaco.llm.errors import BadRequest
+from picaco.llm.providers.base import ChatCall, ChatReply, EmbedReply, Provider
 
 EMBEDDED_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 
