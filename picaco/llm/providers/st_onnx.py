@@ -1,0 +1,236 @@
+"""The embedded all-MiniLM-L6-v2 on ONNX Runtime: the st provider's `onnx` and `onnx-int8` backends.
+
+The sentence-transformers pipeline itself (Transformer -> mean Pooling -> Normalize, the package's
+weights) is exported once per machine with torch.onnx.export, so pooling and normalization are the
+library's own code, not a re-implementation. The export lives under a content-addressed directory
+(sha256 of the weights, configs and export recipe), by default ~/.cache/picaco/onnx (option `onnx_dir`).
+Each file is written whole (temp + rename) under a file lock, so two processes using it first at
+once export it once; its sha256 is kept beside it and checked on every load, so a damaged file is
+exported again rather than loaded. At run time only onnxruntime and tokenizers are needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from picaco.io import atomic_write_bytes, atomic_write_text
+from picaco.base.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Part of the content address: bump it when the export or quantization recipe changes.
+EXPORT_RECIPE = "st-pipeline-dynamo-v1;int8-dynamic-per-channel-v1"
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+SOURCE_FILES = ("model.safetensors", "config.json", "modules.json", "sentence_bert_config.json",
+                "1_Pooling/config.json", "tokenizer.json")
+
+
+def default_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "picaco" / "onnx"
+
+
+def require(module: str, backend: str):
+    """Import an optional runtime; a missing one is a one-line error naming what to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        need = "onnxruntime" if module == "onnxruntime" else "onnx onnxscript"
+        raise ConfigError(f"the st provider's backend {backend!r} needs the Python package(s) {need}: "
+                          f"pip install {need} (or set the st provider's option backend: torch)") from None
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def source_digest(model_dir: Path) -> str:
+    h = hashlib.sha256(EXPORT_RECIPE.encode())
+    for name in SOURCE_FILES:
+        h.update(name.encode() + b"\0" + sha256_file(model_dir / name).encode())
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: files are still written whole, two processes may both export
+        yield
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _intact(path: Path) -> bool:
+    stamp = path.with_name(path.name + ".sha256")
+    return path.is_file() and stamp.is_file() and stamp.read_text().strip() == sha256_file(path)
+
+
+def ensure_file(path: Path, build) -> Path:
+    """`path` as `build()` (bytes) makes it: built once, written whole, checked by its sha256."""
+    if _intact(path):
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stamp = path.with_name(path.name + ".sha256")
+    with _file_lock(path.with_name(path.name + ".lock")):
+        if _intact(path):  # another process built it while this one waited for the lock
+            return path
+        if path.exists():
+            log.warning("%s does not match its sha256 stamp; building it again", path)
+        data = build()
+        stamp.unlink(missing_ok=True)  # a stamp on disk always belongs to the file beside it
+        atomic_write_bytes(path, data)
+        atomic_write_text(stamp, hashlib.sha256(data).hexdigest())
+    return path
+
+
+def _quiet():
+    """The exporter prints its progress and logs and warns about things that do not concern this model
+    (torchvision ops, axis renames): keep a first run's output readable."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    for name in ("torch.onnx", "torch._dynamo", "torch.export", "onnxscript", "root"):
+        logger = logging.getLogger(name)
+        level = logger.level
+        logger.setLevel(logging.ERROR)
+        stack.callback(logger.setLevel, level)
+    return stack
+
+
+def export_bytes(model_dir: Path) -> bytes:
+    """The sentence-transformers pipeline of the package's weights as an ONNX model (fp32), checked
+    against torch on a few texts before anyone can load it."""
+    require("onnx", "onnx")
+    require("onnxscript", "onnx")
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    st_model = SentenceTransformer(str(model_dir), device="cpu").eval()
+
+    class Pipeline(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.st = st_model
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            features = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            return self.st(features)["sentence_embedding"]
+
+    probe = ["a short probe", "a longer probe sentence, so that the two rows are padded differently"]
+    features = st_model.preprocess(probe)
+    args = tuple(features[k] for k in INPUTS)
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", max=512)
+    with _quiet(), torch.no_grad():
+        program = torch.onnx.export(Pipeline().eval(), args, dynamo=True, verbose=False, input_names=list(INPUTS),
+                                    output_names=["sentence_embedding"], external_data=False,
+                                    dynamic_shapes=tuple({0: batch, 1: seq} for _ in INPUTS))
+        want = st_model.encode(probe, normalize_embeddings=True, convert_to_numpy=True)
+    data = program.model_proto.SerializeToString()
+    ort = require("onnxruntime", "onnx")
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    got = session.run(None, {k: features[k].numpy() for k in INPUTS})[0]
+    worst = float(np.min(np.sum(got * want, axis=1)))
+    if worst < 0.99999:
+        raise RuntimeError(f"the ONNX export of {model_dir} disagrees with torch (cosine {worst:.6f}); not saved")
+    return data
+
+
+def quantize_bytes(fp32_path: Path) -> bytes:
+    """Dynamic int8 (per-channel weights): per-tensor weights agreed with torch at a mean cosine of
+    only 0.93 on the benchmark's responses, per-channel at 0.99 (bench/embeddings.py)."""
+    require("onnxruntime", "onnx-int8")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory(prefix="picaco-int8-") as tmp, _quiet():
+        out = Path(tmp) / "model.int8.onnx"
+        quantize_dynamic(str(fp32_path), str(out), weight_type=QuantType.QInt8, per_channel=True)
+        return out.read_bytes()
+
+
+def exported_model(model_dir: Path, cache_dir: Path, int8: bool) -> Path:
+    folder = cache_dir / source_digest(model_dir)[:32]
+    fp32 = ensure_file(folder / "model.onnx", lambda: export_bytes(model_dir))
+    return ensure_file(folder / "model.int8.onnx", lambda: quantize_bytes(fp32)) if int8 else fp32
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class OnnxEncoder:
+    """Tokenize with the package's tokenizer.json as sentence-transformers does (truncation at the
+    model's max_seq_length), sort by token count so a batch pads little, run, restore the order."""
+
+    def __init__(self, model_dir: Path, cache_dir: Path, backend: str, threads: int | None = None) -> None:
+        ort = require("onnxruntime", backend)
+        from tokenizers import Tokenizer
+
+        self.path = exported_model(model_dir, cache_dir, int8=backend == "onnx-int8")
+        self.max_seq_length = int(json.loads((model_dir / "sentence_bert_config.json").read_text())["max_seq_length"])
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length=self.max_seq_length)
+        self.tokenizer.no_padding()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or cores()
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        return [enc.ids for enc in self.tokenizer.encode_batch(texts)]
+
+    def encode(self, texts: list[str], batch_size: int = 64, length_sorted: bool = True) -> np.ndarray:
+        ids = self.token_ids(texts)
+        lengths = np.array([len(x) for x in ids])
+        order = np.argsort(-lengths, kind="stable") if length_sorted else np.arange(len(ids))
+        out = np.empty((len(ids), self.session.get_outputs()[0].shape[-1]), dtype=np.float32)
+        for start in range(0, len(ids), batch_size):
+            rows = order[start:start + batch_size]
+            input_ids = np.zeros((len(rows), int(lengths[rows].max())), dtype=np.int64)
+            mask = np.zeros_like(input_ids)
+            for r, i in enumerate(rows):
+                input_ids[r, :lengths[i]] = ids[i]
+                mask[r, :lengths[i]] = 1
+            feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
+            out[rows] = self.session.run(None, feeds)[0]
+        return out
+
+
+_ENCODERS: dict[tuple, OnnxEncoder] = {}
+_LOCK = threading.Lock()
+
+
+def load_encoder(model_dir: Path, cache_dir: Path, backend: str, threads: int | None = None) -> OnnxEncoder:
+    key = (str(model_dir), str(cache_dir), backend, threads)
+    with _LOCK:
+        encoder = _ENCODERS.get(key)
+        if encoder is None:
+            try:
+                encoder = _ENCODERS[key] = OnnxEncoder(model_dir, cache_dir, backend, threads)
+            except OSError as exc:
+                raise ConfigError(f"the st provider's backend {backend!r} could not write or read its ONNX export "
+                                  f"under {cache_dir}: {exc.strerror or exc}; set the option onnx_dir "
+                                  f"to a writable folder") from None
+        return encoder
