@@ -28,7 +28,8 @@ from __future__ import annotations
 import sys
 
 from picaco.sim.server_app import SimApp
-from picaco.sim.server_cli import build_parser, config_from_args, config_to_argv, main
+from picaco.sim.server_cli import build_parser, config_from_args, main
+from picaco.sim.server_flags import config_to_argv
 from picaco.sim.server_config import FAULTS, SimServerConfig
 from picaco.sim.serving import (
     ProcessServer,

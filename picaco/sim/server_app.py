@@ -19,6 +19,8 @@ import threading
 import time
 from collections import deque
 
+from picaco.base.errors import ConfigError
+from picaco.io import check_output_path
 from picaco.sim import wire_gemini, wire_openai
 from picaco.sim.engine import SimEngine, stable_seed
 from picaco.sim.worlds import make_world
@@ -69,9 +71,6 @@ class SimApp:
         self._log: deque[dict] = deque(maxlen=config.log_max_entries)
         self._log_file = None
         if config.log_path is not None:
-            from picaco.io import check_output_path
-            from picaco.base.errors import ConfigError
-
             check_output_path(config.log_path, "--log-path", folder=False)
             try:
                 config.log_path.parent.mkdir(parents=True, exist_ok=True)

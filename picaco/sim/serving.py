@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from picaco import procs
 from picaco.sim.server_app import SimApp, install_drop_filter
 from picaco.sim.server_config import SimServerConfig
+from picaco.sim.server_flags import config_to_argv
 
 LISTENING = "picaco sim server listening on "  # the first line a server process prints
 
@@ -127,8 +128,6 @@ class ThreadServer(RunningServer):
 
 class ProcessServer(RunningServer):
     def __init__(self, config: SimServerConfig, start_timeout_s: float = 30.0) -> None:
-        from picaco.sim.server_cli import config_to_argv
-
         env = dict(os.environ)
         argv = [sys.executable, "-m", "picaco.sim.server", *config_to_argv(config)]
         if config.api_key is not None:

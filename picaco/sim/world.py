@@ -38,11 +38,9 @@ from picaco.sim.world_optimum import Optimum, optimum
 from picaco.sim.world_prompts import (
     SENT_SPLIT, cap, parse_relevance_judge, parse_value_judge, qa_blocks, strip_fences,
 )
-from picaco.sim.worlds import WORLD_NAMES, make_world
 
 __all__ = [
-    "WorldConfig", "ValueWorld", "make_world", "expected_conformity", "expected_relevance", "conformity",
-    "optimum", "Optimum", "WORLD_NAMES",
+    "WorldConfig", "ValueWorld", "expected_conformity", "expected_relevance", "conformity", "optimum", "Optimum",
 ]
 
 MIN_WORDS, MAX_WORDS = 40, 150

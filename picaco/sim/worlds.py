@@ -20,6 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from picaco.base.errors import ConfigError
+from picaco.sim.engine import EchoWorld
+from picaco.sim.world import ValueWorld
 from picaco.sim.world_config import WorldConfig
 
 # name -> the WorldConfig fields it sets; None: not a value world
@@ -40,15 +42,11 @@ def make_world(spec: str | WorldConfig | Mapping | None = "values", overrides: M
     if fields is None:
         if overrides:
             raise ConfigError(f"sim option world_* needs world 'values' or 'values-null', not {name!r}")
-        from picaco.sim.engine import EchoWorld
-
         return EchoWorld()
     return _value_world(fields | dict(overrides or {}))
 
 
 def _value_world(fields: dict):
-    from picaco.sim.world import ValueWorld
-
     try:
         config = WorldConfig(**fields)
     except ValidationError as exc:

@@ -24,7 +24,7 @@ from picaco.sim.server import (
     main,
     start_server_process,
 )
-from picaco.sim.server_cli import _FLAGS
+from picaco.sim.server_flags import FLAGS as _FLAGS
 
 HTTP = httpx.Client()  # keep-alive: a fresh client per request costs ~30 ms here
 PROMPT = "Which fruit keeps longest in a cold cellar, apples or pears, and why does it matter for winter storage?"

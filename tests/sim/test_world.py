@@ -19,8 +19,9 @@ from pydantic import ValidationError
 from picaco.base.errors import ConfigError
 from picaco.sim.engine import EchoWorld, SimEngine
 from picaco.sim.world import (
-    Optimum, ValueWorld, WorldConfig, conformity, expected_conformity, expected_relevance, make_world, optimum,
+    Optimum, ValueWorld, WorldConfig, conformity, expected_conformity, expected_relevance, optimum,
 )
+from picaco.sim.worlds import make_world
 from picaco.sim.world_lexicon import load_lexicon, word_count
 from picaco.sim.world_model import Articulation, model_for, noisy_mean, read_instruction, score_distribution
 
@@ -663,7 +664,6 @@ def test_opro_meta_prompt_gets_a_rewritten_instruction():
     """OPRO's meta-prompt (scored instructions, exemplars) is answered by the optimizer role too."""
     from pathlib import Path
 
-    from picaco.sim.world import make_world
     from picaco.templates import parse_instruction
 
     meta = (Path(__file__).resolve().parents[2] / "picaco" / "eval" / "templates" / "opro_meta.txt").read_text()
