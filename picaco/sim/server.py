@@ -40,7 +40,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from picaco.sim.engine import SimEngine, count_tokens, stable_seed
 from picaco.sim.request_body import MIB, BodyNotJSON, BodyTooLarge, parse_json_object, read_body
@@ -69,6 +69,7 @@ class SimServerConfig(BaseModel):
     rate_malformed: float = 0.0
     rate_filtered: float = 0.0  # 200 with every choice content-filtered (Gemini: the prompt blocked)
     max_context_tokens: int | None = None
+    max_choices: int | None = Field(None, ge=1)  # answer at most this many choices, as llama.cpp (1) does
     models: list[str] | None = None  # when set, other model names get a 404
     api_key: SecretStr | None = None  # when set, requests must carry this key (401 otherwise)
     # fault: every error body (4xx, 5xx) echoes the request's credentials, as a careless gateway does
@@ -433,7 +434,7 @@ class SimApp:
                                   f"messages[{i}].role")
             role = "system" if m["role"] == "developer" else m["role"]
             messages.append({"role": role, "content": _text_of(m.get("content"), f"messages[{i}].content")})
-        n = _int_param(p, "n", 1, 1, 128)
+        n = min(_int_param(p, "n", 1, 1, 128), self.config.max_choices or 128)
         seed = _int_param(p, "seed", None, None, None)
         temperature = _float_param(p, "temperature", 1.0, 0.0, 2.0)
         _float_param(p, "top_p", None, 0.0, 1.0)  # accepted and validated; the engine has no nucleus
@@ -530,7 +531,7 @@ class SimApp:
         g = p.get("generationConfig") or {}
         if not isinstance(g, dict):
             raise _BadRequest("generationConfig must be an object", "generationConfig")
-        n = _int_param(g, "candidateCount", 1, 1, 8)
+        n = min(_int_param(g, "candidateCount", 1, 1, 8), self.config.max_choices or 8)
         seed = _int_param(g, "seed", None, None, None)
         temperature = _float_param(g, "temperature", 1.0, 0.0, 2.0)
         _float_param(g, "topP", None, 0.0, 1.0)
@@ -1017,6 +1018,8 @@ _FLAGS: dict[str, tuple[str, dict]] = {
     "rate_malformed": ("--rate-malformed", {"type": float, "help": "share of 200s with non-API JSON"}),
     "rate_filtered": ("--rate-filtered", {"type": float, "help": "share of 200s refused by a content filter"}),
     "max_context_tokens": ("--max-context-tokens", {"type": int, "help": "prompts longer than this get a 400"}),
+    "max_choices": ("--max-choices", {"type": int, "help": "answer at most this many choices per request, "
+                                                           "whatever n asks (llama.cpp, Ollama: 1)"}),
     "models": ("--models", {"nargs": "+", "help": "known model names (others get 404); default: any"}),
     "log_path": ("--log-path", {"type": Path, "help": "append every request to this JSONL file"}),
     "log_max_entries": ("--log-max-entries", {"type": int, "help": "bound of the in-memory request log"}),

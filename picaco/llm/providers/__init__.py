@@ -28,7 +28,9 @@ DEFAULT_SETTINGS: dict[str, ProviderSettings] = {
     "st": ProviderSettings(kind="st", max_concurrency=4096),
     # Self-hosted OpenAI-compatible servers; point base_url at your own server in the config.
     "vllm": ProviderSettings(kind="openai", base_url="http://127.0.0.1:8000/v1", api_key_env="VLLM_API_KEY"),
-    "ollama": ProviderSettings(kind="openai", base_url="http://127.0.0.1:11434/v1", api_key_env="OLLAMA_API_KEY"),
+    # Ollama ignores n: one sample per call
+    "ollama": ProviderSettings(kind="openai", base_url="http://127.0.0.1:11434/v1", api_key_env="OLLAMA_API_KEY",
+                               max_samples_per_call=1),
 }
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from picaco.llm.errors import ProviderError, scrub_secrets
 from picaco.llm.request import Message, SamplingParams
@@ -33,6 +33,9 @@ class ProviderSettings(BaseModel):
     require_key: bool | None = None
     timeout_s: float = 60.0
     max_concurrency: int = 64
+    # the most samples one call returns; None: the kind's default (Provider.default_max_samples_per_call).
+    # A server that answers fewer than asked is detected and the client fetches the rest in more calls.
+    max_samples_per_call: int | None = Field(None, ge=1)
     options: dict[str, str | int | float | bool] = {}
 
 
@@ -81,6 +84,8 @@ class Provider(ABC):
     name: str
     #: what identifies the server for the cache key: the normalized base_url, or a fixed string
     endpoint: str
+    #: the most samples one call can return when the settings do not say (OpenAI's limit on `n`)
+    default_max_samples_per_call: int = 128
 
     def __init__(self, name: str, settings: ProviderSettings) -> None:
         self.name = name
@@ -98,9 +103,14 @@ class Provider(ABC):
     def concurrency_key(self) -> str:
         return f"{self.name}@{self.endpoint}"
 
+    @property
+    def max_samples_per_call(self) -> int:
+        return self.settings.max_samples_per_call or self.default_max_samples_per_call
+
     @abstractmethod
     async def generate(self, call: ChatCall) -> ChatReply:
-        """Draw `call.n` samples; raise a `picaco.llm.errors.ProviderError` subclass on failure."""
+        """Draw `call.n` samples (a server may return fewer, never more: the client asks again for the
+        rest); raise a `picaco.llm.errors.ProviderError` subclass on failure."""
 
     async def embed(self, model: str, texts: list[str]) -> EmbedReply:
         from picaco.llm.errors import BadRequest
