@@ -111,6 +111,7 @@ class LLMClient:
         self._endpoints: dict[str, str] = {}
         # samples per call each endpoint (Provider.concurrency_key) was found to return, below its setting
         self._sample_limits: dict[str, int] = {}
+        self._engines: dict[str, object] = {}  # provider name -> the engine its calls need (or None); see aclose
         self._closed = False
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -127,6 +128,10 @@ class LLMClient:
         prov = state.providers.get(name)
         if prov is None:
             prov = make_provider(name, self.config.providers)
+            if name not in self._engines:
+                # a managed engine starts here, before the first call that needs it; the loop waits for it
+                self._engines[name] = prov.start_engine(name, prov.settings)
+            prov.attach(self._engines[name])
             state.providers[name] = prov
         return prov
 
@@ -485,10 +490,20 @@ class LLMClient:
         if self._state is not None:
             for prov in self._state.providers.values():
                 await prov.aclose()
+        failures = []
+        for engine in self._engines.values():  # every one is stopped, even after one fails to stop
+            if engine is not None:
+                try:
+                    engine.stop()
+                except ProviderError as exc:
+                    failures.append(exc)
+        self._engines.clear()
         self._flush_stats()
         self.call_log.close()
         if self._owns_cache:
             self.cache.close()
+        if failures:
+            raise failures[0]
 
     async def __aenter__(self) -> "LLMClient":
         return self

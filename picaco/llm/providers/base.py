@@ -99,6 +99,15 @@ class Provider(ABC):
         None: this provider only knows its endpoint once built (the client then builds it)."""
         return None
 
+    @classmethod
+    def start_engine(cls, name: str, settings: ProviderSettings) -> Any:
+        """A server process this provider's calls need, started (with `base_url`, `alive()` and `stop()`), or
+        None. The client starts it before the provider's first call, owns it, and stops it when it closes."""
+        return None
+
+    def attach(self, engine: Any) -> None:
+        """Point this provider at the running engine `start_engine` returned (called with None as well)."""
+
     @property
     def concurrency_key(self) -> str:
         return f"{self.name}@{self.endpoint}"

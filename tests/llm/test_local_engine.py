@@ -1,0 +1,162 @@
+"""The managed llama.cpp engine with the real SmolLM2-135M (extra 'local', installed by `make install`).
+
+One engine serves this module (as a server of the user's own, `base_url`); the managed-engine scenario
+starts the engines it is about (a restart on another port, a death mid-run). Replies are 8 tokens or
+fewer, so the module runs in well under a minute."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+
+import pytest
+from typer.testing import CliRunner
+
+from picaco.cli import app
+from picaco.llm.client import ClientConfig, LLMClient
+from picaco.llm.errors import ConfigError
+from picaco.llm.local_engine import EngineError, EngineSpec, LocalEngine, endpoint_identity, file_sha256, smollm2_path
+from picaco.llm.providers.base import ProviderSettings
+from picaco.llm.request import ChatRequest
+
+pytest.importorskip("llama_cpp", reason="the extra 'local' is not installed (make install installs it)")
+
+
+@pytest.fixture(scope="module")
+def engine():
+    with LocalEngine(EngineSpec(n_ctx=1024)) as e:
+        yield e
+    assert not e.alive()
+
+
+def request(model: str = "llamacpp/smollm2", seed: int = 11) -> ChatRequest:
+    return ChatRequest.of(model, "Answer in three words.", "Name a fruit.", role="target", seed=seed,
+                          temperature=1.0, max_tokens=8)
+
+
+def client(tmp_path, providers: dict | None = None, log: str = "calls.jsonl") -> LLMClient:
+    return LLMClient(ClientConfig(cache_dir=tmp_path / "cache", call_log_path=tmp_path / log,
+                                  providers={k: ProviderSettings(**v) for k, v in (providers or {}).items()}))
+
+
+def call_lines(path) -> list[dict]:
+    return [x for x in map(json.loads, path.read_text().splitlines()) if x["kind"] == "call"]
+
+
+async def test_n3_from_the_engine_is_three_calls_three_cached_samples_and_a_rerun_is_cached(engine, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="picaco.llm.client")
+    # told nothing, the client asks for 3 in one call, gets 1, and fetches the others one by one
+    providers = {"mine": {"kind": "llamacpp", "base_url": engine.base_url, "max_samples_per_call": 3}}
+    async with client(tmp_path, providers) as c:
+        first = await c.chat(request("mine/smol"), n=3)
+    assert len(first.samples) == 3 and all(s.text.strip() for s in first.samples)
+    assert [x["n"] for x in call_lines(tmp_path / "calls.jsonl")] == [1, 1, 1]
+    assert sum("returns at most 1 sample(s) per call" in r.getMessage() for r in caplog.records) == 1
+    async with client(tmp_path, providers, log="rerun.jsonl") as c:
+        again = await c.chat(request("mine/smol"), n=3)
+    assert again.texts == first.texts and all(s.cached for s in again.samples)
+    assert call_lines(tmp_path / "rerun.jsonl") == []
+
+
+async def test_a_managed_engine_restarted_on_another_port_hits_the_cache_and_a_death_mid_run_is_resumable(tmp_path):
+    async with client(tmp_path, log="a.jsonl") as c:
+        first = await c.chat(request(), n=2)
+        engine_a = c._engines["llamacpp"]
+        assert engine_a.alive()
+    assert not engine_a.alive(), "the client stops its engine when it closes"
+
+    async with client(tmp_path, log="b.jsonl") as c:
+        more = await c.chat(request(), n=3)
+        engine_b = c._engines["llamacpp"]
+        assert engine_b.base_url != engine_a.base_url
+        assert more.texts[:2] == first.texts and [s.cached for s in more.samples] == [True, True, False]
+        os.kill(engine_b.pid, signal.SIGKILL)  # the engine dies mid-run
+        with pytest.raises(EngineError, match=r"died mid-run with code -9.*run again to resume"):
+            await c.chat(request(), n=4)
+    assert [x["n"] for x in call_lines(tmp_path / "b.jsonl")] == [1]
+
+    async with client(tmp_path, log="c.jsonl") as c:  # the rerun resumes: 3 cached, 1 drawn
+        resumed = await c.chat(request(), n=4)
+    assert resumed.texts[:3] == more.texts and [s.cached for s in resumed.samples] == [True] * 3 + [False]
+    assert len(call_lines(tmp_path / "c.jsonl")) == 1
+
+
+def test_the_endpoint_identity_names_the_model_content_and_settings_not_the_port(tmp_path):
+    digest = file_sha256(smollm2_path())
+    base = endpoint_identity(EngineSpec(port=8001))
+    assert base == endpoint_identity(EngineSpec(port=8002, logits_all=True)) and digest in base
+    assert endpoint_identity(EngineSpec(n_ctx=2048)) != base
+    copy = tmp_path / "copy.gguf"
+    copy.write_bytes(b"GGUF" + b"\0" * 60)
+    assert digest not in endpoint_identity(EngineSpec(gguf=str(copy)))
+
+
+async def test_bad_model_files_and_options_are_one_line_config_errors(tmp_path):
+    not_gguf = tmp_path / "model.gguf"
+    not_gguf.write_text("<html>404</html>")
+    cases = {str(tmp_path / "missing.gguf"): "no such file", str(not_gguf): "not a GGUF file",
+             str(tmp_path): "not a file"}
+    for gguf, message in cases.items():
+        async with client(tmp_path, {"bad": {"kind": "llamacpp", "options": {"gguf": gguf}}}) as c:
+            with pytest.raises(ConfigError, match=message) as info:
+                await c.chat(request("bad/x"))
+        assert gguf in str(info.value) and "\n" not in str(info.value)
+    async with client(tmp_path, {"bad": {"kind": "llamacpp", "options": {"n_gpu": 1}}}) as c:
+        with pytest.raises(ConfigError, match=r"provider 'bad': options.n_gpu: unknown option \(known: .*gguf"):
+            await c.chat(request("bad/x"))
+
+
+def test_an_engine_dying_at_start_shows_the_last_line_of_its_log(tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + os.urandom(4096))
+    with pytest.raises(EngineError, match=r"exited with code \d+ at start: .+\(log: ") as info:
+        LocalEngine(EngineSpec(gguf=str(broken)), log_dir=tmp_path).start()
+    assert "\n" not in str(info.value)
+
+
+def test_local_server_cli_errors_are_one_line(engine, tmp_path):
+    port = int(engine.base_url.rsplit(":", 1)[1].split("/")[0])
+    runner = CliRunner()
+    taken = runner.invoke(app, ["local-server", "--port", str(port)])
+    assert taken.exit_code == 2 and f"port {port} on 127.0.0.1 is already taken" in taken.output
+    missing = runner.invoke(app, ["local-server", "--gguf", str(tmp_path / "none.gguf")])
+    assert missing.exit_code == 2 and "no such file" in missing.output
+    small = runner.invoke(app, ["local-server", "--n-ctx", "3"])
+    assert small.exit_code == 2 and "local-server: --n-ctx: Input should be greater than or equal to 64" in small.output
+    assert all(len(r.output.strip().splitlines()) == 1 for r in (taken, missing, small))
+
+
+def test_local_server_serves_until_interrupted_and_stops_its_engine(monkeypatch):
+    from picaco.llm import local_engine
+
+    seen: list[str] = []
+    started: list[LocalEngine] = []
+    real_start = LocalEngine.start
+
+    def start(self):
+        started.append(self)
+        return real_start(self)
+
+    def echo(line: str) -> None:
+        seen.append(line)
+        if "Ctrl-C stops it" in line:
+            raise KeyboardInterrupt  # what a Ctrl-C does once the engine answers
+
+    monkeypatch.setattr(LocalEngine, "start", start)
+    local_engine.serve(EngineSpec(n_ctx=512), echo=echo)
+    (engine,) = started
+    assert seen[0].startswith(f"llama.cpp engine (pid {engine.pid}") and engine.base_url in seen[0]
+    assert "kind: llamacpp, base_url" in seen[1] and seen[-1] == "stopping the engine"
+    assert not engine.alive() and not local_engine._pid_running(engine.pid)
+
+
+def test_a_taken_port_is_refused_before_starting(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"port {port} on 127.0.0.1 is already taken"):
+            LocalEngine(EngineSpec(port=port), log_dir=tmp_path).start()
