@@ -11,13 +11,16 @@ Its output goes to a log file; an engine that dies is reported with the last lin
 
 The cache key of an answer names what answered, not where it listened: `endpoint_identity(spec)` is the
 model file's sha256 plus the engine settings that change answers (n_ctx, chat_format), so an engine
-restarted on another port hits the same cache entries. The hash is computed once per (path, size, mtime).
+restarted on another port hits the same cache entries. The hash is computed once per (path, size, mtime)
+and remembered in ~/.cache/picaco/gguf-sha256.json (`PICACO_HASH_MEMO_DIR` moves it).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
+import logging
 import os
 import socket
 import subprocess
@@ -30,6 +33,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from picaco.llm.errors import ConfigError, ProviderError
+
+log = logging.getLogger(__name__)
 
 SMOLLM2 = "smollm2"
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -95,22 +100,55 @@ def resolve_gguf(name: str) -> Path:
     return path.resolve()
 
 
-_HASHES: dict[tuple[str, int, int], str] = {}
+_HASHES: dict[str, str] = {}
 _HASH_LOCK = threading.Lock()
 
 
+def hash_memo_path() -> Path:
+    """Where model hashes are remembered across runs (a multi-GB GGUF takes seconds to hash)."""
+    root = os.environ.get("PICACO_HASH_MEMO_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "picaco")
+    return Path(root).expanduser() / "gguf-sha256.json"
+
+
+def _read_memo(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring the model hash memo %s (%s): hashes are computed again", path, exc)
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, str) and len(v) == 64}
+
+
+def _write_memo(path: Path, key: str, digest: str) -> None:
+    memo = _read_memo(path)
+    memo[key] = digest
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(memo, indent=0, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)  # whole or not at all: a reader never sees half a memo
+    except OSError as exc:
+        log.warning("cannot remember the hash of a model file in %s (%s): it is computed again next run", path, exc)
+
+
 def file_sha256(path: Path) -> str:
-    """sha256 of a file's content, computed once per (path, size, mtime) in this process."""
+    """sha256 of a file's content, computed once per (path, size, mtime) and remembered in `hash_memo_path()`."""
     st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
+    key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
     with _HASH_LOCK:
-        digest = _HASHES.get(key)
+        digest = _HASHES.get(key) or _read_memo(hash_memo_path()).get(key)
         if digest is None:
             h = hashlib.sha256()
             with open(path, "rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     h.update(block)
-            digest = _HASHES[key] = h.hexdigest()
+            digest = h.hexdigest()
+            _write_memo(hash_memo_path(), key, digest)
+        _HASHES[key] = digest
     return digest
 
 

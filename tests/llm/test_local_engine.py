@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from picaco.cli import app
+from picaco.llm import local_engine
 from picaco.llm.client import ClientConfig, LLMClient
 from picaco.llm.errors import ConfigError
 from picaco.llm.local_engine import EngineError, EngineSpec, LocalEngine, endpoint_identity, file_sha256, smollm2_path
@@ -23,6 +24,14 @@ from picaco.llm.providers.base import ProviderSettings
 from picaco.llm.request import ChatRequest
 
 pytest.importorskip("llama_cpp", reason="the extra 'local' is not installed (make install installs it)")
+
+
+@pytest.fixture(autouse=True)
+def hash_memo(tmp_path, monkeypatch):
+    """Model hashes are remembered in a memo of this test's own, not the user's ~/.cache."""
+    monkeypatch.setenv("PICACO_HASH_MEMO_DIR", str(tmp_path / "memo"))
+    monkeypatch.setattr(local_engine, "_HASHES", {})
+    return tmp_path / "memo" / "gguf-sha256.json"
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +103,26 @@ def test_the_endpoint_identity_names_the_model_content_and_settings_not_the_port
     assert digest not in endpoint_identity(EngineSpec(gguf=str(copy)))
 
 
+def test_a_model_hash_is_remembered_by_path_size_and_mtime(tmp_path, hash_memo, monkeypatch, caplog):
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF" + b"\1" * 100)
+    real = file_sha256(model)
+    memo = json.loads(hash_memo.read_text())
+    (key,) = memo
+    assert memo[key] == real and key.startswith(str(model))
+    hash_memo.write_text(json.dumps({key: "f" * 64}))  # a remembered hash is not computed again
+    monkeypatch.setattr(local_engine, "_HASHES", {})
+    assert file_sha256(model) == "f" * 64
+    os.utime(model, ns=(1, 1))  # another mtime: hashed again
+    assert file_sha256(model) == real
+    hash_memo.write_text("{not json")
+    monkeypatch.setattr(local_engine, "_HASHES", {})
+    with caplog.at_level(logging.WARNING, logger="picaco.llm.local_engine"):
+        assert file_sha256(model) == real
+    assert any("ignoring the model hash memo" in r.getMessage() for r in caplog.records)
+    assert json.loads(hash_memo.read_text())  # rewritten whole
+
+
 async def test_bad_model_files_and_options_are_one_line_config_errors(tmp_path):
     not_gguf = tmp_path / "model.gguf"
     not_gguf.write_text("<html>404</html>")
@@ -130,8 +159,6 @@ def test_local_server_cli_errors_are_one_line(engine, tmp_path):
 
 
 def test_local_server_serves_until_interrupted_and_stops_its_engine(monkeypatch):
-    from picaco.llm import local_engine
-
     seen: list[str] = []
     started: list[LocalEngine] = []
     real_start = LocalEngine.start
