@@ -105,6 +105,23 @@ def test_the_sim_server_switch_and_its_flag():
         SimServerConfig(max_choices=0)
 
 
+@pytest.mark.parametrize("kind", ["openai", "gemini"])
+async def test_one_choice_servers_give_the_samples_of_a_server_honouring_n(tmp_path, kind):
+    def base_url(server):
+        return server.openai_base_url if kind == "openai" else server.gemini_base_url
+
+    with start_server_thread(SimServerConfig()) as honoured, start_server_thread(SimServerConfig(max_choices=1)) as one:
+        texts = []
+        for server in (honoured, one):
+            providers = {"srv": ProviderSettings(kind=kind, base_url=base_url(server))}
+            async with LLMClient(ClientConfig(cache_dir=tmp_path / str(len(texts)), providers=providers)) as client:
+                reply = await client.chat(ChatRequest.of("srv/m", "sys", "hello there", seed=5), n=3)
+            texts.append(reply.texts)
+        assert [e["n"] for e in honoured.request_log()] == [3]
+        assert [e["n"] for e in one.request_log()] == [1, 1, 1]
+    assert texts[0] == texts[1] and len(set(texts[0])) == 3
+
+
 def _run_config(tmp_path, base_url: str, name: str) -> dict:
     return {"run_name": name, "composition": "helpfulness", "prompts": {"demo_family": "hh"},
             "runs_dir": str(tmp_path / "runs"),
