@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -112,6 +113,7 @@ class LLMClient:
         # samples per call each endpoint (Provider.concurrency_key) was found to return, below its setting
         self._sample_limits: dict[str, int] = {}
         self._engines: dict[str, object] = {}  # provider name -> the engine its calls need (or None); see aclose
+        self._engines_lock = threading.Lock()
         self._closed = False
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -128,9 +130,10 @@ class LLMClient:
         prov = state.providers.get(name)
         if prov is None:
             prov = make_provider(name, self.config.providers)
-            if name not in self._engines:
-                # a managed engine starts here, before the first call that needs it; the loop waits for it
-                self._engines[name] = prov.start_engine(name, prov.settings)
+            with self._engines_lock:  # loops in several threads may build this provider at once: one engine
+                if name not in self._engines:
+                    # a managed engine starts here, before the first call that needs it; the loop waits for it
+                    self._engines[name] = prov.start_engine(name, prov.settings)
             prov.attach(self._engines[name])
             state.providers[name] = prov
         return prov
