@@ -22,7 +22,8 @@ from picaco.llm.request import Message, SamplingParams
 
 
 class ProviderSettings(BaseModel):
-    """How to reach one provider. None of this enters a cache key except `base_url` (the endpoint)."""
+    """How to reach one provider. None of this enters a cache key except the endpoint identity: `base_url`,
+    or for a managed engine (kind llamacpp) the model file's hash and the engine options that change answers."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     kind: str | None = None  # the provider implementation; defaults to the provider name ('vllm' -> kind 'openai')
