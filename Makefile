@@ -7,10 +7,12 @@ STAMP  := $(VENV)/.installed-stamp
 .PHONY: install demo test bench bench-call-layer bench-method bench-world bench-datasets bench-evaluate clean
 
 # torch goes in first, pinned: an unpinned torch pulls gigabytes of CUDA wheels.
+# llama-cpp-python (extra `local`) compiles from source (~10 min, once: pip caches the wheel); without
+# GGML_NATIVE=OFF the wheel would use this CPU's instruction set and crash on another one.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,dask]'
+	CMAKE_ARGS=-DGGML_NATIVE=OFF $(BIN)/pip install -q -c constraints.txt -e '.[dev,dask,local]'
 	touch $(STAMP)
 
 install: $(STAMP)

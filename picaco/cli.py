@@ -57,6 +57,23 @@ def sim_server(ctx: typer.Context) -> None:
     raise typer.Exit(server_main(list(ctx.args)) or 0)
 
 
+@app.command("local-server")
+def local_server(gguf: str = typer.Option("smollm2", help="a GGUF model file, or smollm2 (the embedded SmolLM2-135M)"),
+                 port: int = typer.Option(0, help="port on 127.0.0.1 (0: a free one; the URL is printed)"),
+                 n_ctx: int = typer.Option(4096, help="context size in tokens"),
+                 logits_all: bool = typer.Option(False, help="keep every token's logits (prompt log-probs)"),
+                 chat_format: Optional[str] = typer.Option(None, help="llama.cpp chat format (default: the GGUF's)")
+                 ) -> None:
+    """Start llama.cpp's OpenAI-compatible server (extra 'local') on 127.0.0.1; serve until Ctrl-C."""
+    from picaco.llm.local_engine import EngineSpec, serve
+
+    try:
+        serve(EngineSpec.from_options({"gguf": gguf, "port": port, "n_ctx": n_ctx, "logits_all": logits_all,
+                                       "chat_format": chat_format}, "local-server", flags=True), echo=typer.echo)
+    except PicacoError as exc:
+        _fail(exc)
+
+
 @cache_app.command("stats")
 def cache_stats(cache_dir: Path = typer.Option(Path("artifacts/cache"), help="cache directory"),
                 as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:

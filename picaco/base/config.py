@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 
 class ProviderSettings(BaseModel):
-    """How to reach one provider. None of this enters a cache key except `base_url` (the endpoint)."""
+    """How to reach one provider. None of this enters a cache key except the endpoint identity: `base_url`,
+    or for a managed engine (kind llamacpp) the model file's hash and the engine options that change answers."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     kind: str | None = None  # the provider implementation; defaults to the provider name ('vllm' -> kind 'openai')
@@ -23,6 +24,9 @@ class ProviderSettings(BaseModel):
     require_key: bool | None = None
     timeout_s: float = 60.0
     max_concurrency: int = 64
+    # the most samples one call returns; None: the kind's default (Provider.default_max_samples_per_call).
+    # A server that answers fewer than asked is detected and the client fetches the rest in more calls.
+    max_samples_per_call: int | None = Field(None, ge=1)
     options: dict[str, str | int | float | bool] = {}
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -86,6 +87,10 @@ class LLMClient:
         self._state: _LoopState | None = None
         self._jitter_rng = random.Random(self.config.retry.jitter_seed)
         self._endpoints: dict[str, str] = {}
+        # samples per call each endpoint (Provider.concurrency_key) was found to return, below its setting
+        self._sample_limits: dict[str, int] = {}
+        self._engines: dict[str, object] = {}  # provider name -> the engine its calls need (or None); see aclose
+        self._engines_lock = threading.Lock()
         self._closed = False
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -102,6 +107,11 @@ class LLMClient:
         prov = state.providers.get(name)
         if prov is None:
             prov = make_provider(name, self.config.providers)
+            with self._engines_lock:  # loops in several threads may build this provider at once: one engine
+                if name not in self._engines:
+                    # a managed engine starts here, before the first call that needs it; the loop waits for it
+                    self._engines[name] = prov.start_engine(name, prov.settings)
+            prov.attach(self._engines[name])
             state.providers[name] = prov
         return prov
 
@@ -215,15 +225,19 @@ class LLMClient:
                     prov = self.provider(provider_name)  # built (key looked up) only when something is fetched
                     request_id = prefix.hexdigest()
                     for run in _contiguous_runs(to_fetch):
-                        samples, tries, reply_prompt, reply_completion = await self._fetch_run(
-                            prov, request, model_name, start, run, keys, request_id, filtered == "missing")
-                        calls += 1
-                        attempts += tries
-                        fresh_prompt += reply_prompt
-                        fresh_completion += reply_completion
-                        for j, sample in zip(run, samples):
-                            results[j] = sample
-                            futures[j].set_result(sample)
+                        done = 0
+                        while done < len(run):  # a call may return fewer samples than asked: ask for the rest
+                            part = run[done:done + self._samples_per_call(prov)]
+                            samples, tries, reply_prompt, reply_completion = await self._fetch_call(
+                                prov, request, model_name, start, part, keys, request_id, filtered == "missing")
+                            calls += 1
+                            attempts += tries
+                            fresh_prompt += reply_prompt
+                            fresh_completion += reply_completion
+                            for j, sample in zip(part, samples):
+                                results[j] = sample
+                                futures[j].set_result(sample)
+                            done += len(samples)
                 except BaseException as exc:
                     for fut in futures.values():
                         if not fut.done():
@@ -262,8 +276,21 @@ class LLMClient:
                        filtered=n_filtered)
         return ChatResponse(model=request.model, role=request.role, samples=tuple(results))
 
-    async def _fetch_run(self, prov: Provider, request: ChatRequest, model_name: str, start: int,
-                         run: list[int], keys: list[str], request_id: str, keep_filtered: bool):
+    def _samples_per_call(self, prov: Provider) -> int:
+        return self._sample_limits.get(prov.concurrency_key, prov.max_samples_per_call)
+
+    def _learn_sample_limit(self, prov: Provider, got: int) -> None:
+        """A call returned `got` < n samples: ask this endpoint for at most that many from now on."""
+        if got < self._samples_per_call(prov):
+            self._sample_limits[prov.concurrency_key] = got
+            log.warning("%s at %s returns at most %d sample(s) per call: the rest are fetched in further calls "
+                        "for this run (set max_samples_per_call: %d in its provider settings to say so up front)",
+                        prov.name, prov.endpoint, got, got)
+
+    async def _fetch_call(self, prov: Provider, request: ChatRequest, model_name: str, start: int,
+                          run: list[int], keys: list[str], request_id: str, keep_filtered: bool):
+        """One provider call for the contiguous samples `run`; it may return only the first k of them
+        (k >= 1), each drawn with seed + its index as if all had come."""
         first = start + run[0]
         seed = request.params.seed
         call = ChatCall(model=model_name, messages=request.messages, params=request.params, n=len(run),
@@ -278,21 +305,24 @@ class LLMClient:
                     raise
                 # the provider answered, refusing every sample: they are missing, not an error
                 reply = ChatReply([Completion("", "content_filter")] * call.n, request_id=exc.request_id)
-            if len(reply.completions) != call.n:
+            if not 0 < len(reply.completions) <= call.n:
                 raise MalformedReply(f"asked for {call.n} samples, got {len(reply.completions)}",
                                      provider=prov.name, request_id=reply.request_id)
             return reply, t_call
 
         (reply, t_call), tries = await self._with_retries(prov, request.role, make_call)
+        got = len(reply.completions)
+        if got < call.n:
+            self._learn_sample_limit(prov, got)
         # paid: on the log before anything is cached, so a kill cannot leave a cached sample unlogged
         self.call_log.write({
             "t": round(time.time(), 3), "kind": "call", "op": "chat", "role": request.role, "model": request.model,
-            "key": keys[run[0]], "request": request_id, "first": first, "n": call.n, "calls": 1, "attempts": tries,
+            "key": keys[run[0]], "request": request_id, "first": first, "n": got, "calls": 1, "attempts": tries,
             "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
             "cost_usd": self.prices.cost(request.model, reply.prompt_tokens, reply.completion_tokens),
             "filtered": sum(1 for c in reply.completions if c.finish_reason == "content_filter"),
             "latency_ms": round((time.perf_counter() - t_call) * 1000, 3)})
-        per_sample = _split_evenly(reply.completion_tokens, call.n)
+        per_sample = _split_evenly(reply.completion_tokens, got)
         samples, rows = [], []
         for k, (j, completion) in enumerate(zip(run, reply.completions)):
             # the prompt is billed once per call; book it on the call's first sample
@@ -440,10 +470,20 @@ class LLMClient:
         if self._state is not None:
             for prov in self._state.providers.values():
                 await prov.aclose()
+        failures = []
+        for engine in self._engines.values():  # every one is stopped, even after one fails to stop
+            if engine is not None:
+                try:
+                    engine.stop()
+                except ProviderError as exc:
+                    failures.append(exc)
+        self._engines.clear()
         self._flush_stats()
         self.call_log.close()
         if self._owns_cache:
             self.cache.close()
+        if failures:
+            raise failures[0]
 
     async def __aenter__(self) -> "LLMClient":
         return self
@@ -458,7 +498,8 @@ def _consume_exception(fut: asyncio.Future) -> None:
 
 
 def _contiguous_runs(indices: list[int]) -> list[list[int]]:
-    """[0,1,2,5,6] -> [[0,1,2],[5,6]]: each run is one provider call with seed = base + first index."""
+    """[0,1,2,5,6] -> [[0,1,2],[5,6]]: each run is one provider call with seed = base + first index (or
+    several, when the endpoint returns fewer samples per call)."""
     runs: list[list[int]] = []
     for i in indices:
         if runs and runs[-1][-1] == i - 1:

@@ -266,7 +266,7 @@ class SimApp:
 
     async def _openai_chat(self, request):
         return await self._serve(request, wire_openai.API, "chat", None,
-                                 lambda p: wire_openai.chat(self.engine, p))
+                                 lambda p: wire_openai.chat(self.engine, p, self.config.max_choices))
 
     async def _openai_embeddings(self, request):
         return await self._serve(request, wire_openai.API, "embed", None,
@@ -285,7 +285,7 @@ class SimApp:
         model, method = split
         if method == "generateContent":
             return await self._serve(request, wire_gemini.API, "chat", model,
-                                     lambda p: wire_gemini.chat(self.engine, model, p))
+                                     lambda p: wire_gemini.chat(self.engine, model, p, self.config.max_choices))
         return await self._serve(request, wire_gemini.API, "embed", model,
                                  lambda p: wire_gemini.embeddings(self.engine, model, method, p))
 

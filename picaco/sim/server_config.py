@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from picaco.sim.request_body import MIB
 
@@ -38,6 +38,7 @@ class SimServerConfig(BaseModel):
     api_key: SecretStr | None = None  # when set, requests must carry this key (401 otherwise)
     # fault: every error body (4xx, 5xx) echoes the request's credentials, as a careless gateway does
     echo_auth_in_errors: bool = False
+    max_choices: int | None = Field(None, ge=1)  # answer at most this many choices, as llama.cpp (1) does
     log_path: Path | None = None  # append every request as one JSON line
     log_max_entries: int = 100_000  # in-memory log bound; the JSONL file keeps everything
     embed_dim: int = 256

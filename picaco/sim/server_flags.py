@@ -31,6 +31,8 @@ FLAGS: dict[str, tuple[str, dict]] = {
     "http": ("--http", {"choices": ["auto", "h11", "httptools"], "help": "uvicorn HTTP implementation"}),
     "max_body_mb": ("--max-body-mb", {"type": float, "help": "largest request body in MiB (default 8); "
                                                              "larger ones get 413 before they are read"}),
+    "max_choices": ("--max-choices", {"type": int, "help": "answer at most this many choices per request, "
+                                                           "whatever n asks (llama.cpp, Ollama: 1)"}),
     "echo_auth_in_errors": ("--echo-auth-in-errors", {"action": "store_true",
                                                       "help": "error bodies echo the request's credentials"}),
 }

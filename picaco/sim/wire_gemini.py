@@ -41,7 +41,7 @@ def _text(content: Any, where: str) -> str:
     return "".join(out)
 
 
-def chat(engine: SimEngine, model: str, p: dict):
+def chat(engine: SimEngine, model: str, p: dict, max_choices: int | None = None):
     messages = []
     system = p.get("systemInstruction")
     if system is not None:
@@ -59,7 +59,7 @@ def chat(engine: SimEngine, model: str, p: dict):
     g = p.get("generationConfig") or {}
     if not isinstance(g, dict):
         raise BadRequest("generationConfig must be an object", "generationConfig")
-    n = int_param(g, "candidateCount", 1, 1, 8)
+    n = min(int_param(g, "candidateCount", 1, 1, 8), max_choices or 8)
     seed = int_param(g, "seed", None, None, None)
     temperature = float_param(g, "temperature", 1.0, 0.0, 2.0)
     float_param(g, "topP", None, 0.0, 1.0)

@@ -45,7 +45,7 @@ def _model(p: dict) -> str:
     return model
 
 
-def chat(engine: SimEngine, p: dict):
+def chat(engine: SimEngine, p: dict, max_choices: int | None = None):
     model = _model(p)
     raw_messages = p.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
@@ -57,7 +57,7 @@ def chat(engine: SimEngine, p: dict):
                              f"messages[{i}].role")
         role = "system" if m["role"] == "developer" else m["role"]
         messages.append({"role": role, "content": _text_of(m.get("content"), f"messages[{i}].content")})
-    n = int_param(p, "n", 1, 1, 128)
+    n = min(int_param(p, "n", 1, 1, 128), max_choices or 128)  # a server like llama.cpp answers fewer
     seed = int_param(p, "seed", None, None, None)
     temperature = float_param(p, "temperature", 1.0, 0.0, 2.0)
     float_param(p, "top_p", None, 0.0, 1.0)  # accepted and validated; the engine has no nucleus

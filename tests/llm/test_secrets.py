@@ -51,7 +51,8 @@ ECHOED = "sk-picacoTEST" + "Zq9" * 12
 
 @pytest.mark.parametrize("kind", ["openai", "gemini"])
 @pytest.mark.parametrize("status,server_fields,n", [
-    (400, {"api_key": ECHOED}, 200),  # n above the server's limit (128 for OpenAI, 8 candidates for Gemini)
+    # n above the server's limit (128 for OpenAI, 8 candidates for Gemini), sent since the settings allow it
+    (400, {"api_key": ECHOED}, 200),
     (401, {"api_key": "sk-the-gateway-wants-another"}, 1),
     (404, {"api_key": ECHOED, "models": ["another-model"]}, 1),
     (500, {"api_key": ECHOED, "rate_500": 1.0}, 1),
@@ -63,7 +64,8 @@ async def test_an_error_reply_echoing_the_key_is_one_scrubbed_line(tmp_path, mon
     monkeypatch.setenv("PICACO_TEST_KEY", ECHOED)
     with start_server_thread(SimServerConfig(echo_auth_in_errors=True, **server_fields)) as server:
         url = server.openai_base_url if kind == "openai" else server.gemini_base_url
-        providers = {"gw": ProviderSettings(kind=kind, base_url=url, api_key_env="PICACO_TEST_KEY", timeout_s=5)}
+        providers = {"gw": ProviderSettings(kind=kind, base_url=url, api_key_env="PICACO_TEST_KEY", timeout_s=5,
+                                            max_samples_per_call=n)}
         cfg = ClientConfig(cache_dir=tmp_path / "cache", call_log_path=tmp_path / "calls.jsonl", providers=providers,
                            retry=RetryPolicy(max_attempts=2, base_delay_s=0.001))
         async with LLMClient(cfg) as client:

@@ -64,11 +64,15 @@ def stub_gateway(status: int, message: str) -> Iterator[str]:
 
 
 # -- runs ------------------------------------------------------------------------------------------------------
-def gateway_config(root: Path, base_url: str, *, kind: str = "openai", name: str = "gw", **picaco_fields) -> dict:
-    """A small run whose target, judge and optimizer are `name/...` at `base_url`; embeddings in-process."""
+def gateway_config(root: Path, base_url: str, *, kind: str = "openai", name: str = "gw",
+                   max_samples_per_call: int | None = None, **picaco_fields) -> dict:
+    """A small run whose target, judge and optimizer are `name/...` at `base_url`; embeddings in-process.
+    `max_samples_per_call` above the gateway's limit makes the client send an `n` the gateway refuses."""
     raw = small_run_config(root)
     raw["models"] = {"target": f"{name}/sim-target", "judge": f"{name}/sim-judge", "embedding": "sim/embed"}
     raw["client"]["providers"][name] = {"kind": kind, "base_url": base_url, "api_key_env": KEY_ENV, "timeout_s": 10}
+    if max_samples_per_call is not None:
+        raw["client"]["providers"][name]["max_samples_per_call"] = max_samples_per_call
     raw["client"]["retry"] = {"max_attempts": 2, "base_delay_s": 0.01, "max_delay_s": 0.05}
     raw["picaco"].update(picaco_fields)
     return raw
@@ -98,7 +102,8 @@ def result_reports_filtered(root: Path) -> str | None:
 # -- the cases -------------------------------------------------------------------------------------------------
 def k01_bad_request(root: Path) -> Seen:
     with sim_gateway(api_key=KEY) as server:  # n > 128: the server's limit (OpenAI's too)
-        return optimize(root, gateway_config(root, server.openai_base_url, noisy_samples=200))
+        return optimize(root, gateway_config(root, server.openai_base_url, noisy_samples=200,
+                                             max_samples_per_call=256))
 
 
 def k02_wrong_key(root: Path) -> Seen:
@@ -141,11 +146,11 @@ def k08_content_filtered(root: Path) -> Seen:
 def k09_gemini_bad_request(root: Path) -> Seen:
     with sim_gateway(api_key=KEY) as server:  # candidateCount > 8
         return optimize(root, gateway_config(root, server.gemini_base_url, kind="gemini", name="gg",
-                                             noisy_samples=20))
+                                             noisy_samples=20, max_samples_per_call=32))
 
 
 CASES = [
-    Case("K01", "calls", "the gateway answers 400 (n=200 > 128), echoing the key in its body",
+    Case("K01", "calls", "the gateway answers 400 (n=200 > 128: max_samples_per_call set too high), echoing the key",
          NO_KEY + r"BadRequest \(gw, status 400.*'sim-target'.*'n' must be within", "no key anywhere; no run result",
          k01_bad_request, key_nowhere),
     Case("K02", "calls", "the gateway answers 401 (a wrong key), echoing the key",
@@ -166,7 +171,8 @@ CASES = [
     Case("K08", "calls", "5% of the gateway's replies are content-filtered",
          r"Optimized meta-instruction", "a result whose filtered_replies counts the refused replies",
          k08_content_filtered, result_reports_filtered, expect_exit=0),
-    Case("K09", "calls", "a Gemini-API gateway answers 400 (candidateCount 20 > 8), echoing the key",
+    Case("K09", "calls", "a Gemini-API gateway answers 400 (candidateCount 20 > 8: max_samples_per_call too high), "
+                        "echoing the key",
          NO_KEY + r"BadRequest \(gg, status 400.*'sim-target'.*candidateCount", "no key anywhere",
          k09_gemini_bad_request, key_nowhere),
 ]
@@ -178,7 +184,7 @@ def secret_found(work: Path) -> int:
     gateway answers 401, 400 and 500 with the key echoed in the body: CLI output, logs (picaco's and the
     SDKs', at DEBUG), run files, calls.jsonl and every byte under the cache directory."""
     scenarios = {"401": ({"api_key": "sk-the-gateway-wants-another-key"}, {}),
-                 "400": ({"api_key": KEY}, {"noisy_samples": 200}),
+                 "400": ({"api_key": KEY}, {"noisy_samples": 200, "max_samples_per_call": 256}),
                  "500": ({"api_key": KEY, "rate_500": 1.0}, {})}
     found = 0
     log_path = work / "debug.log"

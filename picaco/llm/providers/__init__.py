@@ -18,6 +18,7 @@ PROVIDER_KINDS: dict[str, "str | type[Provider]"] = {
     "gemini": "picaco.llm.providers.gemini:GeminiProvider",
     "sim": "picaco.llm.providers.sim:SimProvider",
     "st": "picaco.llm.providers.st:SentenceTransformersProvider",
+    "llamacpp": "picaco.llm.providers.llamacpp:LlamaCppProvider",
 }
 
 # Names users can write without configuring anything.
@@ -29,7 +30,11 @@ DEFAULT_SETTINGS: dict[str, ProviderSettings] = {
     "st": ProviderSettings(kind="st", max_concurrency=4096),
     # Self-hosted OpenAI-compatible servers; point base_url at your own server in the config.
     "vllm": ProviderSettings(kind="openai", base_url="http://127.0.0.1:8000/v1", api_key_env="VLLM_API_KEY"),
-    "ollama": ProviderSettings(kind="openai", base_url="http://127.0.0.1:11434/v1", api_key_env="OLLAMA_API_KEY"),
+    # Ollama ignores n: one sample per call
+    "ollama": ProviderSettings(kind="openai", base_url="http://127.0.0.1:11434/v1", api_key_env="OLLAMA_API_KEY",
+                               max_samples_per_call=1),
+    # llama.cpp's server, started by the run on the embedded SmolLM2-135M (extra 'local'); see providers/llamacpp.py
+    "llamacpp": ProviderSettings(kind="llamacpp"),
 }
 
 

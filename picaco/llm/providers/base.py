@@ -66,6 +66,8 @@ class Provider(ABC):
     name: str
     #: what identifies the server for the cache key: the normalized base_url, or a fixed string
     endpoint: str
+    #: the most samples one call can return when the settings do not say (OpenAI's limit on `n`)
+    default_max_samples_per_call: int = 128
 
     def __init__(self, name: str, settings: ProviderSettings) -> None:
         self.name = name
@@ -79,13 +81,27 @@ class Provider(ABC):
         None: this provider only knows its endpoint once built (the client then builds it)."""
         return None
 
+    @classmethod
+    def start_engine(cls, name: str, settings: ProviderSettings) -> Any:
+        """A server process this provider's calls need, started (with `base_url`, `alive()` and `stop()`), or
+        None. The client starts it before the provider's first call, owns it, and stops it when it closes."""
+        return None
+
+    def attach(self, engine: Any) -> None:
+        """Point this provider at the running engine `start_engine` returned (called with None as well)."""
+
     @property
     def concurrency_key(self) -> str:
         return f"{self.name}@{self.endpoint}"
 
+    @property
+    def max_samples_per_call(self) -> int:
+        return self.settings.max_samples_per_call or self.default_max_samples_per_call
+
     @abstractmethod
     async def generate(self, call: ChatCall) -> ChatReply:
-        """Draw `call.n` samples; raise a `picaco.llm.errors.ProviderError` subclass on failure."""
+        """Draw `call.n` samples (a server may return fewer, never more: the client asks again for the
+        rest); raise a `picaco.llm.errors.ProviderError` subclass on failure."""
 
     async def embed(self, model: str, texts: list[str]) -> EmbedReply:
         raise BadRequest(f"provider {self.name!r} has no embeddings endpoint", provider=self.name)

@@ -50,6 +50,8 @@ def finish_reason_of(reason: Any) -> str | None:
 
 
 class GeminiProvider(SDKProvider):
+    default_max_samples_per_call = 8  # generateContent's candidate_count is 1..8
+
     def __init__(self, name: str, settings: ProviderSettings) -> None:
         super().__init__(name, settings)
         self.base_url = (settings.base_url or "").rstrip("/") or None
@@ -128,8 +130,8 @@ class GeminiProvider(SDKProvider):
             parts = (cand.content.parts if cand.content is not None else None) or []
             text = "".join(part.text for part in parts if isinstance(part.text, str) and not part.thought)
             completions.append(Completion(text=text, finish_reason=finish_reason_of(cand.finish_reason)))
-        if len(completions) != call.n:
-            raise BadRequest(f"asked for {call.n} candidates of {call.model!r}, got {len(completions)}", **kw)
+        if len(completions) > call.n:
+            raise MalformedReply(f"asked for {call.n} candidates of {call.model!r}, got {len(completions)}", **kw)
         if all(c.finish_reason == "content_filter" and not c.text for c in completions):
             raise ContentFiltered(f"every candidate for {call.model!r} was blocked by a safety filter", **kw)
         usage = getattr(resp, "usage_metadata", None)

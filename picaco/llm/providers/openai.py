@@ -150,11 +150,12 @@ class OpenAIProvider(SDKProvider):
         except (AttributeError, TypeError) as exc:
             raise MalformedReply(f"a choice is not a chat completion choice: {one_line(exc)}", provider=self.name,
                                  status=200, request_id=request_id) from None
-        if len(completions) != call.n:
-            # retrying cannot help: the server does not honour n (llama.cpp, some proxies)
-            raise BadRequest(f"asked for n={call.n} samples of {call.model!r} but the server at {self.base_url} "
-                             f"returned {len(completions)}; it may not support n>1", provider=self.name,
-                             status=200, request_id=request_id)
+        if len(completions) > call.n:
+            raise MalformedReply(f"asked for n={call.n} samples of {call.model!r} but the server at {self.base_url} "
+                                 f"returned {len(completions)}", provider=self.name, status=200,
+                                 request_id=request_id)
+        # fewer than n is an answer: servers that ignore n (llama.cpp, Ollama) return one; the client
+        # keeps what came and asks again for the rest
         if all(c.finish_reason == "content_filter" and not c.text for c in completions):
             raise ContentFiltered(f"every choice for model {call.model!r} was content-filtered", provider=self.name,
                                   status=200, request_id=request_id)

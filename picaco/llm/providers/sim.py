@@ -38,6 +38,7 @@ def _world_overrides(settings: ProviderSettings) -> dict:
 
 
 class SimProvider(Provider):
+    default_max_samples_per_call = 4096  # the engine draws any number in one call
     def __init__(self, name: str, settings: ProviderSettings) -> None:
         super().__init__(name, settings)
         self.world = str(settings.options.get("world", "echo"))
