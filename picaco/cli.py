@@ -75,7 +75,7 @@ def local_server(gguf: str = typer.Option("smollm2", help="a GGUF model file, or
 
 
 @cache_app.command("stats")
-def cache_stats(cache_dir: Path = typer.Option(Path("artifacts/cache"), help="cache directory"),
+def cache_stats(cache_dir: Path = typer.Option(Path("artifacts/cache"), envvar="PICACO_CACHE_DIR", help="cache directory"),
                 as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Entries, size, hits and misses by role, tokens and money saved."""
     if not cache_dir.exists():
@@ -106,7 +106,7 @@ def cache_stats(cache_dir: Path = typer.Option(Path("artifacts/cache"), help="ca
 
 
 @cache_app.command("clear")
-def cache_clear(cache_dir: Path = typer.Option(Path("artifacts/cache"), help="cache directory"),
+def cache_clear(cache_dir: Path = typer.Option(Path("artifacts/cache"), envvar="PICACO_CACHE_DIR", help="cache directory"),
                 yes: bool = typer.Option(False, "--yes", help="do not ask")) -> None:
     """Delete every cached answer: the next run pays for its calls again."""
     if not cache_dir.exists():
@@ -250,7 +250,7 @@ def draft_demos(values: str = typer.Option(..., help="comma-separated value name
                 queries: Path = typer.Option(..., help="a text file, one query per line"),
                 model: str = typer.Option("sim/target", help="the 'provider/model' that drafts the answers"),
                 out: Path = typer.Option(..., help="where to write the draft YAML"),
-                cache_dir: Path = typer.Option(Path("artifacts/cache"), help="call cache directory"),
+                cache_dir: Path = typer.Option(Path("artifacts/cache"), envvar="PICACO_CACHE_DIR", help="call cache directory"),
                 seed: int = typer.Option(0)) -> None:
     """Draft demonstrations (query, answer) for a new value composition, for you to review."""
     try:

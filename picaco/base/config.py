@@ -5,6 +5,7 @@ import the call layer."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -40,11 +41,16 @@ class RetryPolicy(BaseModel):
     jitter_seed: int = 0
 
 
+def default_cache_dir() -> Path:
+    """PICACO_CACHE_DIR, else artifacts/cache under the working directory: one cache for every command."""
+    return Path(os.environ.get("PICACO_CACHE_DIR") or "artifacts/cache")
+
+
 class ClientConfig(BaseModel):
     """How calls travel. Nothing here can change an answer, so nothing here enters a cache key."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    cache_dir: Path = Path("artifacts/cache")
+    cache_dir: Path = Field(default_factory=default_cache_dir)
     cache_mode: Literal["normal", "refresh", "off"] = "normal"
     providers: dict[str, ProviderSettings] = {}
     retry: RetryPolicy = RetryPolicy()

@@ -1,6 +1,7 @@
-"""Real OpenAI and Gemini calls through the providers. Skipped unless the provider's API key is set.
+"""Real OpenAI and Gemini calls through the providers. They spend money, so they run only when asked for
+with `--live` (tests/conftest.py), and each only when its provider's API key is set.
 
-Run with `OPENAI_API_KEY=... GEMINI_API_KEY=... pytest -m live tests/llm/test_live_providers.py`.
+Run with `OPENAI_API_KEY=... GEMINI_API_KEY=... pytest --live tests/llm/test_live_providers.py`.
 Models can be changed with PICACO_LIVE_OPENAI_MODEL / PICACO_LIVE_OPENAI_EMBED_MODEL /
 PICACO_LIVE_GEMINI_MODEL / PICACO_LIVE_GEMINI_EMBED_MODEL. Each test makes one or two small calls.
 """
