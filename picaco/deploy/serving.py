@@ -44,7 +44,11 @@ def system_prompt_of(run: FinishedRun, demonstrations: bool) -> str:
 
 def bind_port(port: int):
     try:
-        return bind(HOST, port)
+        sock = bind(HOST, port)
+        # listening at once: a client that connects as soon as the URL is printed waits in the backlog
+        # until uvicorn accepts, instead of being refused
+        sock.listen(2048)
+        return sock
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise ConfigError(f"--port {port}: {HOST}:{port} is already in use; choose another port "
