@@ -6,6 +6,7 @@ thread (tests, benchmarks)."""
 from __future__ import annotations
 
 import errno
+import json
 import threading
 import time
 from pathlib import Path
@@ -26,8 +27,6 @@ def system_prompt_of(run: FinishedRun, demonstrations: bool) -> str:
     if not demonstrations:
         return instruction
     from picaco.method.inputs import _sha  # the run store's own hash of the demonstrations
-    import json
-
     from picaco.templates.render import render_e_step
     from picaco.values import load_composition
 
@@ -38,7 +37,9 @@ def system_prompt_of(run: FinishedRun, demonstrations: bool) -> str:
                           f"the ones run '{run.result.run_name}' was optimized with (their hash differs)")
     demos = comp.demonstrations[: run.config.picaco.demos_per_bucket]
     if not demos:
-        raise ConfigError(f"--demonstrations: composition {run.config.composition!r} has no demonstrations")
+        raise ConfigError(f"--demonstrations: run '{run.result.run_name}' used no demonstrations (composition "
+                          f"{run.config.composition!r} has {len(comp.demonstrations)}, picaco.demos_per_bucket is "
+                          f"{run.config.picaco.demos_per_bucket})")
     return render_e_step(instruction, demos, "")[0]
 
 

@@ -184,3 +184,19 @@ def test_bad_input_is_one_line(finished_run, tmp_path):
     assert out.exit_code == 2 and "kind 'gemini'" in out.output and out.output.count("\n") == 1
     out = runner.invoke(app, ["serve", "--run", config.run_name, "--runs-dir", str(runs_dir), "--target", "nomodel"])
     assert out.exit_code == 2 and "--target" in out.output and out.output.count("\n") == 1
+
+
+def test_demonstrations_other_than_the_runs_are_refused(finished_run, tmp_path):
+    import json
+    import shutil
+
+    runs_dir, config, _ = finished_run
+    shutil.copytree(runs_dir, tmp_path / "runs")
+    path = tmp_path / "runs" / config.run_name / "config.json"
+    stored = json.loads(path.read_text())
+    stored["inputs"]["composition"]["demonstrations"] = "0" * 16  # the run was optimized with other ones
+    path.write_text(json.dumps(stored))
+    out = runner.invoke(app, ["serve", "--run", config.run_name, "--runs-dir", str(tmp_path / "runs"),
+                              "--demonstrations", "--port", "0"])
+    assert out.exit_code == 2 and "not the ones run 'shipped' was optimized with" in out.output
+    assert out.output.count("\n") == 1
