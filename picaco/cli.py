@@ -12,6 +12,7 @@ import typer
 
 from picaco.base.errors import ConfigError, PicacoError
 from picaco.config import load_run_config
+from picaco.deploy.cli import export_command, serve_command
 from picaco.demo import run_demo
 from picaco.estimate import estimate
 from picaco.eval.cli import evaluate_command
@@ -47,6 +48,8 @@ def _mount_data_app() -> None:
 
 _mount_data_app()
 app.command("evaluate", help="Evaluate PICACO against the baselines on a test set (App. C.2-C.3).")(evaluate_command)
+app.command("export")(export_command)
+app.command("serve")(serve_command)
 
 
 # --help goes to the server's own parser, which knows the flags (typer's would list none)
