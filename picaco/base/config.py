@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -42,10 +43,27 @@ class ClientConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     cache_dir: Path = Path("artifacts/cache")
     cache_mode: Literal["normal", "refresh", "off"] = "normal"
+    # A shared Postgres cache (postgresql://user@host/db) instead of cache_dir. Run configs are copied
+    # into run directories and checkpoints, so the password comes from PICACO_CACHE_URL, PGPASSWORD or
+    # ~/.pgpass, never from here.
+    cache_url: str | None = None
     providers: dict[str, ProviderSettings] = {}
     retry: RetryPolicy = RetryPolicy()
     prices_path: Path | None = None
     call_log_path: Path | None = None
+
+    @field_validator("cache_url")
+    @classmethod
+    def _no_password(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError("cache_url must be a postgresql:// URL")
+        if parts.password is not None:
+            raise ValueError("cache_url must not carry a password (it would be copied into run records): "
+                             "set PICACO_CACHE_URL, PGPASSWORD or ~/.pgpass instead")
+        return url
 
 
 class ModelsConfig(BaseModel):
