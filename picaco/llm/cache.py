@@ -1,4 +1,5 @@
-"""The content-addressed call cache on diskcache, storing JSON or raw bytes only.
+"""The diskcache backend of the call cache (the default; the shared part is cache_base.py), storing JSON or
+raw bytes only.
 
 diskcache <= 5.6.3 unpickles any row marked as pickled (CVE-2025-69872, no fixed release), so anyone
 able to write into the cache directory could run code in every process that reads it. `JsonOnlyDisk`

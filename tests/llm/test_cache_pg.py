@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from picaco.base.errors import CacheError, ConfigError
 from picaco.cli import app
 from picaco.config import parse_run_config
-from picaco.llm.cache import ResponseCache, encode_sample, open_cache
+from picaco.llm.cache import encode_sample, open_cache
 from picaco.llm.cache_pg import PostgresCache, redact_url
 from picaco.method.run import optimize
 
@@ -179,3 +179,27 @@ def test_postgres_going_away_is_one_line_leaves_whole_batches_and_resumes():
             assert len(again) == 6
         finally:
             again.close()
+
+
+def test_a_run_whose_postgres_goes_away_stops_in_one_line_and_resumes_once_it_is_back(tmp_path, monkeypatch):
+    from picaco.llm.pg_local import LocalPostgres
+    from picaco.method.run import RunStore
+
+    with LocalPostgres() as pg:
+        monkeypatch.setenv("PICACO_CACHE_URL", pg.url)
+        cfg = parse_run_config(tiny(tmp_path, "runs"))
+
+        def stop_at_the_m_step(kind, **_):
+            if kind == "m_step":
+                pg.stop()
+
+        with pytest.raises(CacheError) as err:
+            optimize(cfg, on_event=stop_at_the_m_step)
+        assert one_line(str(err.value)) and pg.password not in str(err.value)
+        assert RunStore(cfg.run_dir).last_complete_iteration() == 0, "no iteration was recorded half-done"
+        pg.start()
+        optimize(cfg)  # the same command, once the server is back
+        assert RunStore(cfg.run_dir).last_complete_iteration() == 1
+        fresh = parse_run_config(tiny(tmp_path, "runs-fresh"))
+        optimize(fresh)
+        assert calls_of(fresh) == 0, "every answer paid for before and after the outage is in the cache"
