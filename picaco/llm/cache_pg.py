@@ -16,7 +16,7 @@ appears in a message: every error names the URL with the password replaced by `*
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from picaco.base.errors import CacheError
 from picaco.llm.cache_base import STAT_FIELDS, CacheBackend, decode_sample
@@ -79,7 +79,8 @@ class PostgresCache(CacheBackend):
     def _reason(self, exc: BaseException) -> str:
         text = " ".join(str(exc).split()) or type(exc).__name__
         if self._secret:
-            text = text.replace(self._secret, "***")
+            for secret in {self._secret, unquote(self._secret)}:  # as written in the URL, and as sent
+                text = text.replace(secret, "***")
         # libpq may quote the whole connection string back ("invalid dsn: ... password=...")
         return re.sub(r"(password\s*=\s*)\S+", r"\1***", text)
 

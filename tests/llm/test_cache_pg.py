@@ -203,3 +203,15 @@ def test_a_run_whose_postgres_goes_away_stops_in_one_line_and_resumes_once_it_is
         fresh = parse_run_config(tiny(tmp_path, "runs-fresh"))
         optimize(fresh)
         assert calls_of(fresh) == 0, "every answer paid for before and after the outage is in the cache"
+
+
+def test_a_malformed_import_line_is_one_line_naming_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("PICACO_CACHE_URL", raising=False)
+    bad = tmp_path / "bad.jsonl"
+    good = {"kind": "sample", "key": "k1", "value": {"text": "ok"}}
+    for content, expected in ((json.dumps(good) + "\n{not json\n", "bad.jsonl:2: not a JSON line"),
+                              (json.dumps({"kind": "embedding", "key": "k2", "value": "@@"}), "must be base64"),
+                              (json.dumps({"kind": "table", "key": "k3"}), "not a cache row")):
+        bad.write_text(content)
+        done = CliRunner().invoke(app, ["cache", "import", str(bad), "--cache-dir", str(tmp_path / "c")])
+        assert done.exit_code == 2 and expected in done.output and one_line(done.output), done.output
