@@ -43,9 +43,10 @@ class ClientConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     cache_dir: Path = Path("artifacts/cache")
     cache_mode: Literal["normal", "refresh", "off"] = "normal"
-    # A shared Postgres cache (postgresql://user@host/db) instead of cache_dir. Run configs are copied
-    # into run directories and checkpoints, so the password comes from PICACO_CACHE_URL, PGPASSWORD or
-    # ~/.pgpass, never from here.
+    # A shared Postgres cache (postgresql://user@host/db) instead of cache_dir; None: $PICACO_CACHE_URL if
+    # set, else cache_dir; "": cache_dir whatever the environment says (a run that must not share, e.g.
+    # the estimate's simulated run). Run configs are copied into run directories and checkpoints, so
+    # the password comes from PICACO_CACHE_URL, PGPASSWORD or ~/.pgpass, never from here.
     cache_url: str | None = None
     providers: dict[str, ProviderSettings] = {}
     retry: RetryPolicy = RetryPolicy()
@@ -55,8 +56,8 @@ class ClientConfig(BaseModel):
     @field_validator("cache_url")
     @classmethod
     def _no_password(cls, url: str | None) -> str | None:
-        if url is None:
-            return None
+        if not url:
+            return url
         parts = urlsplit(url)
         if parts.scheme not in ("postgresql", "postgres"):
             raise ValueError("cache_url must be a postgresql:// URL")

@@ -250,9 +250,11 @@ def _reason(exc: BaseException) -> str:
 
 def open_cache(cache_dir: str | Path, mode: str = "normal", url: str | None = None) -> CacheBackend:
     """The configured backend: Postgres when a URL is given (`client.cache_url`, else the environment
-    variable PICACO_CACHE_URL, which may carry the password), diskcache in `cache_dir` otherwise."""
-    url = url or os.environ.get(CACHE_URL_ENV) or None
+    variable PICACO_CACHE_URL, which may carry the password), diskcache in `cache_dir` otherwise; an
+    empty `url` means diskcache whatever the environment says."""
     if url is None:
+        url = os.environ.get(CACHE_URL_ENV) or None
+    if not url:
         return ResponseCache(cache_dir, mode=mode)
     from picaco.llm.cache_pg import PostgresCache  # psycopg is imported only when a URL asks for it
 
