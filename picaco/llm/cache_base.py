@@ -173,6 +173,13 @@ class CacheBackend:
             self.failed = exc
             raise
 
+    def claim(self, keys: list[str], ttl_s: float = 120.0) -> set[str]:
+        """The keys this worker may pay for. Here every key: only a shared backend coordinates workers."""
+        return set(keys)
+
+    async def wait_for(self, keys: list[str], poll_s: float = 0.05) -> None:
+        """Wait until no other worker holds a claim on `keys`; nobody else can here."""
+
     def add_stats(self, role: str, **counts: int) -> None:
         """Add to the persistent counters. Never raises: they only report, and a run that finished must
         not fail for them (a failure is logged once)."""

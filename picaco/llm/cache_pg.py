@@ -15,13 +15,17 @@ appears in a message: every error names the URL with the password replaced by `*
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import secrets
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from picaco.base.errors import CacheError
 from picaco.llm.cache_base import STAT_FIELDS, CacheBackend, decode_sample
 
 SCHEMA_VERSION = 1
+CLAIM_TTL_S = 120.0  # longer than one call with its retries takes, as a rule; a dead worker's claim lapses then
 _LOCK_ID = 0x7069_6361  # "pica": serializes schema creation between workers starting together
 
 _CREATE = (
@@ -29,7 +33,18 @@ _CREATE = (
     " CHECK ((sample IS NULL) <> (embedding IS NULL)))",
     "CREATE TABLE IF NOT EXISTS picaco_cache_counters (role text NOT NULL, field text NOT NULL,"
     " value bigint NOT NULL, PRIMARY KEY (role, field))",
+    "CREATE TABLE IF NOT EXISTS picaco_cache_claims (key text PRIMARY KEY, owner text NOT NULL,"
+    " expires timestamptz NOT NULL)",
 )
+# A key is taken when no row holds it yet and nobody else's claim on it is alive.
+_CLAIM = ("INSERT INTO picaco_cache_claims (key, owner, expires)"
+          " SELECT k, %(owner)s, clock_timestamp() + make_interval(secs => %(ttl)s) FROM unnest(%(keys)s::text[]) AS k"
+          " WHERE NOT EXISTS (SELECT 1 FROM picaco_cache c WHERE c.key = k)"
+          " ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, expires = EXCLUDED.expires"
+          " WHERE picaco_cache_claims.expires < clock_timestamp() OR picaco_cache_claims.owner = EXCLUDED.owner"
+          " RETURNING key")
+_PENDING = ("SELECT k FROM unnest(%(keys)s::text[]) AS k WHERE NOT EXISTS (SELECT 1 FROM picaco_cache c WHERE c.key = k)"
+            " AND EXISTS (SELECT 1 FROM picaco_cache_claims l WHERE l.key = k AND l.expires >= clock_timestamp())")
 _INSERT = "INSERT INTO picaco_cache (key, sample, embedding) VALUES (%s, %s, %s) ON CONFLICT (key) DO "
 _KEEP = _INSERT + "NOTHING"
 _REPLACE = _INSERT + "UPDATE SET sample = EXCLUDED.sample, embedding = EXCLUDED.embedding"
@@ -63,6 +78,7 @@ class PostgresCache(CacheBackend):
             raise CacheError("the Postgres cache needs psycopg (pip install 'psycopg[binary]')") from None
         self._psycopg = psycopg
         self._secret = urlsplit(url).password
+        self._owner = f"{os.getpid()}-{secrets.token_hex(4)}"  # one per cache object: a process may hold several
         self.location = redact_url(url)
         if not is_postgres_url(url):
             raise CacheError(f"cache URL {self.location} is not a postgresql:// URL")
@@ -123,8 +139,32 @@ class PostgresCache(CacheBackend):
         try:
             with self._conn.transaction(), self._conn.cursor() as cur:
                 cur.executemany(_REPLACE if overwrite else _KEEP, params)
+                cur.execute("DELETE FROM picaco_cache_claims WHERE key = ANY(%s)", ([k for k, _ in rows],))
         except self._psycopg.Error as exc:
             raise self._failure("write to", exc) from None
+
+    # -- claims: one worker pays for a sample several workers miss at once ---------------------------
+    def claim(self, keys: list[str], ttl_s: float = CLAIM_TTL_S) -> set[str]:
+        """The keys this worker may pay for: not stored, and unclaimed or claimed by a worker whose claim
+        expired (a dead worker's claim lapses after ttl_s). Writing a key's row drops its claim."""
+        try:
+            with self._conn.transaction():
+                rows = self._conn.execute(_CLAIM, {"owner": self._owner, "ttl": ttl_s, "keys": list(keys)}).fetchall()
+        except self._psycopg.Error as exc:
+            raise self._failure("claim samples in", exc) from None
+        return {k for (k,) in rows}
+
+    async def wait_for(self, keys: list[str], poll_s: float = 0.05) -> None:
+        """Return once none of `keys` is claimed-and-unwritten: each was written by its claimer (read it
+        now), or its claim lapsed (claim it again)."""
+        pending = list(keys)
+        while pending:
+            try:
+                pending = [k for (k,) in self._conn.execute(_PENDING, {"keys": pending}).fetchall()]
+            except self._psycopg.Error as exc:
+                raise self._failure("read from", exc) from None
+            if pending:
+                await asyncio.sleep(poll_s)
 
     def _add_counts(self, role: str, counts: dict[str, int]) -> None:
         try:
@@ -162,6 +202,7 @@ class PostgresCache(CacheBackend):
             with self._conn.transaction():
                 removed = self._conn.execute("DELETE FROM picaco_cache").rowcount
                 self._conn.execute("DELETE FROM picaco_cache_counters")
+                self._conn.execute("DELETE FROM picaco_cache_claims")
         except self._psycopg.Error as exc:
             raise self._failure("clear", exc) from None
         return removed

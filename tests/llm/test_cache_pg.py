@@ -215,3 +215,32 @@ def test_a_malformed_import_line_is_one_line_naming_it(tmp_path, monkeypatch):
         bad.write_text(content)
         done = CliRunner().invoke(app, ["cache", "import", str(bad), "--cache-dir", str(tmp_path / "c")])
         assert done.exit_code == 2 and expected in done.output and one_line(done.output), done.output
+
+
+def test_a_claimed_sample_is_paid_once_and_a_dead_workers_claim_lapses(pg_url):
+    a, b = PostgresCache(pg_url), PostgresCache(pg_url)
+    try:
+        assert a.claim(["k1", "k2"]) == {"k1", "k2"}
+        assert b.claim(["k1", "k2", "k3"]) == {"k3"}, "keys another worker holds are not taken"
+        assert a.claim(["k1"]) == {"k1"}, "a worker may renew its own claim"
+
+        async def second_worker() -> dict:
+            await b.wait_for(["k1"])  # returns once the first worker wrote k1
+            return b.get_sample("k1")
+
+        async def both():
+            waiter = asyncio.create_task(second_worker())
+            await asyncio.sleep(0.2)
+            assert not waiter.done(), "the second worker waits while the claim is alive"
+            await a.write_rows([("k1", encode_sample({"text": "paid once"}))])
+            return await waiter
+
+        assert asyncio.run(both()) == {"text": "paid once"}
+        assert b.claim(["k1"]) == set(), "a stored sample is never claimed"
+        # a worker that died holding k2: its claim lapses after the ttl and another takes it
+        assert a.claim(["k2"], ttl_s=0.3) == {"k2"} and b.claim(["k2"]) == set()
+        asyncio.run(b.wait_for(["k2"]))
+        assert b.claim(["k2"]) == {"k2"}
+    finally:
+        a.close()
+        b.close()
