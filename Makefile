@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench bench-call-layer bench-method bench-world bench-datasets bench-evaluate clean
+.PHONY: install demo test bench bench-cache-backends bench-call-layer bench-method bench-world bench-datasets bench-evaluate clean
 
 # torch goes in first, pinned: an unpinned torch pulls gigabytes of CUDA wheels.
 # llama-cpp-python (extra `local`) compiles from source (~10 min, once: pip caches the wheel); without
@@ -25,10 +25,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # Each benchmark prints its figures and ends with one JSON line (see README, Benchmarks).
-bench: bench-call-layer bench-method bench-world bench-datasets bench-evaluate bench-ops
+bench: bench-call-layer bench-cache-backends bench-method bench-world bench-datasets bench-evaluate bench-ops
 
 bench-call-layer: $(STAMP)
 	$(BIN)/python bench/call_layer.py
+
+bench-cache-backends: $(STAMP)
+	$(BIN)/python bench/cache_backends.py
 
 bench-method: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/method.py

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -16,14 +17,14 @@ from picaco.deploy.cli import export_command, serve_command
 from picaco.demo import run_demo
 from picaco.estimate import estimate
 from picaco.eval.cli import evaluate_command
-from picaco.llm.cache import ResponseCache
+from picaco.llm.cache import CACHE_URL_ENV, open_cache
 from picaco.method.result import OptimizeResult
 from picaco.method.run import optimize
 from picaco.sim.server import main as server_main
 from picaco.values.draft import draft_to_file
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="PICACO meta-instruction optimization.")
-cache_app = typer.Typer(no_args_is_help=True, help="The call cache: stats and clear.")
+cache_app = typer.Typer(no_args_is_help=True, help="The call cache: stats, clear, export and import.")
 app.add_typer(cache_app, name="cache")
 
 
@@ -77,20 +78,39 @@ def local_server(gguf: str = typer.Option("smollm2", help="a GGUF model file, or
         _fail(exc)
 
 
-@cache_app.command("stats")
-def cache_stats(cache_dir: Path = typer.Option(Path("artifacts/cache"), envvar="PICACO_CACHE_DIR", help="cache directory"),
-                as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
-    """Entries, size, hits and misses by role, tokens and money saved."""
-    if not cache_dir.exists():
+_CACHE_DIR = typer.Option(Path("artifacts/cache"), envvar="PICACO_CACHE_DIR",
+                          help="cache directory (the diskcache backend)")
+_CACHE_URL = typer.Option(None, "--url", help="a postgresql:// cache instead of the directory "
+                          "(default: $PICACO_CACHE_URL)")
+
+
+def _open_cli_cache(cache_dir: Path, url: str | None, *, must_exist: bool = True):
+    """The cache a command works on; a diskcache directory that is not there is an error (stats would
+    otherwise create an empty one)."""
+    url = url or os.environ.get(CACHE_URL_ENV) or None
+    if url is None and must_exist and not cache_dir.exists():
         _fail(ConfigError(f"no cache at {cache_dir}"))
     try:
-        cache = ResponseCache(cache_dir)
-        try:
-            stats = cache.stats()
-        finally:
-            cache.close()
+        return open_cache(cache_dir, url=url)
     except PicacoError as exc:
         _fail(exc)
+
+
+def _with_cache(cache_dir: Path, url: str | None, work, *, must_exist: bool = True):
+    cache = _open_cli_cache(cache_dir, url, must_exist=must_exist)
+    try:
+        return work(cache)
+    except PicacoError as exc:
+        _fail(exc)
+    finally:
+        cache.close()
+
+
+@cache_app.command("stats")
+def cache_stats(cache_dir: Path = _CACHE_DIR, url: Optional[str] = _CACHE_URL,
+                as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Entries, size, hits and misses by role, tokens and money saved."""
+    stats = _with_cache(cache_dir, url, lambda cache: cache.stats())
     if as_json:
         typer.echo(json.dumps(stats, indent=2))
         return
@@ -109,23 +129,61 @@ def cache_stats(cache_dir: Path = typer.Option(Path("artifacts/cache"), envvar="
 
 
 @cache_app.command("clear")
-def cache_clear(cache_dir: Path = typer.Option(Path("artifacts/cache"), envvar="PICACO_CACHE_DIR", help="cache directory"),
+def cache_clear(cache_dir: Path = _CACHE_DIR, url: Optional[str] = _CACHE_URL,
                 yes: bool = typer.Option(False, "--yes", help="do not ask")) -> None:
     """Delete every cached answer: the next run pays for its calls again."""
-    if not cache_dir.exists():
+    if not (url or os.environ.get(CACHE_URL_ENV)) and not cache_dir.exists():
         typer.echo(f"no cache at {cache_dir}")
         return
-    if not yes and not typer.confirm(f"delete every entry in {cache_dir}?"):
-        raise typer.Exit(1)
+    cache = _open_cli_cache(cache_dir, url)
     try:
-        cache = ResponseCache(cache_dir)
-        try:
-            removed = cache.clear()
-        finally:
-            cache.close()
+        if not yes and not typer.confirm(f"delete every entry in {cache.location}?"):
+            raise typer.Exit(1)
+        removed = cache.clear()
     except PicacoError as exc:
         _fail(exc)
-    typer.echo(f"removed {removed} entries from {cache_dir}")
+    finally:
+        cache.close()
+    typer.echo(f"removed {removed} entries from {cache.location}")
+
+
+@cache_app.command("export")
+def cache_export(out: Path = typer.Option(..., "--out", help="JSONL file to write"),
+                 cache_dir: Path = _CACHE_DIR, url: Optional[str] = _CACHE_URL) -> None:
+    """Write every cached row to a JSONL file (kind, key, value), to import into another backend."""
+    def work(cache) -> int:
+        count = 0
+        tmp = out.with_name(out.name + ".part")
+        try:
+            with tmp.open("w", encoding="utf-8") as f:
+                for row in cache.export_rows():
+                    f.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
+                    count += 1
+        except OSError as exc:
+            raise PicacoError(f"cannot write {out}: {exc.strerror or exc}") from None
+        tmp.replace(out)  # a failed export leaves no file that looks whole
+        return count
+    count = _with_cache(cache_dir, url, work)
+    typer.echo(f"exported {count} rows to {out}")
+
+
+@cache_app.command("import")
+def cache_import(path: Path = typer.Argument(..., help="JSONL file from `picaco cache export`"),
+                 cache_dir: Path = _CACHE_DIR, url: Optional[str] = _CACHE_URL) -> None:
+    """Add the rows of an exported file to this cache; rows already there are kept as they are."""
+    def rows():
+        try:
+            with path.open(encoding="utf-8") as f:
+                for n, line in enumerate(f, 1):
+                    if line.strip():
+                        try:
+                            yield json.loads(line)
+                        except ValueError:
+                            raise PicacoError(f"{path}:{n}: not a JSON line") from None
+        except OSError as exc:
+            raise PicacoError(f"cannot read {path}: {exc.strerror or exc}") from None
+    count = _with_cache(cache_dir, url, lambda cache: cache.import_rows(rows()), must_exist=False)
+    typer.echo(f"imported {count} rows from {path}")
 
 
 def run_with_progress(config, title: str) -> OptimizeResult:

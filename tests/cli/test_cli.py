@@ -49,7 +49,9 @@ def test_optimize_bad_config_is_one_line(tmp_path):
     assert missing.exit_code == 2 and "does not exist" in missing.output
 
 
-def test_estimate_prices_the_configured_models(tmp_path):
+def test_estimate_prices_the_configured_models(tmp_path, monkeypatch):
+    # the estimate's simulated run keeps to its own cache: a shared one (here unreachable) is never used
+    monkeypatch.setenv("PICACO_CACHE_URL", "postgresql://nobody@127.0.0.1:1/none")
     path = write_config(tmp_path, models={"target": "openai/gpt-3.5-turbo", "judge": "openai/gpt-4o-mini",
                                           "embedding": "st/all-MiniLM-L6-v2"})
     out = runner.invoke(app, ["estimate", "--config", path])

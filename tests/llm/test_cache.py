@@ -190,3 +190,18 @@ async def test_disk_full_while_writing_is_one_line_and_stops_later_writes(tmp_pa
     cache.add_stats("target", hits=1)  # counters only report: never raise
     cache.close()
     assert cache.write_errors == 2
+
+
+def test_export_import_round_trip_between_diskcaches_never_overwrites(tmp_path):
+    src = ResponseCache(tmp_path / "a")
+    src.put_sample("s" * 64, {"text": "hello", "usage": {"prompt_tokens": 3}})
+    src.put_embedding("e" * 64, np.arange(4, dtype=np.float32))
+    rows = list(src.export_rows())
+    src.close()
+    assert sorted(r["kind"] for r in rows) == ["embedding", "sample"]
+    dst = ResponseCache(tmp_path / "b")
+    dst.put_sample("s" * 64, {"text": "already here"})
+    assert dst.import_rows(iter(rows)) == 2
+    assert dst.get_sample("s" * 64) == {"text": "already here"}, "an import never replaces a row"
+    assert np.array_equal(dst.get_embedding("e" * 64), np.arange(4, dtype=np.float32))
+    dst.close()
