@@ -23,6 +23,9 @@ from picaco.method.run import optimize
 from picaco.sim.server import main as server_main
 from picaco.values.draft import draft_to_file
 
+QUICK_PROMPTS, QUICK_ITERATIONS = 3, 1
+QUICK_LIMITS = {"prompts_limit": QUICK_PROMPTS, "iterations_limit": QUICK_ITERATIONS}
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="PICACO meta-instruction optimization.")
 cache_app = typer.Typer(no_args_is_help=True, help="The call cache: stats, clear, export and import.")
 app.add_typer(cache_app, name="cache")
@@ -279,7 +282,9 @@ def demo_cmd(config: Path = typer.Option(DEFAULT_DEMO_CONFIG, "--config", help="
 
 
 @app.command("estimate")
-def estimate_cmd(config: Path = typer.Option(..., "--config", help="run config YAML")) -> None:
+def estimate_cmd(config: Path = typer.Option(..., "--config", help="run config YAML"),
+                 quick: bool = typer.Option(False, "--quick", help=f"a reduced run ({QUICK_PROMPTS} prompts, "
+                                            f"{QUICK_ITERATIONS} iteration): checks the config runs; figures are the reduced run's")) -> None:
     """Run the configuration on the simulator and print the calls, tokens and money it would cost per
     role on the configured providers, before you spend anything."""
     from rich.console import Console
@@ -288,12 +293,13 @@ def estimate_cmd(config: Path = typer.Option(..., "--config", help="run config Y
     try:
         cfg = load_run_config(config)
         out: dict = {}
-        _with_progress(cfg, "estimate (simulated)", lambda on_event: out.update(estimate(cfg, on_event=on_event)))
+        _with_progress(cfg, "estimate (simulated)", lambda on_event: out.update(estimate(
+            cfg, on_event=on_event, **(QUICK_LIMITS if quick else {}))))
     except PicacoError as exc:
         _fail(exc)
     money = lambda x: "no price" if x is None else f"${x:,.2f}"  # noqa: E731
     table = Table("role", "model", "calls", "prompt tokens", "completion tokens", "cost", "upper bound",
-                  title=f"Estimated cost of '{cfg.run_name}'")
+                  title=f"Estimated cost of '{cfg.run_name}'" + (" (REDUCED RUN)" if out["reduced"] else ""))
     for role, r in sorted(out["by_role"].items()):
         table.add_row(role, r["model"], f"{r['calls']:,}", f"{r['prompt_tokens']:,}", f"{r['completion_tokens']:,}",
                       money(r["cost_usd"]), money(r["cost_upper_bound_usd"]))
@@ -302,6 +308,10 @@ def estimate_cmd(config: Path = typer.Option(..., "--config", help="run config Y
     console.print(table)
     console.print("Token counts are the simulator's (its answers run 40-150 words); the upper bound puts every "
                   "completion at max_tokens.")
+    if out["reduced"]:
+        (n, full_n), (t, full_t) = out["reduced"]["n_prompts"], out["reduced"]["iterations"]
+        console.print(f"Reduced run: {n} of {full_n} prompts, {t} of {full_t} iterations; these figures are the "
+                      f"reduced run's, not the configuration's (run without --quick for those).")
     if out["unpriced_models"]:
         console.print(f"No price for: {', '.join(out['unpriced_models'])}; add them with client.prices_path.")
 

@@ -5,6 +5,11 @@ same prompts and composition), with every model replaced by the simulator playin
 and tokens it makes, by role, are then priced with the *configured* models' prices. The simulator's
 replies are 40-150 words: a real model that writes longer answers costs more, so the table also gives
 an upper bound with every completion at its max_tokens.
+
+A reduced estimate (`prompts_limit`, `iterations_limit`; `picaco estimate --quick`) runs the same
+configuration with fewer prompts and iterations: it checks that the config runs (its composition, prompt
+file, models, providers and prices) at a fraction of the time, and its figures are those of the reduced
+run, reported under `reduced` and never scaled up to pass as the full run's cost.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from picaco.base.config import ProviderSettings, RunConfig
 from picaco.demo import calls_by_role
 from picaco.llm.calllog import read_call_log, usage_by_role
 from picaco.llm.pricing import PriceTable
+from picaco.llm.providers import provider_class
+from picaco.llm.request import split_model
 from picaco.method.run import optimize
 
 
@@ -34,9 +41,27 @@ def simulated_config(config: RunConfig, workdir: Path) -> RunConfig:
     })
 
 
-def estimate(config: RunConfig, workdir: Path | None = None, on_event=None) -> dict:
+def reduced_config(config: RunConfig, prompts_limit: int | None, iterations_limit: int | None) -> RunConfig:
+    """The same configuration with at most `prompts_limit` prompts (N) and `iterations_limit` iterations (T)."""
+    p = config.picaco
+    update = {"n_prompts": min(p.n_prompts, prompts_limit or p.n_prompts),
+              "iterations": min(p.iterations, iterations_limit or p.iterations)}
+    return config.model_copy(update={"picaco": p.model_copy(update=update)})
+
+
+def check_providers(config: RunConfig) -> None:
+    """Every configured model names a provider the client can build (ConfigError otherwise): the simulated
+    run replaces them all, so this is where a misspelt provider or kind is caught, without a key."""
+    for model in (config.models.target, config.models.judge, config.models.optimizer_model, config.models.embedding):
+        provider_class(split_model(model)[0], config.client.providers)
+
+
+def estimate(config: RunConfig, workdir: Path | None = None, on_event=None, *,
+             prompts_limit: int | None = None, iterations_limit: int | None = None) -> dict:
     workdir = Path(workdir or tempfile.mkdtemp(prefix="picaco-estimate-"))
-    sim_cfg = simulated_config(config, workdir)
+    check_providers(config)
+    run_cfg = reduced_config(config, prompts_limit, iterations_limit)
+    sim_cfg = simulated_config(run_cfg, workdir)
     optimize(sim_cfg, on_event=on_event)
     usage = calls_by_role(sim_cfg.run_dir / "calls.jsonl")
     prices = PriceTable.load(config.client.prices_path)
@@ -56,8 +81,12 @@ def estimate(config: RunConfig, workdir: Path | None = None, on_event=None) -> d
     total = sum(r["cost_usd"] or 0.0 for r in rows.values())
     total_bound = sum(r["cost_upper_bound_usd"] or 0.0 for r in rows.values())
     unpriced = [r["model"] for r in rows.values() if not r["priced"]]
+    reduced = None
+    if run_cfg.picaco != config.picaco:
+        reduced = {"n_prompts": [run_cfg.picaco.n_prompts, config.picaco.n_prompts],
+                   "iterations": [run_cfg.picaco.iterations, config.picaco.iterations]}
     return {"by_role": rows, "total_usd": total, "total_upper_bound_usd": total_bound, "unpriced_models": unpriced,
-            "workdir": str(workdir)}
+            "reduced": reduced, "workdir": str(workdir)}
 
 
 def _samples_drawn(config: RunConfig, role: str) -> int:

@@ -60,6 +60,22 @@ def test_estimate_prices_the_configured_models(tmp_path, monkeypatch):
     assert "$" in out.output
 
 
+def test_estimate_quick_says_it_is_a_reduced_run(tmp_path):
+    picaco = {"n_prompts": 5, "m1": 2, "m2": 2, "iterations": 2, "noisy_samples": 2, "n_pe_samples": 2,
+              "buckets": 1, "samples_per_bucket": 2}
+    path = write_config(tmp_path, picaco=picaco)
+    quick = runner.invoke(app, ["estimate", "--quick", "--config", path])
+    assert quick.exit_code == 0, quick.output
+    text = " ".join(quick.output.split())
+    assert "REDUCED RUN" in text and "Reduced run: 3 of 5 prompts, 1 of 2 iterations" in text
+    full = runner.invoke(app, ["estimate", "--config", path])
+    assert full.exit_code == 0 and "REDUCED" not in full.output.upper()
+    bad = runner.invoke(app, ["estimate", "--quick", "--config",
+                              write_config(tmp_path, models={"target": "opnai/gpt-4o-mini", "embedding": "sim/embed"})])
+    assert bad.exit_code == 2 and "unknown provider 'opnai'" in bad.output
+    assert [line for line in bad.output.splitlines() if "opnai" in line][0].startswith("error: ")
+
+
 def test_draft_demos(tmp_path):
     queries = tmp_path / "q.txt"
     queries.write_text("Should I skip my cousin's wedding for a concert?\n")
