@@ -115,3 +115,16 @@ def test_the_cache_key_differs_with_and_without_schema_and_old_keys_hold():
                           response_schema=spaced).sample_keys("e", 0, 1) == schema.sample_keys("e", 0, 1)
     with pytest.raises(ValueError, match="response_schema"):
         SamplingParams(response_schema="[1, 2]")
+
+
+def test_gemini_gets_json_output_with_the_schema_in_its_config():
+    from google.genai import types
+
+    from picaco.llm.providers.gemini import gemini_schema_config
+
+    assert gemini_schema_config(None) == {}
+    config = types.GenerateContentConfig(**gemini_schema_config(json.loads(SCHEMA)))
+    assert config.response_mime_type == "application/json"
+    schema = types.Schema.model_validate(config.response_schema)  # what the SDK sends; no unknown fields
+    assert set(schema.properties) == {"honesty", "kindness"} and schema.required == ["honesty", "kindness"]
+    assert schema.properties["honesty"].maximum == 5
