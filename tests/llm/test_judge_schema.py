@@ -128,3 +128,13 @@ def test_gemini_gets_json_output_with_the_schema_in_its_config():
     schema = types.Schema.model_validate(config.response_schema)  # what the SDK sends; no unknown fields
     assert set(schema.properties) == {"honesty", "kindness"} and schema.required == ["honesty", "kindness"]
     assert schema.properties["honesty"].maximum == 5
+
+
+async def test_the_sim_server_accepts_the_schema_without_a_fallback(server, caplog):
+    p = OpenAIProvider("mylab", ProviderSettings(kind="openai", base_url=server.openai_base_url, timeout_s=2))
+    with caplog.at_level(logging.WARNING, logger="picaco.llm.providers.openai"):
+        reply = await p.generate(ChatCall(model="sim-a", messages=MESSAGES,
+                                          params=SamplingParams(seed=1, response_schema=SCHEMA), n=1, seed=1))
+    await p.aclose()
+    assert reply.completions[0].text and p.schema_form == "openai"
+    assert server.request_log()[-1]["status"] == 200 and not caplog.records
