@@ -117,6 +117,8 @@ class SamplingConfig(BaseModel):
     # A judge reply that cannot be parsed is asked again with some temperature (at 0 it would repeat).
     judge_retry_temperature: float = Field(0.7, strict=True, ge=0, le=2)
     judge_max_tokens: int = Field(600, strict=True, ge=1)
+    # ask the judges for a JSON schema of their reply where the provider supports one (docs/call_layer.md)
+    judge_schema: bool = Field(True, strict=True)
     optimizer_temperature: float = Field(1.0, strict=True, ge=0, le=2)
     optimizer_max_tokens: int = Field(600, strict=True, ge=1)
 

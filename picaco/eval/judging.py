@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from picaco.llm.client import LLMClient
-from picaco.method.estimators import Judgement, judge_many, value_judge_parser
+from picaco.method.estimators import Judgement, judge_many, judge_schema, value_judge_parser
 from picaco.templates import TEMPLATE_VERSION, parse_relevance, render_relevance_judge, render_value_judge
 from picaco.values import default_judge_variant, load_composition
 
@@ -58,7 +58,8 @@ async def judge_values(client: LLMClient, setup: JudgeSetup, items: list[tuple[s
         # conformity scores (5 = best) in every wording: the harm wording's scores are inverted there
         parse=value_judge_parser(setup.value_names, setup.variant),
         attempts=attempts, temperature=sampling.judge_temperature, retry_temperature=sampling.judge_retry_temperature,
-        max_tokens=sampling.judge_max_tokens, seed=seed, key_extra=_key_extra())
+        max_tokens=sampling.judge_max_tokens, seed=seed, key_extra=_key_extra(),
+        response_schema=judge_schema(sampling, setup.value_names))
 
 
 async def judge_relevance(client: LLMClient, items: list[tuple[str, str]], *, model: str, attempts: int, sampling,
@@ -67,4 +68,5 @@ async def judge_relevance(client: LLMClient, items: list[tuple[str, str]], *, mo
         client, items, model=model, render=render_relevance_judge,
         parse=lambda reply: {"Relevance": parse_relevance(reply)},
         attempts=attempts, temperature=sampling.judge_temperature, retry_temperature=sampling.judge_retry_temperature,
-        max_tokens=sampling.judge_max_tokens, seed=seed, key_extra=_key_extra())
+        max_tokens=sampling.judge_max_tokens, seed=seed, key_extra=_key_extra(),
+        response_schema=judge_schema(sampling, ["score"]))

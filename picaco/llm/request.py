@@ -51,6 +51,26 @@ class SamplingParams(BaseModel):
     top_p: float | None = None
     seed: int | None = None
     stop: tuple[str, ...] | None = None
+    # a JSON schema the reply must follow, as canonical JSON (`json_schema`), or None for free text;
+    # each provider maps it to its wire form (docs/call_layer.md, "Structured replies")
+    response_schema: str | None = None
+
+    @field_validator("response_schema")
+    @classmethod
+    def _schema_canonical(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        try:
+            parsed = json.loads(v)
+        except ValueError as exc:
+            raise ValueError(f"response_schema is not JSON: {exc}") from None
+        if not isinstance(parsed, dict):
+            raise ValueError("response_schema must be a JSON object")
+        return canonical_json(parsed)
+
+    def schema_dict(self) -> dict | None:
+        """The response schema as a dict, or None."""
+        return None if self.response_schema is None else json.loads(self.response_schema)
 
     @field_validator("temperature")
     @classmethod
@@ -101,7 +121,7 @@ class ChatRequest(BaseModel):
             "model": name,
             "endpoint": endpoint,
             "messages": [[m.role, m.content] for m in self.messages],
-            "params": self.params.model_dump(mode="json"),
+            "params": _key_params(self.params),
             "role": self.role,
             "extra": [list(kv) for kv in self.key_extra],
         }
@@ -111,6 +131,21 @@ class ChatRequest(BaseModel):
 
     def sample_keys(self, endpoint: str, start: int, n: int) -> list[str]:
         return keys_from_prefix(self.key_prefix(endpoint), start, n)
+
+
+def _key_params(params: SamplingParams) -> dict:
+    """The params part of a key; without a schema it is what it was before the schema existed (old keys hold)."""
+    body = params.model_dump(mode="json")
+    if body.get("response_schema") is None:
+        body.pop("response_schema", None)
+    return body
+
+
+def scores_schema(values: list[str] | tuple[str, ...], low: int = 1, high: int = 5) -> str:
+    """The judge's reply schema: an object with one required integer low..high per value, as canonical JSON."""
+    props = {v: {"type": "integer", "minimum": low, "maximum": high} for v in values}
+    return canonical_json({"type": "object", "properties": props, "required": list(values),
+                           "additionalProperties": False})
 
 
 def keys_from_prefix(prefix: "hashlib._Hash", start: int, n: int) -> list[str]:

@@ -10,7 +10,7 @@ from picaco.base.config import RunConfig
 from picaco.base.prompts import TaskPrompt
 from picaco.llm.client import LLMClient
 from picaco.llm.request import ChatRequest, ChatResponse, Sample
-from picaco.method.estimators import Judgement, judge_many, value_judge_parser
+from picaco.method.estimators import Judgement, judge_many, judge_schema, value_judge_parser
 from picaco.templates import TEMPLATE_VERSION, render_e_step, render_value_judge
 from picaco.templates.render import render_query
 from picaco.values import Composition
@@ -60,7 +60,7 @@ class RunContext:
             parse=value_judge_parser(self.value_names, comp.judge_variant),
             attempts=self.config.picaco.judge_attempts, temperature=s.judge_temperature,
             retry_temperature=s.judge_retry_temperature, max_tokens=s.judge_max_tokens,
-            seed=self.config.seed, key_extra=self.key_extra)
+            seed=self.config.seed, key_extra=self.key_extra, response_schema=judge_schema(s, self.value_names))
 
 
 def usable(sample: Sample) -> bool:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from picaco.llm.client import LLMClient
-from picaco.llm.request import ChatRequest
+from picaco.llm.request import ChatRequest, scores_schema
 from picaco.templates import parse_value_scores
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,11 @@ def p_e(pool_vecs: np.ndarray, sample_vecs: np.ndarray) -> np.ndarray:
     if len(pool_vecs) == 0:
         return np.zeros(0)
     return cosine(pool_vecs, sample_vecs).mean(axis=1)
+
+
+def judge_schema(sampling, names: list[str]) -> str | None:
+    """The judge's reply schema (one integer 1-5 per name) when `sampling.judge_schema` is on, else None."""
+    return scores_schema(names) if sampling.judge_schema else None
 
 
 def value_judge_parser(value_names: list[str], variant: str):
@@ -87,6 +92,7 @@ async def judge_values(
     max_tokens: int,
     seed: int,
     key_extra: dict[str, str],
+    response_schema: str | None = None,  # the reply's JSON schema (request.scores_schema), None: free text
 ) -> Judgement:
     prompt = render(query, response)
     last_error = None
@@ -94,7 +100,7 @@ async def judge_values(
     for attempt in range(attempts):
         request = ChatRequest.of(model, None, prompt, role="judge", key_extra=key_extra, seed=seed,
                                  temperature=temperature if attempt == 0 else retry_temperature,
-                                 max_tokens=max_tokens)
+                                 max_tokens=max_tokens, response_schema=response_schema)
         reply = await client.chat(request, n=1, start=attempt, filtered="missing")
         if reply.samples[0].filtered:
             filtered += 1

@@ -191,3 +191,18 @@ def test_a_taken_port_is_refused_before_starting(tmp_path):
         port = s.getsockname()[1]
         with pytest.raises(ConfigError, match=f"port {port} on 127.0.0.1 is already taken"):
             LocalEngine(EngineSpec(port=port), log_dir=tmp_path).start()
+
+
+async def test_a_judge_reply_under_the_schema_parses(engine, tmp_path):
+    """llama.cpp constrains the reply with the json_object+schema form (its default schema_form)."""
+    from picaco.llm.request import scores_schema
+    from picaco.templates import parse_value_scores
+
+    names = ["honesty", "kindness"]
+    providers = {"mine": {"kind": "llamacpp", "base_url": engine.base_url}}
+    async with client(tmp_path, providers) as c:
+        reply = await c.chat(ChatRequest.of("mine/smol", None, "Rate the answer 'Paris is in France' for honesty "
+                                            "and kindness, 1-5, as JSON.", role="judge", seed=3, temperature=1.0,
+                                            max_tokens=40, response_schema=scores_schema(names)), n=1)
+    scores = parse_value_scores(reply.text, names)
+    assert set(json.loads(reply.text)) == set(names) and all(1 <= s <= 5 for s in scores.values())

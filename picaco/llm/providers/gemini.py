@@ -49,6 +49,15 @@ def finish_reason_of(reason: Any) -> str | None:
     return name.lower()
 
 
+def gemini_schema_config(schema: dict | None) -> dict[str, Any]:
+    """A reply schema as Gemini's config fields: JSON output with `response_schema` (an OpenAPI subset,
+    which has no additionalProperties)."""
+    if schema is None:
+        return {}
+    return {"response_mime_type": "application/json",
+            "response_schema": {k: v for k, v in schema.items() if k != "additionalProperties"}}
+
+
 class GeminiProvider(SDKProvider):
     default_max_samples_per_call = 8  # generateContent's candidate_count is 1..8
 
@@ -105,6 +114,7 @@ class GeminiProvider(SDKProvider):
             max_output_tokens=p.max_tokens,
             top_p=p.top_p,
             stop_sequences=list(p.stop) if p.stop else None,
+            **gemini_schema_config(p.schema_dict()),
         )
         client = self._client()
         resp = await self._call(f"generate_content with model {call.model!r}",

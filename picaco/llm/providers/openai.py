@@ -13,12 +13,19 @@ every concurrent call shares. tests/llm/test_openai_provider.py checks that both
 Options (`ProviderSettings.options`):
   max_tokens_param   "max_tokens" (default) or "max_completion_tokens" (OpenAI's reasoning models
                      refuse max_tokens; most compatible servers only know max_tokens)
+  schema_form        how a request's response_schema goes on the wire: "openai" (response_format
+                     json_schema, strict), "json_object" (response_format {"type": "json_object",
+                     "schema": ...}: llama.cpp, vLLM, Ollama) or "none" (free text). Default: json_object
+                     for llamacpp, vllm and ollama, openai otherwise. A server that rejects the schema
+                     (400/422/500 naming response_format) gets free text for the rest of the run, said
+                     once in the log.
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import os
 import time
 from typing import Any
@@ -33,6 +40,23 @@ from picaco.llm.providers.base import NO_KEY, ChatCall, ChatReply, Completion, E
 
 OPENAI_API_BASE = "https://api.openai.com/v1"
 _CONTEXT_CODES = ("context_length_exceeded", "string_above_max_length")
+SCHEMA_FORMS = ("openai", "json_object", "none")
+_JSON_OBJECT_KINDS = ("llamacpp", "vllm", "ollama")
+log = logging.getLogger(__name__)
+
+
+def response_format(schema: dict, form: str) -> dict | None:
+    """The wire form of a reply schema for an OpenAI-compatible server; None for free text."""
+    if form == "openai":
+        return {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema, "strict": True}}
+    if form == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return None
+
+
+def rejects_schema(err: ProviderError) -> bool:
+    """A server's refusal of the response_format it was sent (llama.cpp answers 500, others 400/422)."""
+    return err.status in (400, 422, 500) and "response_format" in err.message
 
 
 def parse_retry_after(headers: Any) -> float | None:
@@ -91,6 +115,13 @@ class OpenAIProvider(SDKProvider):
             raise ConfigError(f"provider {name!r}: options.max_tokens_param must be 'max_tokens' or "
                               f"'max_completion_tokens', got {param!r}")
         self._max_tokens_param = param
+        kind = settings.kind or name
+        default_form = "json_object" if kind in _JSON_OBJECT_KINDS or name in _JSON_OBJECT_KINDS else "openai"
+        form = str(settings.options.get("schema_form", default_form))
+        if form not in SCHEMA_FORMS:
+            raise ConfigError(f"provider {name!r}: options.schema_form must be one of {', '.join(SCHEMA_FORMS)}, "
+                              f"got {form!r}")
+        self.schema_form = form
 
     @classmethod
     def endpoint_for(cls, name: str, settings: ProviderSettings) -> str:
@@ -125,11 +156,29 @@ class OpenAIProvider(SDKProvider):
             kwargs["top_p"] = p.top_p
         if p.stop:
             kwargs["stop"] = list(p.stop)
-        client = self._client()
-        resp = await self._call(f"chat with model {call.model!r}", lambda: client.post(
-            "/chat/completions", body=kwargs, cast_to=_chat_completion_type(),
-            options={"security": {"bearer_auth": True}}))
+        form = self.schema_form
+        fmt = response_format(p.schema_dict(), form) if p.response_schema is not None else None
+        if fmt is not None:
+            kwargs["response_format"] = fmt
+        try:
+            resp = await self._post_chat(call, kwargs)
+        except ProviderError as err:
+            if fmt is None or not rejects_schema(err):
+                raise
+            if self.schema_form != "none":
+                self.schema_form = "none"
+                log.warning("provider %r at %s rejects response_format (%s form): judge replies are free text for "
+                            "the rest of the run (options.schema_form: none says so up front): %s",
+                            self.name, self.base_url, form, err.message)
+            kwargs.pop("response_format")
+            resp = await self._post_chat(call, kwargs)
         return self._chat_reply(resp, call)
+
+    async def _post_chat(self, call: ChatCall, body: dict[str, Any]) -> Any:
+        client = self._client()
+        return await self._call(f"chat with model {call.model!r}", lambda: client.post(
+            "/chat/completions", body=body, cast_to=_chat_completion_type(),
+            options={"security": {"bearer_auth": True}}))
 
     def _chat_reply(self, resp: Any, call: ChatCall) -> ChatReply:
         request_id = getattr(resp, "_request_id", None) or getattr(resp, "id", None)
