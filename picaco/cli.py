@@ -125,13 +125,13 @@ def _with_progress(config, title: str, work) -> None:
         bar = progress.add_task(title, total=total)
 
         def on_event(kind: str, t: int, **info) -> None:
-            labels = {"noisy_pool": "noisy pool", "e_step": f"iteration {t}: E-step", "m_step": f"iteration {t}: M-step",
+            labels = {"judge_probe": "judge probe", "noisy_pool": "noisy pool", "e_step": f"iteration {t}: E-step", "m_step": f"iteration {t}: M-step",
                       "final": "final scoring", "resume": f"resuming after iteration {t}"}
             if kind == "resume":
                 progress.update(bar, completed=1 + 2 * t)
             elif kind in labels:
                 progress.update(bar, description=f"{title}: {labels[kind]}")
-                if kind != "noisy_pool":
+                if kind not in ("judge_probe", "noisy_pool"):
                     progress.advance(bar)
             if kind == "iteration":
                 state = info["state"]

@@ -33,6 +33,7 @@ class OptimizeResult(BaseModel):
     seed_value_scores: dict[str, float | None] | None
     seed_conformity: float | None
     history: list[HistoryRow]
+    judge_probe: dict | None = None  # picaco/method/probe.py's record; None: probe switched off
 
 
 def history_row(state: IterationState) -> HistoryRow:
@@ -56,11 +57,21 @@ def result_markdown(result: OptimizeResult) -> str:
     lines += ["", f"Mean conformity: seed {_fmt(result.seed_conformity)}, "
                   f"optimized {_fmt(result.conformity)}. Missing judge scores: {result.missing_judgements}. "
                   f"Replies refused by a content filter (left out as missing): {result.filtered_replies}.",
+              *_probe_lines(result.judge_probe),
               "", "## TC_e per iteration", "", "| t | TC_e of e^t | conformity of responses under e^(t-1) |",
               "|---|---|---|"]
     for h in result.history:
         lines.append(f"| {h.t} | {_fmt(h.tc, 4)} | {_fmt(h.conformity_under_previous_best)} |")
     return "\n".join(lines) + "\n"
+
+
+def _probe_lines(probe: dict | None) -> list[str]:
+    if not probe:
+        return []
+    shown = ", ".join(f"{v} {p['conforming']}>{p['violating']}" if p["status"] == "ok" else f"{v} {p['status']}"
+                      for v, p in probe["values"].items())
+    return ["", f"Judge probe ({probe['variant']} wording; conformity of a conforming > a violating canned "
+                f"response): {shown}."]
 
 
 def iteration_markdown(state: IterationState, history: list[IterationState] = ()) -> str:

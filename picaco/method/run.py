@@ -24,6 +24,7 @@ from picaco.io import atomic_write_text
 from picaco.llm.client import LLMClient
 from picaco.method.context import RunContext
 from picaco.method.inputs import RunInputs, held_out_prompts, load_composition_for, load_prompts, run_inputs
+from picaco.method.probe import JudgeProbe, probe_error, probe_judge
 from picaco.method.picaco import e_step, m_step, merge_aligned_pools, noisy_pool_step, sample_and_judge
 from picaco.method.result import OptimizeResult, history_row, result_markdown
 from picaco.method.state import (EStepShard, EStepState, EStepTally, IterationState, NoisyState, filtered_replies,
@@ -105,6 +106,19 @@ def _estep_name(t: int) -> str:
 
 
 # -- the steps, checkpointed ------------------------------------------------------------------------------
+async def judge_probe(run: Run) -> JudgeProbe | None:
+    """picaco's judge calibration probe (picaco/method/probe.py), before the first target call of every
+    start; recorded in judge_probe.json, and a judge on an inverted or flat scale stops the run."""
+    if not run.config.picaco.judge_probe:
+        return None
+    run.emit("judge_probe", t=0)
+    probe = await probe_judge(run.ctx)
+    run.store.save_json("judge_probe.json", probe.model_dump(mode="json"))
+    if probe.failed:
+        raise probe_error(probe)
+    return probe
+
+
 async def noisy_pool(run: Run) -> NoisyState:
     """R^n, once (Alg. 1 lines 9-12)."""
     return await run.store.checkpoint("noisy.json", NoisyState, lambda: noisy_pool_step(run.ctx))
@@ -203,7 +217,8 @@ async def final_report(run: Run, state: RunState) -> OptimizeResult:
         seed_instruction=first.estep.instruction if first else None,
         seed_value_scores=first.estep.value_means if first else None,
         seed_conformity=first.estep.conformity if first else None,
-        history=[history_row(s) for s in store.iterations(upto=T_)])
+        history=[history_row(s) for s in store.iterations(upto=T_)],
+        judge_probe=store.load_json("judge_probe.json") if run.config.picaco.judge_probe else None)
     store.save_json("result.json", result.model_dump(mode="json"))
     atomic_write_text(store.path("result.md"), result_markdown(result))
     return result
@@ -257,7 +272,12 @@ def _step(config: RunConfig, body: Callable[[Run], Awaitable]):
 def run_noisy_pool(config: RunConfig) -> NoisyState:
     """The first step: starts the run (see start_run), then R^n once."""
     inputs = start_run(config)
-    return asyncio.run(_with_run(config, inputs, noisy_pool))
+
+    async def body(run: Run) -> NoisyState:
+        await judge_probe(run)
+        return await noisy_pool(run)
+
+    return asyncio.run(_with_run(config, inputs, body))
 
 
 def run_e_step(config: RunConfig, t: int) -> EStepState:
@@ -302,6 +322,7 @@ def optimize(config: RunConfig, on_event: Event | None = None) -> OptimizeResult
 
     async def body(run: Run) -> OptimizeResult:
         T_ = config.picaco.iterations
+        await judge_probe(run)
         run.emit("noisy_pool", t=0)
         noisy = await noisy_pool(run)
         done = min(run.store.last_complete_iteration(), T_)
