@@ -170,6 +170,8 @@ def demo_cmd(config: Path = typer.Option(DEFAULT_DEMO_CONFIG, "--config", help="
     from rich.console import Console
     from rich.table import Table
 
+    from picaco.stats import fmt_interval
+
     try:
         cfg = load_run_config(config)
         progress_result: dict = {}
@@ -193,6 +195,8 @@ def demo_cmd(config: Path = typer.Option(DEFAULT_DEMO_CONFIG, "--config", help="
                   f"{fig['seed_gt_conformity']:.3f}", f"{fig['optimized_gt_conformity']:.3f}")
     console = Console()
     console.print(table)
+    console.print("Held-out, optimized minus seed (judge conformity, paired by prompt): "
+                  f"{fmt_interval(fig['held_out_difference'], 3)} (mean [bootstrap 95% interval])")
     console.print(f"World optimum under {cfg.picaco.instruction_length} words: {fig['optimum']:.3f}; optimized reaches "
                   f"{fig['optimality_ratio']:.1%} of it.")
     console.print("\nOptimized meta-instruction:\n" + demo["result"].best_instruction)

@@ -40,6 +40,7 @@ class JudgeProbe(BaseModel):
     judge: str
     variant: str
     values: dict[str, ValueProbe]
+    judge_attempts: int  # judge requests (retries of unusable replies included); a rerun's come from the cache
 
     @property
     def failed(self) -> dict[str, str]:
@@ -74,7 +75,8 @@ async def probe_judge(ctx: RunContext) -> JudgeProbe:
     for v in ctx.value_names:
         values.setdefault(v, ValueProbe(conforming=None, violating=None, status="no_probe"))
     probe = JudgeProbe(judge=ctx.config.models.judge, variant=ctx.composition.judge_variant,
-                       values={v: values[v] for v in ctx.value_names})
+                       values={v: values[v] for v in ctx.value_names},
+                       judge_attempts=sum(j.attempts for j in judgements))
     skipped = [v for v, p in probe.values.items() if p.status in ("unchecked", "no_probe")]
     if skipped:
         log.warning("judge probe could not check %s (no canned pair or no usable judge reply)", ", ".join(skipped))

@@ -24,6 +24,7 @@ from picaco.io import atomic_write_text
 from picaco.llm.client import LLMClient
 from picaco.method.context import RunContext
 from picaco.method.inputs import RunInputs, held_out_prompts, load_composition_for, load_prompts, run_inputs
+from picaco.method.held_out import held_out_comparison
 from picaco.method.probe import JudgeProbe, probe_error, probe_judge
 from picaco.method.picaco import e_step, m_step, merge_aligned_pools, noisy_pool_step, sample_and_judge
 from picaco.method.result import OptimizeResult, history_row, result_markdown
@@ -46,6 +47,8 @@ def start_run(config: RunConfig) -> RunInputs:
     """Check every input (nothing is written when one is bad), then create the run directory or check
     that a resume has the inputs it was started with."""
     inputs = run_inputs(config)
+    if config.picaco.held_out:
+        held_out_prompts(config, config.picaco.held_out)  # too few prompts after X: say so before spending
     RunStore(config.run_dir).start(config, inputs)
     return inputs
 
@@ -200,7 +203,8 @@ async def merged_e_step(run: Run, state: RunState, n_shards: int) -> EStepState:
 
 
 async def final_report(run: Run, state: RunState) -> OptimizeResult:
-    """Per-value scores of e^T on X (fresh samples: index block T+1), next to e^0's from iteration 1.
+    """Per-value scores of e^T on X (fresh samples: index block T+1), next to e^0's from iteration 1, and
+    both on held-out prompts with the same demonstrations and samples (picaco/method/held_out.py).
     The result describes iterations 1..T of this config exactly, also when the run went further before
     (a lower T gives the result a run of T iterations gives)."""
     T_ = state.t
@@ -209,6 +213,7 @@ async def final_report(run: Run, state: RunState) -> OptimizeResult:
     _, tally = await sample_and_judge(run.ctx, last.best.instruction, T_ + 1, s_vecs)
     report = tally.report(last.best.instruction, run.ctx.value_names)
     first = store.load_iteration(1)
+    held_out = await held_out_comparison(run.ctx, run.ctx.composition.seed_instruction, last.best.instruction, s_vecs)
     result = OptimizeResult(
         run_name=run.config.run_name, composition=run.config.composition, best_instruction=last.best.instruction,
         best_tc=last.best.tc, best_born=last.best.born, value_scores=report.value_means,
@@ -218,7 +223,8 @@ async def final_report(run: Run, state: RunState) -> OptimizeResult:
         seed_value_scores=first.estep.value_means if first else None,
         seed_conformity=first.estep.conformity if first else None,
         history=[history_row(s) for s in store.iterations(upto=T_)],
-        judge_probe=store.load_json("judge_probe.json") if run.config.picaco.judge_probe else None)
+        judge_probe=store.load_json("judge_probe.json") if run.config.picaco.judge_probe else None,
+        held_out=held_out.model_dump(mode="json") if held_out else None)
     store.save_json("result.json", result.model_dump(mode="json"))
     atomic_write_text(store.path("result.md"), result_markdown(result))
     return result
