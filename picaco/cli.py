@@ -196,7 +196,8 @@ def demo_cmd(config: Path = typer.Option(DEFAULT_DEMO_CONFIG, "--config", help="
     console = Console()
     console.print(table)
     console.print("Held-out, optimized minus seed (judge conformity, paired by prompt): "
-                  f"{fmt_interval(fig['held_out_difference'], 3)} (mean [bootstrap 95% interval])")
+                  f"{fmt_interval(fig['held_out_difference'], 3)} (mean [bootstrap 95% interval])",
+                  markup=False)  # the brackets are text, not rich markup
     console.print(f"World optimum under {cfg.picaco.instruction_length} words: {fig['optimum']:.3f}; optimized reaches "
                   f"{fig['optimality_ratio']:.1%} of it.")
     console.print("\nOptimized meta-instruction:\n" + demo["result"].best_instruction)
