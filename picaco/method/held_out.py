@@ -9,13 +9,17 @@ conformity (optimized minus seed) gets a percentile bootstrap interval.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from picaco.method.context import RunContext
-from picaco.method.inputs import held_out_prompts
+from picaco.method.inputs import held_out_prompts, prompt_source
 from picaco.method.picaco import sample_and_judge
 from picaco.stats import DEFAULT_B, Interval, paired_difference
+
+log = logging.getLogger(__name__)
 
 # Held-out samples use their own block of sample indices (and buckets), apart from any iteration's.
 HELD_OUT_SAMPLE_BLOCK = 10_000
@@ -59,10 +63,16 @@ async def judge_on_held_out(ctx: RunContext, instructions: dict[str, str],
 
 async def held_out_comparison(ctx: RunContext, seed_instruction: str, optimized: str,
                               observation_vecs: np.ndarray) -> HeldOutComparison | None:
-    """The comparison on `picaco.held_out` prompts after X (None when 0)."""
-    count = ctx.config.picaco.held_out
-    if count == 0:
+    """The comparison on up to `picaco.held_out` prompts after X (None when 0 or the source has none left)."""
+    cfg = ctx.config
+    rows, where = prompt_source(cfg)
+    count = min(cfg.picaco.held_out, len(rows) - cfg.prompts.offset - cfg.picaco.n_prompts)
+    if count <= 0:
+        if cfg.picaco.held_out:
+            log.warning("no held-out comparison: %s holds no prompts after X", where)
         return None
+    if count < cfg.picaco.held_out:
+        log.warning("held-out comparison on %d prompts: %s holds no more after X", count, where)
     held = RunContext(config=ctx.config, composition=ctx.composition, prompts=held_out_prompts(ctx.config, count),
                       client=ctx.client)
     scores = await judge_on_held_out(held, {"seed": seed_instruction, "optimized": optimized}, observation_vecs)

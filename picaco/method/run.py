@@ -47,8 +47,6 @@ def start_run(config: RunConfig) -> RunInputs:
     """Check every input (nothing is written when one is bad), then create the run directory or check
     that a resume has the inputs it was started with."""
     inputs = run_inputs(config)
-    if config.picaco.held_out:
-        held_out_prompts(config, config.picaco.held_out)  # too few prompts after X: say so before spending
     RunStore(config.run_dir).start(config, inputs)
     return inputs
 

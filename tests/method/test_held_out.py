@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from picaco.base.errors import ConfigError
 from picaco.config import parse_run_config
+from picaco.method.inputs import prompt_source
 from picaco.method.run import held_out_prompts, load_prompts, optimize
 
 
@@ -51,10 +51,12 @@ def test_an_unchanged_instruction_gets_the_same_responses_so_a_zero_difference(t
     assert (d["mean"], d["lo"], d["hi"]) == (0.0, 0.0, 0.0) and d["n"] == 5
 
 
-def test_zero_skips_it_and_too_few_prompts_are_refused_before_the_run_starts(tmp_path):
+def test_zero_skips_it_and_a_short_source_gives_what_it_holds_after_x(tmp_path):
     assert optimize(parse_run_config(config(tmp_path, held_out=0))).held_out is None
     cfg = parse_run_config(config(tmp_path, held_out=10_000) | {"run_name": "toomany"})
-    with pytest.raises(ConfigError) as err:
-        optimize(cfg)
-    assert "\n" not in str(err.value)
-    assert not cfg.run_dir.exists()
+    rows, _ = prompt_source(cfg)
+    assert optimize(cfg).held_out["prompts"] == len(rows) - 3
+    lines = [f'{{"prompt_id": "p{i}", "prompt": "Question number {i} about tea?"}}' for i in range(3)]
+    (tmp_path / "x.jsonl").write_text("\n".join(lines) + "\n")
+    only_x = config(tmp_path) | {"run_name": "onlyx", "prompts": {"demo_family": None, "path": str(tmp_path / "x.jsonl")}}
+    assert optimize(parse_run_config(only_x)).held_out is None
