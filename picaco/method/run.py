@@ -114,7 +114,9 @@ async def judge_probe(run: Run) -> JudgeProbe | None:
         return None
     run.emit("judge_probe", t=0)
     probe = await probe_judge(run.ctx)
-    run.store.save_json("judge_probe.json", probe.model_dump(mode="json"))
+    record = probe.model_dump(mode="json")
+    if run.store.load_json("judge_probe.json") != record:  # a resume leaves an unchanged record untouched
+        run.store.save_json("judge_probe.json", record)
     if probe.failed:
         raise probe_error(probe)
     return probe
