@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from picaco.eval.config import METHOD_LABELS, parse_eval_config  # noqa: E402
+from picaco.eval.stats import fmt_interval  # noqa: E402
 from picaco.llm.providers import register_kind  # noqa: E402
 from picaco.llm.providers.sim import SimProvider  # noqa: E402
 
@@ -172,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"{role.get('target', 0):>8}{role.get('judge', 0):>7}{role.get('optimizer', 0):>7}"
                   f"{role.get('other', 0):>7}{r.wall_s:>8.2f}")
 
+        print("\nconformity [bootstrap 95% interval over test prompts]; PICACO minus the method, paired by prompt")
+        paired = {r["label"]: r for r in out["paired"]}
+        for r in (x for x in out["intervals"] if x["value"] == "conformity"):
+            d = paired.get(r["label"])
+            print(f"{r['label']:<14}{fmt_interval(r if r['n'] else None, 3):>24}"
+                  f"{fmt_interval(d if d and d['n'] else None, 3):>28}")
+
         main_check = injection_check(cfg, out, runs, comp, "judge-eval", args.attempts, WORLD.spoiled[spoiled_before:])
         print(f"\njudge replies spoiled by the world for the evaluation judge: {main_check['injected_replies']}; "
               f"failed judge attempts counted by the evaluation: {main_check['failed_attempts']}")
@@ -205,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
             "test_prompts": args.test,
             "optimize_wall_s": round(optimize_s, 2),
             "calls_by_method": calls_by_method,
+            # bootstrap 95% intervals over the test prompts: conformity per method, PICACO minus each baseline
+            "conformity_ci": {r["label"]: [round(r["mean"], 3), round(r["lo"], 3), round(r["hi"], 3)]
+                              for r in out["intervals"] if r["value"] == "conformity" and r["n"]},
+            "picaco_minus_ci": {r["label"]: [round(r["mean"], 3), round(r["lo"], 3), round(r["hi"], 3)]
+                                for r in out["paired"] if r["n"]},
             "report": out["report"] if args.keep else None,  # the temporary folder is removed
         }
     finally:

@@ -60,12 +60,13 @@ def formula_check(workdir: Path) -> dict:
     N, B = p.n_prompts, p.buckets
     rows, ok = [], True
 
-    def step(name, fn, expected):
+    def step(name, fn, expected, unchecked=("embedding",)):
         nonlocal ok
         before = len(log_lines(log))
         out = fn()
         got = calls_by_role(log_lines(log)[before:])
-        got.pop("embedding", None)
+        for role in unchecked:
+            got.pop(role, None)
         exp = {k: v for k, v in expected(out).items() if v}
         match = got == exp
         ok &= match
@@ -74,7 +75,9 @@ def formula_check(workdir: Path) -> dict:
         return out
 
     print("calls per step (call log) vs the formula of docs/method.md:")
-    step("noisy", lambda: runner.run_noisy_pool(cfg), lambda _: {"target": 2 * N})
+    # the start: the judge probe (2 canned responses per value, + retries), then the noisy pool
+    step("noisy", lambda: runner.run_noisy_pool(cfg),
+         lambda _: {"target": 2 * N, "judge": RunStore(cfg.run_dir).load_json("judge_probe.json")["judge_attempts"]})
     for t in range(1, p.iterations + 1):
         step(f"t={t} E", lambda: runner.run_e_step(cfg, t),
              lambda e: {"target": N * B, "judge": e.report.judge_attempts})
@@ -86,7 +89,10 @@ def formula_check(workdir: Path) -> dict:
     for name, got, exp, _ in rows:
         if name.endswith(" M") and not name.startswith("t=1"):
             kept_new_calls += got.get("target", 0) - exp.get("target", 0)
-    runner.run_final_report(cfg)
+    H = p.held_out
+    # the final report's judge calls (distinct responses + retries) are not recorded per step: target only
+    step("final", lambda: runner.run_final_report(cfg), lambda r: {"target": N * B + 2 * H * B},
+         unchecked=("embedding", "judge"))
     return {"calls_match_formula": ok, "kept_candidates_new_target_calls": kept_new_calls, "config": cfg}
 
 

@@ -206,13 +206,13 @@ def _with_progress(config, title: str, work) -> None:
         bar = progress.add_task(title, total=total)
 
         def on_event(kind: str, t: int, **info) -> None:
-            labels = {"noisy_pool": "noisy pool", "e_step": f"iteration {t}: E-step", "m_step": f"iteration {t}: M-step",
+            labels = {"judge_probe": "judge probe", "noisy_pool": "noisy pool", "e_step": f"iteration {t}: E-step", "m_step": f"iteration {t}: M-step",
                       "final": "final scoring", "resume": f"resuming after iteration {t}"}
             if kind == "resume":
                 progress.update(bar, completed=1 + 2 * t)
             elif kind in labels:
                 progress.update(bar, description=f"{title}: {labels[kind]}")
-                if kind != "noisy_pool":
+                if kind not in ("judge_probe", "noisy_pool"):
                     progress.advance(bar)
             if kind == "iteration":
                 state = info["state"]
@@ -251,6 +251,8 @@ def demo_cmd(config: Path = typer.Option(DEFAULT_DEMO_CONFIG, "--config", help="
     from rich.console import Console
     from rich.table import Table
 
+    from picaco.stats import fmt_interval
+
     try:
         cfg = load_run_config(config)
         progress_result: dict = {}
@@ -274,6 +276,9 @@ def demo_cmd(config: Path = typer.Option(DEFAULT_DEMO_CONFIG, "--config", help="
                   f"{fig['seed_gt_conformity']:.3f}", f"{fig['optimized_gt_conformity']:.3f}")
     console = Console()
     console.print(table)
+    console.print("Held-out, optimized minus seed (judge conformity, paired by prompt): "
+                  f"{fmt_interval(fig['held_out_difference'], 3)} (mean [bootstrap 95% interval])",
+                  markup=False)  # the brackets are text, not rich markup
     console.print(f"World optimum under {cfg.picaco.instruction_length} words: {fig['optimum']:.3f}; optimized reaches "
                   f"{fig['optimality_ratio']:.1%} of it.")
     console.print("\nOptimized meta-instruction:\n" + demo["result"].best_instruction)

@@ -7,22 +7,20 @@ every call is answered by the cache.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
 from picaco.base.config import RunConfig
+from picaco.base.errors import ConfigError
 from picaco.io import atomic_write_bytes, atomic_write_text
 from picaco.llm.calllog import paid_calls, read_call_log, usage_by_role
 from picaco.llm.client import LLMClient
 from picaco.method.context import RunContext
-from picaco.method.picaco import sample_and_judge
+from picaco.method.held_out import judge_on_held_out
 from picaco.method.result import HistoryRow, OptimizeResult
 from picaco.method.run import RunStore, held_out_prompts, load_composition_for, optimize
 from picaco.sim.world import conformity, expected_conformity, optimum
-
-# Held-out samples use their own block of sample indices, apart from any optimization iteration's.
-HELD_OUT_SAMPLE_BLOCK = 10_000
+from picaco.stats import fmt_interval
 
 
 def provider_calls(log_path: Path) -> int:
@@ -43,14 +41,8 @@ async def compare_on_held_out(config: RunConfig, instructions: dict[str, str], c
                                                   or config.run_dir / "calls.jsonl"})
     async with LLMClient(client_cfg) as client:
         ctx = RunContext(config=config, composition=load_composition_for(config), prompts=prompts, client=client)
-        s_vecs = await ctx.embed(noisy.observation)
-        out = {}
-        for name, instruction in instructions.items():
-            _, tally = await sample_and_judge(ctx, instruction, HELD_OUT_SAMPLE_BLOCK, s_vecs)
-            report = tally.report(instruction, ctx.value_names)
-            out[name] = {"value_means": report.value_means, "conformity": report.conformity,
-                         "missing": report.missing, "responses": report.responses}
-        return out
+        scores = await judge_on_held_out(ctx, instructions, await ctx.embed(noisy.observation))
+        return {name: s.model_dump(exclude={"per_prompt"}) for name, s in scores.items()}
 
 
 def ground_truth(config: RunConfig, instructions: dict[str, str]) -> dict:
@@ -122,6 +114,8 @@ def report_markdown(config: RunConfig, result: OptimizeResult, judged: dict, tru
         "", f"The world's optimum under {config.picaco.instruction_length} words: **{truth['optimum']:.3f}**; "
             f"the optimized instruction reaches {figures['optimality_ratio']:.1%} of it "
             f"(the seed {figures['seed_gt_conformity'] / truth['optimum']:.1%}).",
+        f"Optimized minus seed (judge conformity, paired by held-out prompt): "
+        f"{fmt_interval(figures['held_out_difference'], 3)} (mean [bootstrap 95% interval]).",
         f"Judge replies missing after retries: seed {judged['seed']['missing']}, optimized {judged['optimized']['missing']}.",
         "", "## Optimized meta-instruction", "", "> " + result.best_instruction.replace("\n", "\n> "), "",
         "## TC_e per iteration", "", "| t | TC_e |", "|---|---|"]
@@ -135,10 +129,14 @@ def run_demo(config: RunConfig, out_dir: Path = Path("artifacts/demo"), held_out
     t0 = time.perf_counter()
     log_path = config.client.call_log_path or config.run_dir / "calls.jsonl"
     before = provider_calls(log_path)
+    if held_out < 1:
+        raise ConfigError("the demo compares on held-out prompts: --held-out must be at least 1")
+    # the run's final report makes the held-out comparison (picaco/method/held_out.py) on `held_out` prompts
+    config = config.model_copy(update={"picaco": config.picaco.model_copy(update={"held_out": held_out})})
     result = optimize(config, on_event=on_event)
     seed_instruction = load_composition_for(config).seed_instruction
     instructions = {"seed": seed_instruction, "optimized": result.best_instruction}
-    judged = asyncio.run(compare_on_held_out(config, instructions, held_out))
+    judged = result.held_out
     truth = ground_truth(config, instructions)
     figures = {
         "held_out_prompts": held_out,
@@ -148,6 +146,7 @@ def run_demo(config: RunConfig, out_dir: Path = Path("artifacts/demo"), held_out
         "optimum": truth["optimum"],
         "optimized_judge_conformity": judged["optimized"]["conformity"],
         "seed_judge_conformity": judged["seed"]["conformity"],
+        "held_out_difference": judged.get("difference"),  # optimized minus seed, paired by prompt, with its interval
     }
     figures["optimality_ratio"] = figures["optimized_gt_conformity"] / truth["optimum"]
     figures["demo_wall_s"] = time.perf_counter() - t0

@@ -110,6 +110,17 @@ class ProtocolConfig(BaseModel):
     judged_values: Literal["paper", "composition"] = "paper"
     # Eq. (7): 'auto' weights by Fig. 10 relevance for Schwartz compositions only.
     relevance: Literal["auto", "on", "off"] = "auto"
+    # Demonstrations of a bucket: 'per_query' draws them for each (query, bucket) from the seed, so test
+    # prompts are independent units for the bootstrap; 'shared' is one triple per bucket for all queries
+    # (App. C.1's E-step buckets). See docs/evaluation.md.
+    demos: Literal["per_query", "shared"] = "per_query"
+
+
+class StatsConfig(BaseModel):
+    """Percentile bootstrap over test prompts (picaco/eval/stats.py), seeded from the config's seed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    bootstrap: int = Field(1000, strict=True, ge=100, le=100_000, description="resamples B")
 
 
 class PicacoSource(BaseModel):
@@ -252,6 +263,7 @@ class EvalConfig(BaseModel):
     optimization_prompts: PromptSet | None = None
     models: EvalModels = EvalModels()
     protocol: ProtocolConfig = ProtocolConfig()
+    stats: StatsConfig = StatsConfig()
     sampling: SamplingConfig = SamplingConfig()
     # One source for every composition, or one per composition (keyed by the names in `compositions`).
     picaco: PicacoSources | None = None

@@ -41,7 +41,8 @@ def _nan(x):
     return np.nan if x is None else x
 
 
-def per_value_figure(runs: list[MethodRun], path: Path) -> Path:
+def per_value_figure(runs: list[MethodRun], path: Path, intervals: list[dict] = ()) -> Path:
+    """Bars of the per-value means; error bars: the bootstrap 95% intervals over test prompts."""
     plt = _pyplot()
     values = runs[0].value_names + (["Relevance"] if runs[0].relevance else [])
     width = 0.8 / len(runs)
@@ -50,7 +51,11 @@ def per_value_figure(runs: list[MethodRun], path: Path) -> Path:
     cmap = plt.get_cmap("tab20")
     for k, r in enumerate(runs):
         heights = [_nan(r.summary.value_means.get(v)) if v != "Relevance" else _nan(r.summary.relevance) for v in values]
-        ax.bar(x - 0.4 + width * (k + 0.5), heights, width, label=r.label, color=cmap(k % 20))
+        iv = {row["value"]: row for row in intervals if row["method"] == r.method and row["composition"] == r.composition}
+        err = np.array([[h - iv[v]["lo"], iv[v]["hi"] - h] if v in iv and iv[v]["n"] and not np.isnan(h) else [0, 0]
+                        for v, h in zip(values, heights)]).T
+        ax.bar(x - 0.4 + width * (k + 0.5), heights, width, label=r.label, color=cmap(k % 20),
+               yerr=err, error_kw={"elinewidth": 0.8, "capsize": 1.5})
     ax.set_xticks(x, values, rotation=20, ha="right")
     ax.set_ylim(1, 5)
     ax.set_ylabel("mean judge score (1-5)")
@@ -116,13 +121,14 @@ def optimizer_choice_figure(runs: list[MethodRun], path: Path) -> Path:
     return _save(fig, path)
 
 
-def write_figures(config: EvalConfig, runs: list[MethodRun]) -> dict[str, Path]:
+def write_figures(config: EvalConfig, runs: list[MethodRun], intervals: list[dict] = ()) -> dict[str, Path]:
     """Every figure the runs support; keys: composition names, 'value_sets', 'jailbreak', 'optimizer_choice'."""
     folder = config.eval_dir / "figures"
     out: dict[str, Path] = {}
     main = [r for r in runs if r.group == "main"]
     for comp in dict.fromkeys(r.composition for r in main):
-        out[comp] = per_value_figure([r for r in main if r.composition == comp], folder / f"per_value_{comp}.png")
+        out[comp] = per_value_figure([r for r in main if r.composition == comp], folder / f"per_value_{comp}.png",
+                                     intervals)
     vs = value_set_rows(runs)
     if vs:
         out["value_sets"] = value_sets_figure(vs, folder / "value_sets.png")

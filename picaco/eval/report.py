@@ -5,6 +5,8 @@ Tables (all under `<out_dir>/<name>/`):
     values      per-value means (Tables 6-10), Relevance as one more "value" for Schwartz compositions
     responses   every response with its status and its scores (as JSON)
     scores      the scores long: one row per (response, value)
+    intervals   per method and value (and "conformity"): mean over test prompts with its bootstrap 95% interval
+    paired      PICACO minus each baseline, prompt by prompt: mean difference of conformity, bootstrap 95% interval
     value_sets  Fig. 3: n, method, mu_conf, delta over Q, CV            (when the analysis ran)
     jailbreak   Fig. 4c: method, share helpful, share toxic               (when the analysis ran)
 """
@@ -16,7 +18,9 @@ from pathlib import Path
 
 from picaco.eval.config import ALL_METHODS, EvalConfig
 from picaco.eval.plots import write_figures
-from picaco.eval.rows import jailbreak_rows, response_rows, score_rows, summary_rows, value_rows, value_set_rows
+from picaco.eval.rows import (interval_rows, jailbreak_rows, paired_rows, response_rows, score_rows, summary_rows,
+                              value_rows, value_set_rows)
+from picaco.eval.stats import fmt_interval
 from picaco.eval.store import MethodRun
 from picaco.io import atomic_write_bytes, atomic_write_text
 
@@ -102,19 +106,24 @@ def markdown_report(config: EvalConfig, runs: list[MethodRun], figures: dict[str
             for row, v, mark in zip(rows, col, rank_marks(col, higher_is_better=False)):
                 row.append(_marked(_fmt(v), mark))
         lines += _table(["Method"] + [titles[c] for c in comps], rows) + [""]
+        lines += _uncertainty_lines(config, runs, comps, titles, methods)
+        ivs = {(r["composition"], r["method"], r["value"]): r for r in interval_rows(runs, config.stats.bootstrap,
+                                                                                     config.seed)}
         for c in comps:
             any_run = next(r for r in main if r.composition == c)
             values = any_run.value_names + (["Relevance"] if any_run.relevance else [])
             lines += [f"## Per-value scores: {any_run.composition_title} (Tables 6-10)", "",
                       f"Judged values: {', '.join(any_run.value_names)}"
                       + (" (the composition's values plus the other HH values, as in Tables 9-10)"
-                         if len(any_run.value_names) > len(any_run.intended_values) else "") + ".", ""]
+                         if len(any_run.value_names) > len(any_run.intended_values) else "")
+                      + ". Mean [bootstrap 95% interval over test prompts].", ""]
             rows = []
             for m, label in methods:
                 r = by.get((c, m))
                 if r is None:
                     continue
-                cells = [_fmt(r.summary.value_means.get(v)) for v in r.value_names]
+                cells = [fmt_interval(ivs.get((c, m, v)) if ivs.get((c, m, v), {}).get("n") else None)
+                         for v in r.value_names]
                 if r.relevance:
                     cells.append(_fmt(r.summary.relevance))
                 rows.append([label] + cells)
@@ -199,6 +208,27 @@ def markdown_report(config: EvalConfig, runs: list[MethodRun], figures: dict[str
     return "\n".join(lines)
 
 
+def _uncertainty_lines(config: EvalConfig, runs: list[MethodRun], comps, titles, methods) -> list[str]:
+    b = config.stats.bootstrap
+    get = {(r["composition"], r["method"]): r for r in interval_rows(runs, b, config.seed) if r["value"] == "conformity"}
+    lines = ["## Uncertainty (picaco's extension)", "",
+             f"Conformity = each test prompt's mean over the judged values, averaged over prompts, with a percentile "
+             f"bootstrap 95% interval over test prompts (B = {b}, seeded from seed {config.seed}); demonstrations "
+             f"drawn {'per query' if config.protocol.demos == 'per_query' else 'once per bucket for all queries'}.", ""]
+    rows = [[label] + [fmt_interval(get.get((c, m)) if get.get((c, m), {}).get("n") else None) for c in comps]
+            for m, label in methods]
+    lines += _table(["Method"] + [titles[c] for c in comps], rows) + [""]
+    paired = paired_rows(runs, b, config.seed)
+    if paired:
+        lines += ["PICACO minus each baseline, prompt by prompt (on the prompts both scored): mean difference of "
+                  "conformity [bootstrap 95% interval]; an interval above 0 favours PICACO.", ""]
+        by = {(r["composition"], r["method"]): r for r in paired}
+        rows = [[label] + [fmt_interval(by.get((c, m)) if by.get((c, m), {}).get("n") else None) for c in comps]
+                for m, label in methods if m != "picaco"]
+        lines += _table(["PICACO minus"] + [titles[c] for c in comps], rows) + [""]
+    return lines
+
+
 def write_outputs(config: EvalConfig, runs: list[MethodRun]) -> dict:
     """Tables, figures and report.md for the runs; returns {report, files, figures, summary}."""
     out = config.eval_dir
@@ -207,14 +237,19 @@ def write_outputs(config: EvalConfig, runs: list[MethodRun]) -> dict:
     files += _write_frame(value_rows(runs), out / "values")
     files += _write_frame(response_rows(runs), out / "responses")
     files += _write_frame(score_rows(runs), out / "scores")
+    intervals = interval_rows(runs, config.stats.bootstrap, config.seed)
+    paired = paired_rows(runs, config.stats.bootstrap, config.seed)
+    files += _write_frame(intervals, out / "intervals")
+    files += _write_frame(paired, out / "paired")
     if any(r.group == "value_sets" for r in runs):
         files += _write_frame(value_set_rows(runs), out / "value_sets")
     if config.analyses.jailbreak is not None:
         files += _write_frame(jailbreak_rows(runs, config.analyses.jailbreak.threshold), out / "jailbreak")
-    figures = write_figures(config, runs)
+    figures = write_figures(config, runs, intervals)
     rel = {k: p.relative_to(out) for k, p in figures.items()}
     report = out / "report.md"
     atomic_write_text(report, markdown_report(config, runs, rel))
     main = [row for row in summary_rows(runs) if row["group"] == "main"]
     return {"eval_dir": str(out), "report": str(report), "files": [str(f) for f in files],
-            "figures": {k: str(p) for k, p in figures.items()}, "summary": main}
+            "figures": {k: str(p) for k, p in figures.items()}, "summary": main, "intervals": intervals,
+            "paired": paired}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from picaco.eval.metrics import jailbreak_shares
+from picaco.eval.stats import method_intervals, paired_difference, per_prompt_scores
 from picaco.eval.store import MethodRun
 
 
@@ -79,4 +80,34 @@ def jailbreak_rows(runs: list[MethodRun], threshold: float) -> list[dict]:
         rows.append({"method": r.method, "label": r.label, "composition": r.composition,
                      "queries_scored": sh.queries_scored, "helpful_share": sh.helpful_share,
                      "toxic_share": sh.toxic_share, "threshold": threshold, "missing": r.summary.missing})
+    return rows
+
+
+def interval_rows(runs: list[MethodRun], b: int, seed: int) -> list[dict]:
+    """Per main-group method and value (and "conformity": each prompt's mean over the values), the mean
+    over test prompts with its percentile bootstrap 95% interval (picaco/eval/stats.py)."""
+    rows = []
+    for r in runs:
+        if r.group != "main":
+            continue
+        for v, iv in method_intervals(r.responses, r.value_names, b=b, seed=seed, purpose=r.key).items():
+            rows.append({"composition": r.composition, "method": r.method, "label": r.label, "value": v,
+                         **({"mean": iv.mean, "lo": iv.lo, "hi": iv.hi, "n": iv.n} if iv else
+                            {"mean": None, "lo": None, "hi": None, "n": 0})})
+    return rows
+
+
+def paired_rows(runs: list[MethodRun], b: int, seed: int) -> list[dict]:
+    """PICACO minus each baseline, prompt by prompt on the prompts both scored: the mean difference of
+    conformity with its bootstrap 95% interval (an interval above 0: PICACO better on these prompts)."""
+    main = [r for r in runs if r.group == "main"]
+    rows = []
+    for pic in (r for r in main if r.method == "picaco"):
+        mine = per_prompt_scores(pic.responses, pic.value_names)["conformity"]
+        for other in (r for r in main if r.composition == pic.composition and r.method != "picaco"):
+            theirs = per_prompt_scores(other.responses, other.value_names)["conformity"]
+            iv = paired_difference(mine, theirs, b=b, seed=seed, purpose=f"{pic.key}-{other.key}")
+            rows.append({"composition": pic.composition, "method": other.method, "label": other.label,
+                         **({"mean": iv.mean, "lo": iv.lo, "hi": iv.hi, "n": iv.n} if iv else
+                            {"mean": None, "lo": None, "hi": None, "n": 0})})
     return rows

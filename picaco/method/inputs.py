@@ -107,7 +107,8 @@ def run_inputs(config: RunConfig) -> RunInputs:
     prompts, where = _selected_prompts(config)
     endpoints = model_endpoints(config)
     settings = config.model_dump(mode="json", exclude=_NOT_SETTINGS)
-    settings["picaco"].pop("iterations")
+    for unchecked in ("iterations", "judge_probe", "held_out"):
+        settings["picaco"].pop(unchecked)
     comp = composition
     record = {
         "settings": settings,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from picaco.method.state import IterationState, best_first
+from picaco.stats import fmt_interval
 
 
 class HistoryRow(BaseModel):
@@ -33,6 +34,8 @@ class OptimizeResult(BaseModel):
     seed_value_scores: dict[str, float | None] | None
     seed_conformity: float | None
     history: list[HistoryRow]
+    judge_probe: dict | None = None  # picaco/method/probe.py's record; None: probe switched off
+    held_out: dict | None = None  # picaco/method/held_out.py's HeldOutComparison; None: picaco.held_out 0
 
 
 def history_row(state: IterationState) -> HistoryRow:
@@ -56,11 +59,37 @@ def result_markdown(result: OptimizeResult) -> str:
     lines += ["", f"Mean conformity: seed {_fmt(result.seed_conformity)}, "
                   f"optimized {_fmt(result.conformity)}. Missing judge scores: {result.missing_judgements}. "
                   f"Replies refused by a content filter (left out as missing): {result.filtered_replies}.",
+              *_probe_lines(result.judge_probe), *_held_out_lines(result.held_out),
               "", "## TC_e per iteration", "", "| t | TC_e of e^t | conformity of responses under e^(t-1) |",
               "|---|---|---|"]
     for h in result.history:
         lines.append(f"| {h.t} | {_fmt(h.tc, 4)} | {_fmt(h.conformity_under_previous_best)} |")
     return "\n".join(lines) + "\n"
+
+
+def _held_out_lines(held: dict | None) -> list[str]:
+    if not held:
+        return []
+    seed, opt = held["seed"], held["optimized"]
+    lines = ["", f"## Seed vs optimized on {held['prompts']} held-out prompts", "",
+             "The prompts after X in the same source, the same demonstrations and sample indices for both "
+             "instructions (the figures above are in-sample, on X).", "",
+             "| value | seed (e^0) | optimized |", "|---|---|---|"]
+    lines += [f"| {v} | {_fmt(seed['value_means'].get(v))} | {_fmt(m)} |" for v, m in opt["value_means"].items()]
+    lines += [f"| **conformity** | {_fmt(seed['conformity'])} | {_fmt(opt['conformity'])} |", "",
+              f"Optimized minus seed, paired by prompt: {fmt_interval(held['difference'], 3)} (mean [bootstrap 95% "
+              f"interval over prompts, B = {held['bootstrap']}]). Missing judge scores: seed {seed['missing']}, "
+              f"optimized {opt['missing']}."]
+    return lines
+
+
+def _probe_lines(probe: dict | None) -> list[str]:
+    if not probe:
+        return []
+    shown = ", ".join(f"{v} {p['conforming']}>{p['violating']}" if p["status"] == "ok" else f"{v} {p['status']}"
+                      for v, p in probe["values"].items())
+    return ["", f"Judge probe ({probe['variant']} wording; conformity of a conforming > a violating canned "
+                f"response): {shown}."]
 
 
 def iteration_markdown(state: IterationState, history: list[IterationState] = ()) -> str:

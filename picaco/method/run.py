@@ -24,6 +24,8 @@ from picaco.io import atomic_write_text
 from picaco.llm.client import LLMClient
 from picaco.method.context import RunContext
 from picaco.method.inputs import RunInputs, held_out_prompts, load_composition_for, load_prompts, run_inputs
+from picaco.method.held_out import held_out_comparison
+from picaco.method.probe import JudgeProbe, probe_error, probe_judge
 from picaco.method.picaco import e_step, m_step, merge_aligned_pools, noisy_pool_step, sample_and_judge
 from picaco.method.result import OptimizeResult, history_row, result_markdown
 from picaco.method.state import (EStepShard, EStepState, EStepTally, IterationState, NoisyState, filtered_replies,
@@ -105,6 +107,21 @@ def _estep_name(t: int) -> str:
 
 
 # -- the steps, checkpointed ------------------------------------------------------------------------------
+async def judge_probe(run: Run) -> JudgeProbe | None:
+    """picaco's judge calibration probe (picaco/method/probe.py), before the first target call of every
+    start; recorded in judge_probe.json, and a judge on an inverted or flat scale stops the run."""
+    if not run.config.picaco.judge_probe:
+        return None
+    run.emit("judge_probe", t=0)
+    probe = await probe_judge(run.ctx)
+    record = probe.model_dump(mode="json")
+    if run.store.load_json("judge_probe.json") != record:  # a resume leaves an unchanged record untouched
+        run.store.save_json("judge_probe.json", record)
+    if probe.failed:
+        raise probe_error(probe)
+    return probe
+
+
 async def noisy_pool(run: Run) -> NoisyState:
     """R^n, once (Alg. 1 lines 9-12)."""
     return await run.store.checkpoint("noisy.json", NoisyState, lambda: noisy_pool_step(run.ctx))
@@ -186,7 +203,8 @@ async def merged_e_step(run: Run, state: RunState, n_shards: int) -> EStepState:
 
 
 async def final_report(run: Run, state: RunState) -> OptimizeResult:
-    """Per-value scores of e^T on X (fresh samples: index block T+1), next to e^0's from iteration 1.
+    """Per-value scores of e^T on X (fresh samples: index block T+1), next to e^0's from iteration 1, and
+    both on held-out prompts with the same demonstrations and samples (picaco/method/held_out.py).
     The result describes iterations 1..T of this config exactly, also when the run went further before
     (a lower T gives the result a run of T iterations gives)."""
     T_ = state.t
@@ -195,6 +213,7 @@ async def final_report(run: Run, state: RunState) -> OptimizeResult:
     _, tally = await sample_and_judge(run.ctx, last.best.instruction, T_ + 1, s_vecs)
     report = tally.report(last.best.instruction, run.ctx.value_names)
     first = store.load_iteration(1)
+    held_out = await held_out_comparison(run.ctx, run.ctx.composition.seed_instruction, last.best.instruction, s_vecs)
     result = OptimizeResult(
         run_name=run.config.run_name, composition=run.config.composition, best_instruction=last.best.instruction,
         best_tc=last.best.tc, best_born=last.best.born, value_scores=report.value_means,
@@ -203,7 +222,9 @@ async def final_report(run: Run, state: RunState) -> OptimizeResult:
         seed_instruction=first.estep.instruction if first else None,
         seed_value_scores=first.estep.value_means if first else None,
         seed_conformity=first.estep.conformity if first else None,
-        history=[history_row(s) for s in store.iterations(upto=T_)])
+        history=[history_row(s) for s in store.iterations(upto=T_)],
+        judge_probe=store.load_json("judge_probe.json") if run.config.picaco.judge_probe else None,
+        held_out=held_out.model_dump(mode="json") if held_out else None)
     store.save_json("result.json", result.model_dump(mode="json"))
     atomic_write_text(store.path("result.md"), result_markdown(result))
     return result
@@ -257,7 +278,12 @@ def _step(config: RunConfig, body: Callable[[Run], Awaitable]):
 def run_noisy_pool(config: RunConfig) -> NoisyState:
     """The first step: starts the run (see start_run), then R^n once."""
     inputs = start_run(config)
-    return asyncio.run(_with_run(config, inputs, noisy_pool))
+
+    async def body(run: Run) -> NoisyState:
+        await judge_probe(run)
+        return await noisy_pool(run)
+
+    return asyncio.run(_with_run(config, inputs, body))
 
 
 def run_e_step(config: RunConfig, t: int) -> EStepState:
@@ -302,6 +328,7 @@ def optimize(config: RunConfig, on_event: Event | None = None) -> OptimizeResult
 
     async def body(run: Run) -> OptimizeResult:
         T_ = config.picaco.iterations
+        await judge_probe(run)
         run.emit("noisy_pool", t=0)
         noisy = await noisy_pool(run)
         done = min(run.store.last_complete_iteration(), T_)

@@ -288,6 +288,7 @@ class ValueWorld:
 
     def _value_judge(self, rng: random.Random, text: str) -> str:
         query, response, aspects, harm_variant = parse_value_judge(text)
+        harm_variant = harm_variant and not self.config.judge_harm_flipped
         lex = self.lex
         pos, neg = lex.marker_counts(response)
         info = self._query(query)

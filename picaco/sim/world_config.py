@@ -19,6 +19,9 @@ class WorldConfig(BaseModel):
     fence_rate: float = Field(0.1, ge=0.0, le=1.0,
                               description="probability that a well-formed judge reply is wrapped in ```json "
                                           "fences (still valid JSON inside)")
+    judge_harm_flipped: bool = Field(False, description="answer a harm-scale judge prompt on the conformity scale "
+                                                        "(5 = best), as a judge that reads Non-Toxicity as a virtue "
+                                                        "would: what picaco's judge probe must catch")
     # --- articulation (Sec. 1, the Instruction Bottleneck)
     name_weight: float = Field(0.3, ge=0.0, le=1.0, description="articulation from naming the value")
     concept_levels: tuple[float, ...] = Field((0.0, 0.15, 0.25, 0.3),

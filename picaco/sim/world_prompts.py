@@ -86,8 +86,20 @@ def parse_value_judge(text: str) -> tuple[str, str, list[tuple[str, str]], bool]
         m = re.match(r"^\s*-\s*([^:]{1,60}):\s*(.*)$", ln)
         if m:
             aspects.append((m.group(1).strip(), m.group(2).strip()))
-    harm = bool(re.search(r"rate the harm\b", text, re.IGNORECASE))
-    return query, response, aspects, harm
+    return query, response, aspects, harm_scale(text)
+
+
+_STATED_TOP = re.compile(r"\b5\s*=\s*(not\b[^,;)]*|[^,;)]*harm)", re.IGNORECASE)
+
+
+def harm_scale(text: str) -> bool:
+    """Whether a judge prompt asks for harm (5 = harmful) rather than conformity (5 = best). A stated scale
+    decides ("5 = extremely harmful" -> harm; "5 = not harmful at all" -> conformity); without one, the
+    wording "rate the harm" is read as harm, as Fig. 9 intends."""
+    stated = _STATED_TOP.search(text)
+    if stated:
+        return not stated.group(1).lower().startswith("not")
+    return bool(re.search(r"rate the harm\b", text, re.IGNORECASE))
 
 
 def parse_relevance_judge(text: str) -> tuple[str, str]:

@@ -5,6 +5,7 @@ Every way in goes through `make_world`: the in-process `sim` provider (option `w
 
     make_world("values")                      # the simulated value world (picaco.sim.world)
     make_world("values-null")                 # the same with the null optimizer
+    make_world("values-harm-flipped")         # the same, its judge answering harm prompts on the wrong scale
     make_world("echo")                        # the engine's plain world
     make_world("values", {"judge_noise": 0})  # WorldConfig fields over a named world's defaults
     make_world(WorldConfig(...)) / make_world({"judge_noise": 0})   # a config, or a mapping of its fields
@@ -25,7 +26,8 @@ from picaco.sim.world import ValueWorld
 from picaco.sim.world_config import WorldConfig
 
 # name -> the WorldConfig fields it sets; None: not a value world
-_NAMED: dict[str, dict[str, Any] | None] = {"values": {}, "values-null": {"null_optimizer": True}, "echo": None}
+_NAMED: dict[str, dict[str, Any] | None] = {"values": {}, "values-null": {"null_optimizer": True},
+                                            "values-harm-flipped": {"judge_harm_flipped": True}, "echo": None}
 WORLD_NAMES = tuple(_NAMED)
 
 

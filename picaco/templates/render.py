@@ -22,7 +22,7 @@ from typing import Protocol
 
 # Callers put this into every cache key of a call whose prompt comes from these templates. Bump it
 # whenever a template file changes; tests/templates/test_render.py pins the digest of this version.
-TEMPLATE_VERSION = "2025.1"
+TEMPLATE_VERSION = "2025.2"
 
 DEFAULT_INSTRUCTION_WORDS = 150  # Fig. 8 "{length}": the paper gives no number; ours, configurable
 

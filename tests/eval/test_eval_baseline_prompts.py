@@ -82,7 +82,8 @@ def test_urial_hh_uses_the_official_meta_instruction_and_bucketed_demonstrations
     tp, key = tape
     urial_text = (shared_data / URIAL_FILE).read_text(encoding="utf-8")
     official = urial_text[:urial_text.index("\n# Query:")].strip()
-    run_one(tmp_path, key, "urial", urial={"prompt": str(shared_data / URIAL_FILE)})
+    run_one(tmp_path, key, "urial", urial={"prompt": str(shared_data / URIAL_FILE)},
+            protocol={"judge_attempts": 2, "demos": "shared"})  # the fixed-triple mode: one triple per bucket
     demos = load_composition("hh_balance").demonstrations
     systems = {c.system for c in tp.target_calls()}
     assert len(systems) == 3, "three buckets, each with its own demonstrations"
@@ -179,7 +180,7 @@ def test_picaco_uses_fig7_with_the_result_instruction(tape, tmp_path):
     result.write_text('{"best_instruction": "Weigh every value with care.", "composition": "hh_balance"}')
     run, _ = run_one(tmp_path, key, "picaco", picaco={"result": str(result)})
     systems = {c.system for c in tp.target_calls()}
-    assert len(systems) == 3
+    assert len(systems) == 2 * 3, "demonstrations drawn per (query, bucket): 2 prompts x 3 buckets"
     for s in systems:
         assert s.startswith(FIG7_HEADER + "\nWeigh every value with care.\n# Query:\n")
         assert s.count("# Answer:\n") == 3

@@ -74,7 +74,9 @@ def _missing_key(root: Path):
 
 def _no_step_state(root: Path) -> str | None:
     run_dir = root / "runs" / "r"
-    state = sorted(p.name for p in run_dir.glob("*.json") if p.name != "config.json") if run_dir.is_dir() else []
+    # judge_probe.json is the record of the check every start makes first, not a step's state
+    state = (sorted(p.name for p in run_dir.glob("*.json") if p.name not in ("config.json", "judge_probe.json"))
+             if run_dir.is_dir() else [])
     return f"step state was written: {state}" if state else nothing_half_written(root)
 
 

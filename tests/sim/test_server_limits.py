@@ -107,7 +107,7 @@ def test_help_through_picaco_lists_the_flags():
     (["--max-body-mb", "-1"], "error: --max-body-mb: max_body_mb must be > 0, got -1.0"),
     (["--port", "70000"], "error: --port: port must be within [0, 65535], got 70000"),
     (["--rate-429", "0.6", "--rate-500", "0.6"], "error: fault rates sum to 1.2, more than 1"),
-    (["--world", "nope"], "error: unknown sim world 'nope': choose one of values, values-null, echo"),
+    (["--world", "nope"], "error: unknown sim world 'nope': choose one of values, values-null, values-harm-flipped, echo"),
 ])
 def test_bad_flags_are_one_line(capsys, argv, line):
     assert main(argv) == 2

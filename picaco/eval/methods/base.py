@@ -43,12 +43,20 @@ class EvalContext:
 
     def buckets(self) -> list[list]:
         """App. C.2 / C.1: each bucket holds `demos_per_bucket` demonstrations drawn without replacement
-        from D; buckets are shared by all queries and all methods (so methods differ only in the method)."""
+        from D, one triple per bucket for all queries (protocol.demos: shared); every method sees the same
+        ones, so methods differ only in the method."""
+        return [self.demos_for(b) for b in range(self.config.protocol.buckets)]
+
+    def demos_for(self, bucket: int, query: str | None = None) -> list:
+        """The demonstrations of `bucket` for `query`: drawn per query under protocol.demos: per_query
+        (still the same for every method), else the bucket's shared triple."""
         p = self.config.protocol
         demos = list(self.composition.demonstrations)
         k = min(p.demos_per_bucket, len(demos))
-        return [derive_rng(self.config.seed, "eval-bucket", self.composition.digest, b).sample(demos, k)
-                for b in range(p.buckets)]
+        parts = ("eval-bucket", self.composition.digest, bucket)
+        if p.demos == "per_query" and query is not None:
+            parts += (query,)
+        return derive_rng(self.config.seed, *parts).sample(demos, k)
 
     def _params(self) -> SamplingParams:
         s = self.config.sampling
@@ -77,8 +85,16 @@ class Method:
     def label(self) -> str:
         return METHOD_LABELS[self.id]
 
-    def bucket_demos(self, bucket: int) -> list:
-        return self._buckets[bucket]
+    def bucket_demos(self, bucket: int, query: str | None = None) -> list:
+        if query is None or self.ctx.config.protocol.demos == "shared":
+            return self._buckets[bucket]
+        return self.ctx.demos_for(bucket, query)
+
+    def usable_demos(self) -> list:
+        """Every demonstration a query may be given: the buckets' triples, or all of D when drawn per query."""
+        if self.ctx.config.protocol.demos == "per_query":
+            return list(self.ctx.composition.demonstrations)
+        return list({id(d): d for b in self._buckets for d in b}.values())
 
     async def prepare(self) -> dict:
         return {}

@@ -23,7 +23,7 @@ class CICL(Method):
         self._negatives: dict[str, str] = {}
 
     async def prepare(self) -> dict:
-        queries = list(dict.fromkeys(d.query for b in self._buckets for d in b))
+        queries = list(dict.fromkeys(d.query for d in self.usable_demos()))
         replies = await asyncio.gather(*[
             self.ctx.client.chat(self.ctx.target_request(None, render_query(q)), n=1) for q in queries])
         for q, reply in zip(queries, replies):
@@ -33,12 +33,12 @@ class CICL(Method):
             self._negatives[q] = reply.text.strip()
         return {"negatives": len(self._negatives)}
 
-    def system(self, bucket: int) -> str:
+    def system(self, bucket: int, query: str) -> str:
         if not self._negatives:
             raise RuntimeError("CICL: prepare() must run before respond()")
         block = "\n".join(render("cicl_demo", query=d.query, negative=self._negatives[d.query], answer=d.answer)
-                          for d in self.bucket_demos(bucket))
+                          for d in self.bucket_demos(bucket, query))
         return render("cicl_system", meta_instruction=self.ctx.composition.seed_instruction, demonstrations=block)
 
     async def respond(self, query: str, bucket: int, start: int, n: int) -> list[str]:
-        return await self.sample(self.ctx.target_request(self.system(bucket), render_query(query)), start, n)
+        return await self.sample(self.ctx.target_request(self.system(bucket, query), render_query(query)), start, n)

@@ -129,4 +129,4 @@ class Opro(Method):
     async def respond(self, query: str, bucket: int, start: int, n: int) -> list[str]:
         if self.best is None:
             raise RuntimeError("OPRO: prepare() must run before respond()")
-        return await self.sample(fig7_request(self.ctx, self.best, self.bucket_demos(bucket), query), start, n)
+        return await self.sample(fig7_request(self.ctx, self.best, self.bucket_demos(bucket, query), query), start, n)

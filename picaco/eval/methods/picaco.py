@@ -28,4 +28,4 @@ class Picaco(Method):
         return {"instruction": self.instruction}
 
     async def respond(self, query: str, bucket: int, start: int, n: int) -> list[str]:
-        return await self.sample(fig7_request(self.ctx, self.instruction, self.bucket_demos(bucket), query), start, n)
+        return await self.sample(fig7_request(self.ctx, self.instruction, self.bucket_demos(bucket, query), query), start, n)

@@ -39,20 +39,20 @@ class Urial(Method):
     id = "urial"
     uses_demonstrations = True
 
-    def source_demos(self, bucket: int) -> list:
+    def source_demos(self, bucket: int, query: str | None = None) -> list:
         if self.ctx.config.urial.demonstrations == "file":
             if self.ctx.urial_prompt is None:
                 raise RuntimeError("URIAL's prompt file was not loaded before the evaluation")
             return [Demonstration(q, a) for q, a in self.ctx.urial_prompt.demonstrations]
-        return self.bucket_demos(bucket)
+        return self.bucket_demos(bucket, query)
 
-    def demos(self, bucket: int) -> list:
-        return self.source_demos(bucket)
+    def demos(self, bucket: int, query: str) -> list:
+        return self.source_demos(bucket, query)
 
     async def prepare(self) -> dict:
         return {"meta_instruction": urial_meta_instruction(self.ctx),
                 "demonstrations": self.ctx.config.urial.demonstrations}
 
     async def respond(self, query: str, bucket: int, start: int, n: int) -> list[str]:
-        system = urial_system(urial_meta_instruction(self.ctx), self.demos(bucket))
+        system = urial_system(urial_meta_instruction(self.ctx), self.demos(bucket, query))
         return await self.sample(self.ctx.target_request(system, urial_user(query)), start, n)

@@ -39,17 +39,17 @@ class UrialSum(Urial):
     async def prepare(self) -> dict:
         info = await super().prepare()
         sources: dict[str, object] = {}
-        for b in range(len(self._buckets)):
-            for d in self.source_demos(b):
-                sources.setdefault(d.query, d)
+        file_demos = self.ctx.config.urial.demonstrations == "file"
+        for d in self.source_demos(0) if file_demos else self.usable_demos():
+            sources.setdefault(d.query, d)
         taught = await asyncio.gather(*[self._teach(d) for d in sources.values()])
         for query, (answer, summary) in zip(sources, taught):
             self._teacher[query] = render("urial_sum_demo_answer", answer=answer, summary=summary)
         info.update(teacher=self.ctx.config.models.teacher_model, teacher_demonstrations=len(self._teacher))
         return info
 
-    def demos(self, bucket: int) -> list:
+    def demos(self, bucket: int, query: str) -> list:
         if not self._teacher:
             raise RuntimeError("URIAL+SUM: prepare() must run before respond()")
-        return [Demonstration(d.query, self._teacher[d.query]) for d in self.source_demos(bucket)]
+        return [Demonstration(d.query, self._teacher[d.query]) for d in self.source_demos(bucket, query)]
 
