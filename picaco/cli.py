@@ -14,6 +14,7 @@ import typer
 from picaco.base.errors import ConfigError, PicacoError
 from picaco.config import load_run_config
 from picaco.deploy.cli import export_command, serve_command
+from picaco.stats import fmt_interval
 from picaco.demo import run_demo
 from picaco.estimate import estimate
 from picaco.eval.cli import evaluate_command
@@ -250,8 +251,6 @@ def demo_cmd(config: Path = typer.Option(DEFAULT_DEMO_CONFIG, "--config", help="
     """The whole pipeline offline: noisy pool, optimization, seed vs optimized on held-out prompts."""
     from rich.console import Console
     from rich.table import Table
-
-    from picaco.stats import fmt_interval
 
     try:
         cfg = load_run_config(config)

@@ -11,6 +11,8 @@ from pathlib import Path
 import typer
 
 from picaco.base.errors import PicacoError
+from picaco.deploy.export import export_run
+from picaco.deploy.serving import Served
 
 
 def _fail(exc: Exception) -> None:
@@ -22,8 +24,6 @@ def export_command(run: str = typer.Option(..., "--run", help="the run's name (i
                    runs_dir: Path = typer.Option(Path("artifacts/runs"), help="where the runs live"),
                    out: Path = typer.Option(..., "--out", help="folder for the exported files")) -> None:
     """Export a finished run's best instruction: system_prompt.txt, instruction.json (provenance), INSTRUCTION.md."""
-    from picaco.deploy.export import export_run
-
     try:
         paths = export_run(runs_dir, run, out)
     except PicacoError as exc:
@@ -40,8 +40,6 @@ def serve_command(run: str = typer.Option(..., "--run", help="the run's name (it
                                                       help="send Fig. 7's system prompt: the instruction and the "
                                                            "run's demonstrations")) -> None:
     """Serve an OpenAI-compatible endpoint that adds the run's instruction to every chat request."""
-    from picaco.deploy.serving import Served
-
     if not 0 <= port <= 65535:
         _fail(ValueError(f"--port must be within [0, 65535], got {port}"))
     try:

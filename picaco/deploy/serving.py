@@ -15,7 +15,11 @@ from picaco.base.errors import ConfigError
 from picaco.deploy.proxy import ProxyApp
 from picaco.deploy.run_record import FinishedRun, load_finished_run
 from picaco.deploy.target import Target, resolve_target
+from picaco.method.inputs import _sha  # the run store's own hash of the demonstrations
+from picaco.sim.server import SimServerConfig, start_server_thread
 from picaco.sim.serving import _http_impl as http_impl, bind, url_of
+from picaco.templates.render import render_e_step
+from picaco.values import load_composition
 
 HOST = "127.0.0.1"
 
@@ -26,10 +30,6 @@ def system_prompt_of(run: FinishedRun, demonstrations: bool) -> str:
     instruction = run.result.best_instruction
     if not demonstrations:
         return instruction
-    from picaco.method.inputs import _sha  # the run store's own hash of the demonstrations
-    from picaco.templates.render import render_e_step
-    from picaco.values import load_composition
-
     comp = load_composition(run.config.composition)
     recorded = run.composition_record.get("demonstrations")
     if recorded != _sha(json.dumps([[d.query, d.answer] for d in comp.demonstrations]), 16):
@@ -71,8 +71,6 @@ class Served:
         base_url = self.target.base_url
         try:
             if base_url is None:
-                from picaco.sim.server import SimServerConfig, start_server_thread
-
                 self.sim = start_server_thread(SimServerConfig(world=self.target.sim_world,
                                                                latency_ms=self.target.sim_latency_ms))
                 base_url = self.sim.openai_base_url

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from picaco.base.config import ProviderSettings, RunConfig
 from picaco.base.errors import ConfigError
+from picaco.config import load_run_config
 from picaco.llm.providers import make_provider, provider_class
 from picaco.llm.providers.base import NO_KEY
 from picaco.llm.request import split_model
@@ -33,8 +34,6 @@ class Target:
 
 
 def _from_config_file(path: Path) -> tuple[str, dict[str, ProviderSettings]]:
-    from picaco.config import load_run_config
-
     raw_name = {"run_name": "serve-target"}  # a target config need not name a run
     try:
         cfg: RunConfig = load_run_config(path, **raw_name)
