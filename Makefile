@@ -21,6 +21,7 @@ demo: $(STAMP)
 	$(BIN)/picaco demo
 
 test: $(STAMP)
+	$(BIN)/ruff check picaco flows tasks datasets_prep bench ops
 	PREFECT_SERVER_ANALYTICS_ENABLED=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 

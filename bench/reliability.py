@@ -31,7 +31,7 @@ def main() -> int:
     cases = all_cases()
     verdicts = []
     with tempfile.TemporaryDirectory(prefix="picaco-reliability-") as tmp:
-        print(f"| id | area | what the user did | exit | what they saw | clear | disk |")
+        print("| id | area | what the user did | exit | what they saw | clear | disk |")
         print("|---|---|---|---|---|---|---|")
         for case in cases:
             v = run_case(case, Path(tmp) / case.id)
