@@ -13,6 +13,7 @@ import pytest
 from picaco.base.config import ClientConfig, ProviderSettings
 from picaco.llm.cache_pg import PostgresCache
 from picaco.llm.client import LLMClient
+from picaco.llm.errors import BadRequest
 from picaco.llm.providers import PROVIDER_KINDS, register_kind
 from picaco.llm.providers.sim import SimProvider
 from picaco.llm.request import ChatRequest, embedding_key, keys_from_prefix
@@ -120,3 +121,46 @@ def test_a_dead_holders_claim_lapses_and_the_other_worker_fetches(counting, pg_u
     assert all(s.text and not s.cached for s in chat.samples) and vectors.shape[0] == len(TEXTS)
     assert usage["target"]["samples_miss"] == N and usage["target"]["samples_shared_remote"] == 0
     assert usage["embedding"]["samples_miss"] == len(TEXTS)
+
+
+class FailingSim(SimProvider):
+    """Holds its claim for a while, then the call fails (not retryable)."""
+
+    async def generate(self, call):
+        await asyncio.sleep(0.5)
+        raise BadRequest("refused on purpose", provider=self.name, status=400)
+
+
+def test_a_failed_fetch_releases_its_claims_so_a_waiting_worker_fetches_at_once(counting, tmp_path):
+    register_kind("failing", FailingSim)
+    failing = ClientConfig(cache_dir=tmp_path / "f", claim_ttl_s=60,
+                           providers={"cs": ProviderSettings(kind="failing", options={"world": "echo"})})
+    waiting = config(tmp_path, "w", claim_ttl_s=60)
+
+    raised = []
+
+    async def holder():
+        async with LLMClient(failing) as client:
+            try:
+                await client.chat(REQUEST, n=N)
+            except BadRequest as exc:
+                raised.append(exc)
+
+    async def waiter():
+        await asyncio.sleep(0.2)  # the holder has claimed every sample by now
+        async with LLMClient(waiting) as client:
+            t0 = time.monotonic()
+            chat = await client.chat(REQUEST, n=N)
+            return chat, time.monotonic() - t0, client.usage_by_role()["target"]
+
+    try:
+        held = threading.Thread(target=lambda: asyncio.run(holder()))
+        held.start()
+        chat, elapsed, usage = asyncio.run(waiter())
+        held.join(30)
+    finally:
+        PROVIDER_KINDS.pop("failing", None)
+    assert len(raised) == 1, "the holder's call failed"
+    assert elapsed < 10, "released at the failure, not after the 60 s claim"
+    assert elapsed > 0.2, "it did wait for the holder"
+    assert CountingSim.samples == N and usage["samples_miss"] == N and all(s.text for s in chat.samples)
