@@ -440,15 +440,15 @@ class LLMClient:
             usage.unpriced_tokens += tokens
         else:
             usage.cost_usd += cost
-        self._log_embed(model, role, len(unique), hits, calls, attempts, t0)
+        self._log_embed(model, role, len(unique), hits, calls, attempts, t0, shared_remote=len(remote))
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([vectors[t] for t in texts])
 
-    def _log_embed(self, model, role, n, hits, calls, attempts, t0, error=None) -> None:
+    def _log_embed(self, model, role, n, hits, calls, attempts, t0, error=None, shared_remote: int = 0) -> None:
         self.call_log.write({
             "t": round(time.time(), 3), "kind": "embed", "role": role, "model": model, "n": n,
-            "hits": hits, "misses": n - hits,
+            "hits": hits, "shared_remote": shared_remote, "misses": n - hits - shared_remote,
             "status": "error" if error else ("hit" if hits == n else ("miss" if hits == 0 else "partial")),
             "provider_calls": calls, "retries": max(0, attempts - calls),
             "latency_ms": round((time.perf_counter() - t0) * 1000, 3),

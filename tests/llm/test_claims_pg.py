@@ -12,6 +12,7 @@ import pytest
 
 from picaco.base.config import ClientConfig, ProviderSettings
 from picaco.llm.cache_pg import PostgresCache
+from picaco.llm.calllog import paid_calls, read_call_log
 from picaco.llm.client import LLMClient
 from picaco.llm.errors import BadRequest
 from picaco.llm.providers import PROVIDER_KINDS, register_kind
@@ -89,6 +90,12 @@ def test_two_workers_asking_at_once_pay_for_each_sample_once(counting, tmp_path)
         assert sum(u["samples_miss"] for u in usages) == paid
         assert sum(u["samples_shared_remote"] for u in usages) == total, "the other worker's are shared, not paid"
         assert sum(u["samples_hit"] for u in usages) == 0
+    lines = [line for w in "ab" for line in read_call_log(tmp_path / f"{w}.jsonl")]
+    assert paid_calls(lines) == sum(out[w][2][r]["calls"] for w in "ab" for r in ("target", "embedding"))
+    for kind, total in (("chat", N), ("embed", len(TEXTS))):
+        requests = [line for line in lines if line["kind"] == kind]
+        assert sum(line["shared_remote"] for line in requests) == total
+        assert sum(line["misses"] for line in requests) == total, "the call log books shared ones apart from paid"
     # a third worker afterwards reads everything from the cache
     barrier, late = threading.Barrier(1), {}
     worker(config(tmp_path, "late"), barrier, late, "late")
