@@ -171,3 +171,15 @@ def test_a_failed_fetch_releases_its_claims_so_a_waiting_worker_fetches_at_once(
     assert elapsed < 10, "released at the failure, not after the 60 s claim"
     assert elapsed > 0.2, "it did wait for the holder"
     assert CountingSim.samples == N and usage["samples_miss"] == N and all(s.text for s in chat.samples)
+
+
+def test_refresh_mode_recomputes_stored_samples_instead_of_reading_them_as_shared(counting, tmp_path):
+    async def ask(cfg):
+        async with LLMClient(cfg) as client:
+            await client.chat(REQUEST, n=N)
+            return client.usage_by_role()["target"]
+
+    first = asyncio.run(ask(config(tmp_path, "a")))
+    again = asyncio.run(ask(config(tmp_path, "b", cache_mode="refresh")))
+    assert first["samples_miss"] == N and again["samples_miss"] == N and again["samples_shared_remote"] == 0
+    assert CountingSim.samples == 2 * N
