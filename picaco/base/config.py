@@ -58,6 +58,9 @@ class ClientConfig(BaseModel):
     # the estimate's simulated run). Run configs are copied into run directories and checkpoints, so
     # the password comes from PICACO_CACHE_URL, PGPASSWORD or ~/.pgpass, never from here.
     cache_url: str | None = None
+    # How long a worker's claim on samples it is fetching holds others off a shared cache (a dead
+    # worker's claim lapses after it; longer than one call with its retries, as a rule).
+    claim_ttl_s: float = Field(default=120.0, gt=0)
     providers: dict[str, ProviderSettings] = {}
     retry: RetryPolicy = RetryPolicy()
     prices_path: Path | None = None

@@ -177,6 +177,9 @@ class CacheBackend:
         """The keys this worker may pay for. Here every key: only a shared backend coordinates workers."""
         return set(keys)
 
+    def release(self, keys: list[str]) -> None:
+        """Drop this worker's claims on `keys` (fetched but not stored, or failed); nothing to drop here."""
+
     async def wait_for(self, keys: list[str], poll_s: float = 0.05) -> None:
         """Wait until no other worker holds a claim on `keys`; nobody else can here."""
 

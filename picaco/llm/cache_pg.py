@@ -154,6 +154,15 @@ class PostgresCache(CacheBackend):
             raise self._failure("claim samples in", exc) from None
         return {k for (k,) in rows}
 
+    def release(self, keys: list[str]) -> None:
+        """Drop this worker's claims on `keys` it will not write (a refused or empty sample, a failed call):
+        a waiting worker then fetches them at once instead of after the claim lapses."""
+        try:
+            self._conn.execute("DELETE FROM picaco_cache_claims WHERE key = ANY(%s) AND owner = %s",
+                               (list(keys), self._owner))
+        except self._psycopg.Error as exc:
+            raise self._failure("release claims in", exc) from None
+
     async def wait_for(self, keys: list[str], poll_s: float = 0.05) -> None:
         """Return once none of `keys` is claimed-and-unwritten: each was written by its claimer (read it
         now), or its claim lapsed (claim it again)."""

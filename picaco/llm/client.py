@@ -31,37 +31,16 @@ import numpy as np
 from picaco.base.config import ClientConfig
 from picaco.llm.cache import CacheBackend, encode_embedding, encode_sample, open_cache
 from picaco.llm.calllog import CallLog
+from picaco.llm.claims import fetch_claimed
 from picaco.llm.errors import ContentFiltered, MalformedReply, ProviderError, RetriesExhausted
 from picaco.llm.pricing import PriceTable
 from picaco.llm.providers import endpoint_for, endpoint_identity, make_provider
 from picaco.llm.providers.base import ChatCall, ChatReply, Completion, Provider
 from picaco.llm.request import (ChatRequest, ChatResponse, Sample, Usage, embedding_key, keys_from_prefix,
                                 split_model)
+from picaco.llm.usage import RoleUsage, contiguous_runs as _contiguous_runs, split_evenly as _split_evenly
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RoleUsage:
-    requests: int = 0  # client-level requests (chat() or embed() calls)
-    calls: int = 0  # provider calls that succeeded (what a provider bills)
-    attempts: int = 0  # provider calls tried, including failed ones
-    retries: int = 0
-    samples_hit: int = 0  # served from the cache
-    samples_shared: int = 0  # served by an identical request already in flight
-    samples_miss: int = 0  # fetched from the provider
-    samples_filtered: int = 0  # fetched, but refused by a content filter (empty, never cached)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    unpriced_tokens: int = 0
-    saved_prompt_tokens: int = 0
-    saved_completion_tokens: int = 0
-    saved_cost_usd: float = 0.0
-    errors: int = 0
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
 
 
 @dataclass
@@ -213,6 +192,7 @@ class LLMClient:
         usage.requests += 1
         calls = attempts = 0
         fresh_prompt = fresh_completion = 0
+        remote: dict = {}
         try:
             if to_fetch:
                 futures = {}
@@ -221,15 +201,17 @@ class LLMClient:
                     # an error nobody else awaits must not be reported as "never retrieved"
                     fut.add_done_callback(_consume_exception)
                     futures[j] = state.pending[keys[j]] = fut
-                try:
+
+                async def fetch(js: list[int]) -> None:
+                    nonlocal calls, attempts, fresh_prompt, fresh_completion
                     prov = self.provider(provider_name)  # built (key looked up) only when something is fetched
-                    request_id = prefix.hexdigest()
-                    for run in _contiguous_runs(to_fetch):
+                    for run in _contiguous_runs(js):
                         done = 0
                         while done < len(run):  # a call may return fewer samples than asked: ask for the rest
                             part = run[done:done + self._samples_per_call(prov)]
                             samples, tries, reply_prompt, reply_completion = await self._fetch_call(
-                                prov, request, model_name, start, part, keys, request_id, filtered == "missing")
+                                prov, request, model_name, start, part, keys, prefix.hexdigest(),
+                                filtered == "missing")
                             calls += 1
                             attempts += tries
                             fresh_prompt += reply_prompt
@@ -238,6 +220,14 @@ class LLMClient:
                                 results[j] = sample
                                 futures[j].set_result(sample)
                             done += len(samples)
+
+                try:
+                    remote = await fetch_claimed(cache, to_fetch, keys.__getitem__, fetch, cache.get_sample,
+                                                 self.config.claim_ttl_s)
+                    for j, rec in remote.items():  # paid by another worker, read from the shared cache
+                        results[j] = Sample(text=rec["text"], index=start + j, finish_reason=rec.get("finish_reason"),
+                                            usage=Usage(**rec.get("usage", {})), cached=True)
+                        futures[j].set_result(results[j])
                 except BaseException as exc:
                     for fut in futures.values():
                         if not fut.done():
@@ -258,7 +248,8 @@ class LLMClient:
         usage.calls += calls
         usage.samples_hit += len(hits)
         usage.samples_shared += len(waits)
-        usage.samples_miss += len(to_fetch)
+        usage.samples_shared_remote += len(remote)
+        usage.samples_miss += len(to_fetch) - len(remote)
         usage.samples_filtered += n_filtered
         usage.prompt_tokens += fresh_prompt
         usage.completion_tokens += fresh_completion
@@ -273,7 +264,7 @@ class LLMClient:
             usage.saved_completion_tokens += saved_c
             usage.saved_cost_usd += self.prices.cost(request.model, saved_p, saved_c) or 0.0
         self._log_chat(request, keys, n, start, len(hits), calls, attempts, t0, shared=len(waits),
-                       filtered=n_filtered)
+                       filtered=n_filtered, shared_remote=len(remote))
         return ChatResponse(model=request.model, role=request.role, samples=tuple(results))
 
     def _samples_per_call(self, prov: Provider) -> int:
@@ -338,11 +329,12 @@ class LLMClient:
         return samples, tries, reply.prompt_tokens, reply.completion_tokens
 
     def _log_chat(self, request, keys, n, start, hits, calls, attempts, t0, error: Exception | None = None,
-                  shared: int = 0, filtered: int = 0) -> None:
+                  shared: int = 0, filtered: int = 0, shared_remote: int = 0) -> None:
         """The request's line; what it paid is on its call lines (picaco/llm/calllog.py)."""
         self.call_log.write({
             "t": round(time.time(), 3), "kind": "chat", "role": request.role, "model": request.model,
-            "key": keys[0], "start": start, "n": n, "hits": hits, "shared": shared, "misses": n - hits - shared,
+            "key": keys[0], "start": start, "n": n, "hits": hits, "shared": shared, "shared_remote": shared_remote,
+            "misses": n - hits - shared - shared_remote,
             "filtered": filtered,
             "status": "error" if error else ("hit" if hits == n else ("miss" if hits == 0 else "partial")),
             "provider_calls": calls, "retries": max(0, attempts - calls),
@@ -377,6 +369,7 @@ class LLMClient:
         usage = self.usage[role]
         usage.requests += 1
         calls = attempts = tokens = 0
+        remote: dict = {}
         try:
             if to_fetch:
                 futures = {}
@@ -384,11 +377,13 @@ class LLMClient:
                     fut = state.loop.create_future()
                     fut.add_done_callback(_consume_exception)
                     futures[t] = state.pending[keys[t]] = fut
-                try:
+
+                async def fetch(batch_texts: list[str]) -> None:
+                    nonlocal calls, attempts, tokens
                     prov = self.provider(provider_name)  # built (key looked up) only when something is fetched
                     size = max(1, prov.embed_batch_size())
-                    for i in range(0, len(to_fetch), size):
-                        batch = to_fetch[i:i + size]
+                    for i in range(0, len(batch_texts), size):
+                        batch = batch_texts[i:i + size]
 
                         async def make_call(batch=batch):
                             t_call = time.perf_counter()
@@ -413,6 +408,13 @@ class LLMClient:
                         for t, vec in zip(batch, matrix):
                             vectors[t] = vec
                             futures[t].set_result(vec)
+
+                try:
+                    remote = await fetch_claimed(self.cache, to_fetch, keys.__getitem__, fetch,
+                                                 self.cache.get_embedding, self.config.claim_ttl_s)
+                    for t, vec in remote.items():  # paid by another worker, read from the shared cache
+                        vectors[t] = vec
+                        futures[t].set_result(vec)
                 except BaseException as exc:
                     for fut in futures.values():
                         if not fut.done():
@@ -431,21 +433,22 @@ class LLMClient:
         usage.calls += calls
         usage.samples_hit += hits
         usage.samples_shared += len(waits)
-        usage.samples_miss += len(to_fetch)
+        usage.samples_shared_remote += len(remote)
+        usage.samples_miss += len(to_fetch) - len(remote)
         usage.prompt_tokens += tokens
         if cost is None:
             usage.unpriced_tokens += tokens
         else:
             usage.cost_usd += cost
-        self._log_embed(model, role, len(unique), hits, calls, attempts, t0)
+        self._log_embed(model, role, len(unique), hits, calls, attempts, t0, shared_remote=len(remote))
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([vectors[t] for t in texts])
 
-    def _log_embed(self, model, role, n, hits, calls, attempts, t0, error=None) -> None:
+    def _log_embed(self, model, role, n, hits, calls, attempts, t0, error=None, shared_remote: int = 0) -> None:
         self.call_log.write({
             "t": round(time.time(), 3), "kind": "embed", "role": role, "model": model, "n": n,
-            "hits": hits, "misses": n - hits,
+            "hits": hits, "shared_remote": shared_remote, "misses": n - hits - shared_remote,
             "status": "error" if error else ("hit" if hits == n else ("miss" if hits == 0 else "partial")),
             "provider_calls": calls, "retries": max(0, attempts - calls),
             "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
@@ -458,7 +461,7 @@ class LLMClient:
 
     def _flush_stats(self) -> None:
         for role, u in self.usage.items():
-            self.cache.add_stats(role, hits=u.samples_hit, misses=u.samples_miss,
+            self.cache.add_stats(role, hits=u.samples_hit + u.samples_shared_remote, misses=u.samples_miss,
                                  saved_prompt_tokens=u.saved_prompt_tokens,
                                  saved_completion_tokens=u.saved_completion_tokens,
                                  saved_cost_microusd=round(u.saved_cost_usd * 1e6))
@@ -495,20 +498,3 @@ class LLMClient:
 def _consume_exception(fut: asyncio.Future) -> None:
     if not fut.cancelled():
         fut.exception()
-
-
-def _contiguous_runs(indices: list[int]) -> list[list[int]]:
-    """[0,1,2,5,6] -> [[0,1,2],[5,6]]: each run is one provider call with seed = base + first index (or
-    several, when the endpoint returns fewer samples per call)."""
-    runs: list[list[int]] = []
-    for i in indices:
-        if runs and runs[-1][-1] == i - 1:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
-    return runs
-
-
-def _split_evenly(total: int, n: int) -> list[int]:
-    q, r = divmod(max(0, total), n)
-    return [q + (1 if k < r else 0) for k in range(n)]
