@@ -39,14 +39,16 @@ def _samples(line: dict) -> set[tuple[str, int]]:
     return {(line["request"], i) for i in range(first, first + n)}
 
 
-def repeated_calls(before: list[dict], after: list[dict]) -> int:
-    """Provider calls made in `after` for chat samples that `before` already paid for (a repeat that the
-    cache should have answered). Every paid call is on the log, the calls of a request still running
-    at a crash included; calls with a content-filtered sample are left out on both sides (such samples
-    are never cached, so asking again is right)."""
+def repeated_calls(before: list[dict], after: list[dict], stored=lambda key: True) -> int:
+    """Provider calls made in `after` for chat samples that `before` already paid for and stored (a repeat
+    that the cache should have answered). Every paid call is on the log when it is paid, just before its
+    samples reach the cache, so a process killed in between paid for answers it never kept: `stored(key)`
+    (the call's first sample key; a call's samples are stored together) says whether they were kept, and
+    only those count. Calls with a content-filtered sample are left out on both sides (such samples are
+    never cached, so asking again is right)."""
     paid: set[tuple[str, int]] = set()
     for line in before:
-        if _is_chat_call(line) and not line.get("filtered"):
+        if _is_chat_call(line) and not line.get("filtered") and stored(line["key"]):
             paid |= _samples(line)
     return sum(1 for line in after if _is_chat_call(line) and not line.get("filtered") and _samples(line) & paid)
 

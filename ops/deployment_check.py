@@ -40,6 +40,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ops import calllog  # noqa: E402
+from picaco.llm.cache import ResponseCache  # noqa: E402
 from ops.api import PrefectApi  # noqa: E402
 from ops.prefect_local import REPO_ROOT, ZOMBIE_WITHIN_S, LocalPrefect, still_running  # noqa: E402
 
@@ -61,6 +62,15 @@ class CheckFailed(AssertionError):
 def expect(cond: bool, message: str) -> None:
     if not cond:
         raise CheckFailed(message)
+
+
+def _stored_keys(cache_dir: Path, lines: list[dict]) -> set[str]:
+    """The keys of the logged calls whose answers reached the cache before the crash."""
+    cache = ResponseCache(cache_dir)
+    try:
+        return {line["key"] for line in lines if line.get("kind") == "call" and cache.get_sample(line["key"])}
+    finally:
+        cache.close()
 
 
 def write_run_config(work: Path, source: Path = REPO_ROOT / "configs" / "ops_check.yaml") -> tuple[Path, dict]:
@@ -193,6 +203,7 @@ def run_check(work: Path, *, screenshots: bool = True, log=print) -> dict:
         orphans = [r["id"] for r in [first] + api.subflow_runs(first["id"])
                    if api.flow_run(r["id"])["state_type"] not in ("COMPLETED", "FAILED")]
         crash_lines = calllog.lines_since(runs_dir, {})
+        stored_at_crash = _stored_keys(Path(raw["client"]["cache_dir"]), crash_lines)
         files_at_crash = _mtimes(run_dir)
         report["crash"] = {"complete_iterations": done_at_crash, "calls": calllog.summary(crash_lines),
                            "killed_pids": killed}
@@ -205,7 +216,7 @@ def run_check(work: Path, *, screenshots: bool = True, log=print) -> dict:
         expect(done["state_type"] == "COMPLETED", f"resumed run ended {done['state_type']}: {done['state']['message']}")
         mark("resumed run completed")
         resume_lines = calllog.lines_since(runs_dir, snap)
-        repeated = calllog.repeated_calls(crash_lines, resume_lines)
+        repeated = calllog.repeated_calls(crash_lines, resume_lines, stored=stored_at_crash.__contains__)
         after = _mtimes(run_dir)
         rewritten = [n for n, m in files_at_crash.items() if n not in ("config.json",) and after.get(n) != m]
         expect(not rewritten, f"the resumed run rewrote finished steps: {rewritten}")

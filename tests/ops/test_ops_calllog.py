@@ -65,3 +65,13 @@ def test_a_corrupt_line_is_an_error_naming_the_file_and_line(tmp_path):
         fh.write('{"kind": "chat", "ke\n')
     with pytest.raises(calllog.CallLogError, match=r"calls.jsonl:3: not a JSON line"):
         calllog.snapshot(tmp_path)
+
+
+def test_a_call_paid_but_never_stored_before_a_crash_may_be_repeated():
+    # the crashed process logged two calls; only the first one's samples reached the cache before the kill
+    before = [{"kind": "call", "op": "chat", "request": "r1", "key": "k1", "first": 0, "n": 2, "calls": 1},
+              {"kind": "call", "op": "chat", "request": "r2", "key": "k2", "first": 0, "n": 1, "calls": 1}]
+    after = [{"kind": "call", "op": "chat", "request": "r1", "key": "k1", "first": 0, "n": 2, "calls": 1},
+             {"kind": "call", "op": "chat", "request": "r2", "key": "k2", "first": 0, "n": 1, "calls": 1}]
+    assert calllog.repeated_calls(before, after) == 2
+    assert calllog.repeated_calls(before, after, stored={"k1"}.__contains__) == 1
