@@ -91,16 +91,12 @@ class Verdict:
         return lines[0] if len(lines) == 1 else " | ".join(lines)
 
 
+def _case_modules():
+    return [importlib.import_module(name) for name in CASE_MODULES]
+
+
 def all_cases() -> list[Case]:
-    cases: list[Case] = []
-    for name in CASE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue  # an area not written yet
-        cases.extend(module.CASES)
+    cases: list[Case] = [case for module in _case_modules() for case in module.CASES]
     ids = [c.id for c in cases]
     dupes = {i for i in ids if ids.count(i) > 1}
     if dupes:
@@ -112,13 +108,7 @@ def all_measures() -> dict[str, Callable[[Path], object]]:
     """The campaign's figures beyond the table (e.g. `secret_found`), from the modules' MEASURES dicts:
     name -> function(work directory) -> value. bench/reliability.py prints them; tests check them."""
     measures: dict[str, Callable[[Path], object]] = {}
-    for name in CASE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
+    for module in _case_modules():
         for key, fn in getattr(module, "MEASURES", {}).items():
             if key in measures:
                 raise ValueError(f"measure {key!r} is defined twice")
