@@ -8,20 +8,14 @@ import yaml
 from typer.testing import CliRunner
 
 from picaco.cli import app
+from tiny_run import small_run_config
 
 runner = CliRunner()
 
 
 def write_config(tmp_path, **extra) -> str:
-    raw = {"run_name": "cli", "composition": "modern_liberalism", "prompts": {"demo_family": "schwartz"},
-           "runs_dir": str(tmp_path / "runs"), "models": {"embedding": "sim/embed"},
-           "client": {"cache_dir": str(tmp_path / "cache"),
-                      "providers": {"sim": {"kind": "sim", "options": {"world": "values"}}}},
-           "picaco": {"n_prompts": 3, "m1": 2, "m2": 2, "iterations": 1, "noisy_samples": 2, "n_pe_samples": 2,
-                      "buckets": 1, "samples_per_bucket": 2}}
-    raw.update(extra)
     path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path.write_text(yaml.safe_dump(small_run_config(tmp_path, run_name="cli", **extra)))
     return str(path)
 
 

@@ -4,20 +4,14 @@ changes it)."""
 from __future__ import annotations
 
 import pytest
+from tiny_run import small_run_config
 
 from picaco.config import parse_run_config
 from picaco.method.run import optimize
 
 
 def tiny_config(tmp_path, name: str = "shipped", **extra):
-    raw = {"run_name": name, "composition": "modern_liberalism", "prompts": {"demo_family": "schwartz"},
-           "runs_dir": str(tmp_path / "runs"), "models": {"embedding": "sim/embed"},
-           "client": {"cache_dir": str(tmp_path / "cache"),
-                      "providers": {"sim": {"kind": "sim", "options": {"world": "values"}}}},
-           "picaco": {"n_prompts": 3, "m1": 2, "m2": 2, "iterations": 1, "noisy_samples": 2, "n_pe_samples": 2,
-                      "buckets": 1, "samples_per_bucket": 2}}
-    raw.update(extra)
-    return parse_run_config(raw)
+    return parse_run_config(small_run_config(tmp_path, run_name=name, **extra))
 
 
 @pytest.fixture(scope="session")

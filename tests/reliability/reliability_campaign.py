@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from tiny_run import small_run_config  # noqa: F401  (cases build on it)
 
 # modules (in tests/reliability/) whose CASES lists make up the campaign, in the table's order
 CASE_MODULES = ("cases_config", "cases_run_store", "cases_calls", "cases_cache", "cases_datasets",
@@ -150,22 +151,6 @@ def picaco(*args: str, env: dict[str, str] | None = None, input: str | None = No
     if escaped:
         stderr += "".join(traceback.format_exception(result.exception))
     return Seen(exit_code=result.exit_code, stdout=result.stdout, stderr=stderr, traceback=escaped)
-
-
-def small_run_config(root: Path, **fields) -> dict:
-    """A run config that finishes in a second or two on the simulator with its own embeddings."""
-    raw = {"run_name": "r", "composition": "modern_liberalism", "prompts": {"demo_family": "schwartz"},
-           "runs_dir": str(root / "runs"), "models": {"embedding": "sim/embed"},
-           "client": {"cache_dir": str(root / "cache"),
-                      "providers": {"sim": {"kind": "sim", "options": {"world": "values"}}}},
-           "picaco": {"n_prompts": 3, "m1": 2, "m2": 2, "iterations": 1, "noisy_samples": 2, "n_pe_samples": 2,
-                      "buckets": 1, "samples_per_bucket": 2}}
-    for key, value in fields.items():
-        if isinstance(value, dict) and isinstance(raw.get(key), dict):
-            raw[key] = {**raw[key], **value}
-        else:
-            raw[key] = value
-    return raw
 
 
 def write_yaml(path: Path, raw) -> Path:
