@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import errno
 import json
-import threading
-import time
 from pathlib import Path
 
 from picaco.base.errors import ConfigError
@@ -17,7 +15,7 @@ from picaco.deploy.run_record import FinishedRun, load_finished_run
 from picaco.deploy.target import Target, resolve_target
 from picaco.method.inputs import _sha  # the run store's own hash of the demonstrations
 from picaco.sim.server import SimServerConfig, start_server_thread
-from picaco.sim.serving import _http_impl as http_impl, bind, url_of
+from picaco.sim.serving import _http_impl as http_impl, bind, start_in_thread, url_of
 from picaco.templates.render import render_e_step
 from picaco.values import load_composition
 
@@ -109,21 +107,9 @@ class ServeThread:
         self.served = served
         self.url = served.url
         self.base_url = served.url + "/v1"
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="picaco-serve", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + start_timeout_s
-        while not served.server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"picaco serve on {self.url} did not start: {self._error!r}")
-            time.sleep(0.005)
-
-    def _run(self) -> None:
-        try:
-            self.served.serve_forever()
-        except BaseException as exc:  # surfaced by the constructor
-            self._error = exc
+        self._thread = start_in_thread(served.serve_forever, lambda: served.server.started, "picaco-serve",
+                                       f"picaco serve on {self.url}", start_timeout_s,
+                                       lambda: setattr(served.server, "should_exit", True))
 
     def stop(self) -> None:
         self.served.server.should_exit = True

@@ -12,6 +12,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from abc import ABC, abstractmethod
 
 from picaco import procs
@@ -84,6 +85,29 @@ class RunningServer(ABC):
         self.stop()
 
 
+def start_in_thread(run: Callable[[], None], started: Callable[[], bool], name: str, what: str,
+                    timeout_s: float, on_failure: Callable[[], None]) -> threading.Thread:
+    """Run a server's loop (`run`) in a daemon thread and wait until `started()`; a loop that dies or does
+    not start in time is cleaned up with `on_failure()` and raised as one error naming `what`."""
+    error: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            run()
+        except BaseException as exc:  # surfaced below, in the starting thread
+            error.append(exc)
+
+    thread = threading.Thread(target=guarded, name=name, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not started():
+        if not thread.is_alive() or time.monotonic() > deadline:
+            on_failure()
+            raise RuntimeError(f"{what} did not start: {error[0] if error else 'timed out'!r}")
+        time.sleep(0.005)
+    return thread
+
+
 class ThreadServer(RunningServer):
     def __init__(self, config: SimServerConfig, start_timeout_s: float = 10.0) -> None:
         import uvicorn
@@ -94,21 +118,9 @@ class ThreadServer(RunningServer):
         port = self._sock.getsockname()[1]
         super().__init__(url_of(config.host, port))
         self._server = uvicorn.Server(uvicorn_config(self.app, config))
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"picaco-sim-server-{port}", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + start_timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"sim server on {self.url} did not start: {self._error!r}")
-            time.sleep(0.005)
-
-    def _run(self) -> None:
-        try:
-            self._server.run(sockets=[self._sock])
-        except BaseException as exc:  # surfaced by the constructor or stop()
-            self._error = exc
+        self._thread = start_in_thread(lambda: self._server.run(sockets=[self._sock]), lambda: self._server.started,
+                                       f"picaco-sim-server-{port}", f"sim server on {self.url}", start_timeout_s,
+                                       self._release)
 
     def request_log(self) -> list[dict]:
         return self.app.request_log()
@@ -116,12 +128,17 @@ class ThreadServer(RunningServer):
     def reset_log(self) -> None:
         self.app.reset_log()
 
+    def _release(self) -> None:
+        self._server.should_exit = True
+        self._server.force_exit = True  # don't wait for hung requests
+        self._sock.close()
+        self.app.close()
+
     def stop(self) -> None:
         self._server.should_exit = True
         self._server.force_exit = True  # don't wait for hung requests
         self._thread.join(timeout=10)
-        self._sock.close()
-        self.app.close()
+        self._release()
         if self._thread.is_alive():
             raise RuntimeError(f"sim server thread on {self.url} did not stop within 10s")
 
