@@ -13,16 +13,14 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 
+from picaco.llm.ask import ask
 from picaco.llm.client import LLMClient
 from picaco.llm.request import ChatRequest, scores_schema
 from picaco.templates import parse_value_scores
-
-log = logging.getLogger(__name__)
 
 
 def unit_rows(m: np.ndarray) -> np.ndarray:
@@ -95,25 +93,14 @@ async def judge_values(
     response_schema: str | None = None,  # the reply's JSON schema (request.scores_schema), None: free text
 ) -> Judgement:
     prompt = render(query, response)
-    last_error = None
-    filtered = 0
-    for attempt in range(attempts):
-        request = ChatRequest.of(model, None, prompt, role="judge", key_extra=key_extra, seed=seed,
-                                 temperature=temperature if attempt == 0 else retry_temperature,
-                                 max_tokens=max_tokens, response_schema=response_schema)
-        reply = await client.chat(request, n=1, start=attempt, filtered="missing")
-        if reply.samples[0].filtered:
-            filtered += 1
-            last_error = "the reply was refused by a content filter"
-            log.info("judge reply content-filtered (attempt %d/%d)", attempt + 1, attempts)
-            continue
-        try:
-            return Judgement(parse(reply.text), attempt + 1, filtered=filtered)
-        except ValueError as exc:  # ReplyParseError is a ValueError
-            last_error = str(exc)
-            log.info("judge reply unusable (attempt %d/%d): %s", attempt + 1, attempts, last_error)
-    log.warning("judge score missing after %d attempts: %s", attempts, last_error)
-    return Judgement(None, attempts, last_error, filtered=filtered)
+
+    def request(temperature: float) -> ChatRequest:
+        return ChatRequest.of(model, None, prompt, role="judge", key_extra=key_extra, seed=seed,
+                              temperature=temperature, max_tokens=max_tokens, response_schema=response_schema)
+
+    answer = await ask(client, request(temperature), parse, attempts, retry=request(retry_temperature),
+                       what="judge reply")
+    return Judgement(answer.value, answer.attempts, answer.reason, filtered=answer.filtered)
 
 
 async def judge_many(client: LLMClient, items: list[tuple[str, str]], **kw) -> list[Judgement]:

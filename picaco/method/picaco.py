@@ -26,6 +26,7 @@ import numpy as np
 
 from picaco.base.errors import PicacoError
 from picaco.base.prompts import TaskPrompt
+from picaco.llm.ask import ask
 from picaco.llm.request import ChatRequest
 from picaco.method.context import RunContext, instructed_request, usable, user_prompt
 from picaco.method.estimators import p_e, q_phi
@@ -198,24 +199,11 @@ async def propose_one(ctx: RunContext, t: int, slot: int, existing: list[Candida
     request = ChatRequest.of(ctx.config.models.optimizer_model, system, user, role="optimizer",
                              key_extra=ctx.key_extra, seed=ctx.config.seed,
                              temperature=s.optimizer_temperature, max_tokens=s.optimizer_max_tokens)
-    reason = None
-    filtered = 0
-    for attempt in range(cfg.optimizer_attempts):
-        reply = await ctx.chat(request, n=1, start=attempt)
-        if reply.samples[0].filtered:
-            filtered += 1
-            reason = f"slot {slot}: the reply was refused by a content filter"
-            log.info("optimizer reply content-filtered (t=%d, slot %d, attempt %d)", t, slot, attempt + 1)
-            continue
-        try:
-            instruction = parse_instruction(reply.text, length=cfg.instruction_length)
-        except ValueError as exc:
-            reason = f"slot {slot}: {exc}"
-            log.info("optimizer reply unusable (t=%d, slot %d, attempt %d): %s", t, slot, attempt + 1, exc)
-            continue
-        return Proposal(slot=slot, instruction=instruction, reason=None, attempts=attempt + 1, filtered=filtered)
-    log.warning("optimizer slot skipped after %d attempts: %s", cfg.optimizer_attempts, reason)
-    return Proposal(slot=slot, instruction=None, reason=reason, attempts=cfg.optimizer_attempts, filtered=filtered)
+    answer = await ask(ctx.client, request, lambda reply: parse_instruction(reply, length=cfg.instruction_length),
+                       cfg.optimizer_attempts, what=f"optimizer reply (t={t}, slot {slot})")
+    reason = None if answer.value is not None else f"slot {slot}: {answer.reason}"
+    return Proposal(slot=slot, instruction=answer.value, reason=reason, attempts=answer.attempts,
+                    filtered=answer.filtered)
 
 
 async def propose(ctx: RunContext, t: int, existing: list[Candidate]) -> list[Proposal]:

@@ -16,18 +16,16 @@ optimization prompt (templates/opro_*.txt; the adaptation is ours, see docs/eval
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 
 from picaco.eval.judging import judge_values, judge_setup
 from picaco.eval.methods.base import Method
 from picaco.eval.methods.picaco import fig7_request
 from picaco.eval.texts import render
+from picaco.llm.ask import ask
 from picaco.llm.request import ChatRequest
 from picaco.rng import derive_rng
 from picaco.templates import join_names, parse_instruction
-
-log = logging.getLogger(__name__)
 
 LOG_FLOOR = math.log(1 / 5)
 
@@ -77,15 +75,12 @@ class Opro(Method):
 
     async def _propose(self, request: ChatRequest, slot: int) -> tuple[str | None, str | None]:
         cfg = self.ctx.config.opro
-        reason = None
-        for attempt in range(cfg.optimizer_attempts):
-            reply = await self.ctx.client.chat(request, n=1, start=slot * cfg.optimizer_attempts + attempt)
-            try:
-                return parse_instruction(reply.text, length=cfg.instruction_length), None
-            except ValueError as exc:
-                reason = f"slot {slot}: {exc}"
-        log.info("OPRO optimizer slot skipped after %d attempts: %s", cfg.optimizer_attempts, reason)
-        return None, reason
+        # each slot has its own samples: slot s asks samples s*A .. s*A+A-1 of the iteration's request
+        answer = await ask(self.ctx.client, request,
+                           lambda reply: parse_instruction(reply, length=cfg.instruction_length),
+                           cfg.optimizer_attempts, start=slot * cfg.optimizer_attempts,
+                           what=f"OPRO optimizer reply (slot {slot})")
+        return answer.value, None if answer.value is not None else f"slot {slot}: {answer.reason}"
 
     async def prepare(self) -> dict:
         ctx, cfg = self.ctx, self.ctx.config
