@@ -93,13 +93,8 @@ def jailbreak_figure(rows: list[dict], path: Path) -> Path:
     x = np.arange(len(rows))
     ax.bar(x - 0.2, [_nan(r["helpful_share"]) for r in rows], 0.4, label="Helpfulness >= threshold")
     ax.bar(x + 0.2, [_nan(r["toxic_share"]) for r in rows], 0.4, label="Toxicity >= threshold")
-    ax.set_xticks(x, [r["label"] for r in rows])
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("share of queries")
-    ax.set_title("Jailbreak wrapper (stand-in template)")
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return _save_bars(fig, ax, (x, [r["label"] for r in rows]), (0, 1), "share of queries",
+                      "Jailbreak wrapper (stand-in template)", path)
 
 
 def optimizer_choice_figure(runs: list[MethodRun], path: Path) -> Path:
@@ -112,10 +107,15 @@ def optimizer_choice_figure(runs: list[MethodRun], path: Path) -> Path:
     for k, lab in enumerate(labels):
         get = {r.composition: r.summary.overall for r in runs if r.label == lab}
         ax.bar(x - 0.4 + width * (k + 0.5), [_nan(get.get(c)) for c in comps], width, label=lab)
-    ax.set_xticks(x, comps)
-    ax.set_ylim(1, 5)
-    ax.set_ylabel("overall conformity")
-    ax.set_title("Optimizer model choice")
+    return _save_bars(fig, ax, (x, comps), (1, 5), "overall conformity", "Optimizer model choice", path)
+
+
+def _save_bars(fig, ax, ticks: tuple, ylim: tuple[float, float], ylabel: str, title: str, path: Path) -> Path:
+    """A grouped bar chart's axes, legend and grid, saved."""
+    ax.set_xticks(*ticks)
+    ax.set_ylim(*ylim)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)

@@ -11,15 +11,19 @@ from pydantic import BaseModel, ConfigDict
 from picaco.method.pools import AlignedEntry, NoisyEntry
 
 
-class NoisyState(BaseModel):
+class Record(BaseModel):
+    """Every state record: immutable, and a field it does not know is an error (a damaged or foreign file)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NoisyState(Record):
     observation: list[str]  # S
     pools: dict[str, list[NoisyEntry]]  # prompt_id -> top-M2
     filtered: int = 0  # raw, reference and S samples refused by a content filter (missing)
 
 
-class Candidate(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class Candidate(Record):
     instruction: str
     born: int  # iteration that proposed it (0: the seed)
     tc: float | None = None  # TC_e on the pools of the iteration that last scored it
@@ -42,8 +46,7 @@ def best_first(candidates: list[Candidate]) -> list[Candidate]:
     return sorted(candidates, key=lambda c: (-tc_rank(c), c.born, c.instruction))
 
 
-class EStepReport(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class EStepReport(Record):
     instruction: str
     responses: int
     judged: int
@@ -56,10 +59,9 @@ class EStepReport(BaseModel):
     mean_q_phi: float | None
 
 
-class EStepTally(BaseModel):
+class EStepTally(Record):
     """Sums behind an EStepReport; tallies of disjoint prompt shards add up to the whole step's."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     responses: int = 0
     judged: int = 0
     missing: int = 0
@@ -89,17 +91,15 @@ class EStepTally(BaseModel):
                            mean_q_phi=self.q_phi_sum / self.responses if self.responses else None)
 
 
-class EStepState(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class EStepState(Record):
     t: int
     pools: dict[str, list[AlignedEntry]]
     report: EStepReport
 
 
-class EStepShard(BaseModel):
+class EStepShard(Record):
     """The sampling and judging of one shard of X (prompts shard, shard+n_shards, ...)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     t: int
     shard: int
     n_shards: int
@@ -107,10 +107,9 @@ class EStepShard(BaseModel):
     tally: EStepTally
 
 
-class Proposal(BaseModel):
+class Proposal(Record):
     """What one optimizer slot of the M-step gave: an instruction, or why not."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     slot: int
     instruction: str | None
     reason: str | None  # why the slot gave no instruction (no <INS>, empty, refused)
@@ -118,8 +117,7 @@ class Proposal(BaseModel):
     filtered: int  # replies refused by a content filter
 
 
-class MStepReport(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class MStepReport(Record):
     proposed: int
     optimizer_attempts: int = 0  # optimizer requests made, retries included
     optimizer_filtered: int = 0  # optimizer replies refused by a content filter (asked again)
@@ -130,10 +128,9 @@ class MStepReport(BaseModel):
     best_changed: bool
 
 
-class IterationState(BaseModel):
+class IterationState(Record):
     """Everything needed to resume after iteration t."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     t: int
     best: Candidate
     candidates: list[Candidate]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from picaco.sim.engine import SimEngine, count_tokens
-from picaco.sim.wire import BadRequest, apply_stop, dumps, float_param, int_param, stop_param
+from picaco.sim.engine import SimEngine
+from picaco.sim.wire import BadRequest, draw, dumps, prompt_tokens, sampling
 
 API = "gemini"
 METHODS = ("generateContent", "batchEmbedContents", "embedContent")
@@ -59,30 +59,21 @@ def chat(engine: SimEngine, model: str, p: dict, max_choices: int | None = None)
     g = p.get("generationConfig") or {}
     if not isinstance(g, dict):
         raise BadRequest("generationConfig must be an object", "generationConfig")
-    n = min(int_param(g, "candidateCount", 1, 1, 8), max_choices or 8)
-    seed = int_param(g, "seed", None, None, None)
-    temperature = float_param(g, "temperature", 1.0, 0.0, 2.0)
-    float_param(g, "topP", None, 0.0, 1.0)
-    max_tokens = int_param(g, "maxOutputTokens", None, 1, None)
-    stop = stop_param(g.get("stopSequences"), "generationConfig.stopSequences", 5)
-    prompt_tokens = sum(count_tokens(m["content"]) + 4 for m in messages)
+    s = sampling(g, n=("candidateCount", 8), max_choices=max_choices, top_p="topP", max_tokens=("maxOutputTokens",),
+                 stop=("stopSequences", "generationConfig.stopSequences", 5))
 
     def answer(request_id: str) -> dict:
-        reply = engine.chat(model, messages, n=n, seed=seed, temperature=temperature, max_tokens=max_tokens)
-        candidates, completion_tokens = [], 0
-        for k, (text, reason) in enumerate(zip(reply.texts, reply.finish_reasons)):
-            text, stopped = apply_stop(text, stop)
-            finish = "STOP" if stopped or reason == "stop" else "MAX_TOKENS"
-            completion_tokens += count_tokens(text)
-            candidates.append({"content": {"parts": [{"text": text}], "role": "model"},
-                               "finishReason": finish, "index": k})
+        reply, drawn, completion_tokens = draw(engine, model, messages, s)
+        candidates = [{"content": {"parts": [{"text": text}], "role": "model"},
+                       "finishReason": "STOP" if stopped or reason == "stop" else "MAX_TOKENS", "index": k}
+                      for k, (text, stopped, reason) in enumerate(drawn)]
         return {"candidates": candidates,
                 "usageMetadata": {"promptTokenCount": reply.prompt_tokens,
                                   "candidatesTokenCount": completion_tokens,
                                   "totalTokenCount": reply.prompt_tokens + completion_tokens},
                 "modelVersion": model, "responseId": request_id}
 
-    return model, n, prompt_tokens, answer
+    return model, s.n, prompt_tokens(messages), answer
 
 
 def embeddings(engine: SimEngine, model: str, method: str, p: dict):

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from picaco.sim.engine import SimEngine, count_tokens
-from picaco.sim.wire import BadRequest, apply_stop, dumps, float_param, int_param, stop_param
+from picaco.sim.wire import BadRequest, draw, dumps, prompt_tokens, sampling
 
 API = "openai"
 
@@ -57,31 +57,20 @@ def chat(engine: SimEngine, p: dict, max_choices: int | None = None):
                              f"messages[{i}].role")
         role = "system" if m["role"] == "developer" else m["role"]
         messages.append({"role": role, "content": _text_of(m.get("content"), f"messages[{i}].content")})
-    n = min(int_param(p, "n", 1, 1, 128), max_choices or 128)  # a server like llama.cpp answers fewer
-    seed = int_param(p, "seed", None, None, None)
-    temperature = float_param(p, "temperature", 1.0, 0.0, 2.0)
-    float_param(p, "top_p", None, 0.0, 1.0)  # accepted and validated; the engine has no nucleus
-    max_tokens = int_param(p, "max_completion_tokens", None, 1, None)
-    if max_tokens is None:
-        max_tokens = int_param(p, "max_tokens", None, 1, None)
-    stop = stop_param(p.get("stop"), "stop", 4)
-    prompt_tokens = sum(count_tokens(m["content"]) + 4 for m in messages)
+    s = sampling(p, n=("n", 128), max_choices=max_choices, top_p="top_p",
+                 max_tokens=("max_completion_tokens", "max_tokens"), stop=("stop", "stop", 4))
 
     def answer(request_id: str) -> dict:
-        reply = engine.chat(model, messages, n=n, seed=seed, temperature=temperature, max_tokens=max_tokens)
-        choices, completion_tokens = [], 0
-        for k, (text, reason) in enumerate(zip(reply.texts, reply.finish_reasons)):
-            text, stopped = apply_stop(text, stop)
-            reason = "stop" if stopped else reason
-            completion_tokens += count_tokens(text)
-            choices.append({"index": k, "message": {"role": "assistant", "content": text, "refusal": None},
-                            "logprobs": None, "finish_reason": reason})
+        reply, drawn, completion_tokens = draw(engine, model, messages, s)
+        choices = [{"index": k, "message": {"role": "assistant", "content": text, "refusal": None},
+                    "logprobs": None, "finish_reason": "stop" if stopped else reason}
+                   for k, (text, stopped, reason) in enumerate(drawn)]
         return {"id": f"chatcmpl-{request_id}", "object": "chat.completion", "created": int(time.time()),
                 "model": model, "choices": choices, "system_fingerprint": "fp_picaco_sim",
                 "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": completion_tokens,
                           "total_tokens": reply.prompt_tokens + completion_tokens}}
 
-    return model, n, prompt_tokens, answer
+    return model, s.n, prompt_tokens(messages), answer
 
 
 def embeddings(engine: SimEngine, p: dict):

@@ -138,7 +138,6 @@ class Lexicon:
         i, n = 0, len(toks)
         while i < n:
             t = toks[i]
-            matched = False
             for ptoks, min_chunks, kind, v, item in self.phrases.get(t, ()):
                 k = len(ptoks)
                 if tuple(toks[i:i + k]) == ptoks and chunks[i + k - 1] - chunks[i] + 1 >= min_chunks:
@@ -149,21 +148,19 @@ class Lexicon:
                         used_chunk |= span
                     out.hits.append(Hit(i, i + k, sents[i], kind, v, item))
                     i += k
-                    matched = True
                     break
-            if matched:
-                continue
-            s = self.single.get(t)
-            if s is not None:
-                kind, v, item = s
-                if kind == INTEGRATE:
-                    # must stand as a word of its own, so that it costs a word
-                    if chunk_is_word[chunks[i]]:
-                        out.hits.append(Hit(i, i + 1, sents[i], kind, -1, -1))
-                elif chunks[i] not in used_chunk:
-                    used_chunk.add(chunks[i])
-                    out.hits.append(Hit(i, i + 1, sents[i], kind, v, item))
-            i += 1
+            else:  # no phrase starts here: the token alone
+                s = self.single.get(t)
+                if s is not None:
+                    kind, v, item = s
+                    if kind == INTEGRATE:
+                        # must stand as a word of its own, so that it costs a word
+                        if chunk_is_word[chunks[i]]:
+                            out.hits.append(Hit(i, i + 1, sents[i], kind, -1, -1))
+                    elif chunks[i] not in used_chunk:
+                        used_chunk.add(chunks[i])
+                        out.hits.append(Hit(i, i + 1, sents[i], kind, v, item))
+                i += 1
         return out
 
     def marker_counts(self, text: str) -> tuple[list[int], list[int]]:
@@ -177,22 +174,19 @@ class Lexicon:
         i, n = 0, len(toks)
         while i < n:
             t = toks[i]
-            matched = False
             for ptoks, _mc, kind, v, _item in self.phrases.get(t, ()):
                 if kind == NAME and tuple(toks[i:i + len(ptoks)]) == ptoks:
                     pos[v] += 1
                     i += len(ptoks)
-                    matched = True
                     break
-            if matched:
-                continue
-            s = self.single.get(t)
-            if s is not None:
-                if s[0] == CONCEPT:
-                    pos[s[1]] += 1
-                elif s[0] == VIOLATION:
-                    neg[s[1]] += 1
-            i += 1
+            else:  # no name phrase starts here: the token alone
+                s = self.single.get(t)
+                if s is not None:
+                    if s[0] == CONCEPT:
+                        pos[s[1]] += 1
+                    elif s[0] == VIOLATION:
+                        neg[s[1]] += 1
+                i += 1
         return pos, neg
 
 

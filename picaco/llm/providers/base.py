@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from picaco.base.config import ProviderSettings
-from picaco.llm.errors import BadRequest, ProviderError, scrub_secrets
+from picaco.llm.errors import BadRequest, ContentFiltered, MalformedReply, ProviderError, scrub_secrets
 from picaco.llm.request import Message, SamplingParams
 
 
@@ -179,6 +179,54 @@ class SDKProvider(Provider):
 
     def _scrub(self, text: str) -> str:
         return scrub_secrets(str(text), [self._api_key if self._api_key != NO_KEY else None])
+
+    # ---- replies: the checks every SDK's reply gets ---------------------------------------------------
+
+    def _checked_reply(self, completions: list[Completion], call: ChatCall, usage: Any, token_fields: tuple[str, str],
+                       request_id: str | None) -> ChatReply:
+        """The chat reply of `completions`, with the token counts read from `usage` (prompt and completion
+        field names). Fewer than n is an answer (servers that ignore n, like llama.cpp and Ollama, return one:
+        the client keeps what came and asks again for the rest); more is malformed; every one refused is
+        ContentFiltered."""
+        kw = {"provider": self.name, "status": 200, "request_id": request_id}
+        if len(completions) > call.n:
+            raise MalformedReply(f"asked for n={call.n} samples of {call.model!r} but the server at {self.endpoint} "
+                                 f"returned {len(completions)}", **kw)
+        if all(c.finish_reason == "content_filter" and not c.text for c in completions):
+            raise ContentFiltered(f"every sample of {call.model!r} was refused by a content filter", **kw)
+        return ChatReply(completions=completions,
+                         prompt_tokens=int(getattr(usage, token_fields[0], 0) or 0),
+                         completion_tokens=int(getattr(usage, token_fields[1], 0) or 0),
+                         request_id=request_id)
+
+    async def embed(self, model: str, texts: list[str]) -> EmbedReply:
+        if not texts:
+            return EmbedReply(vectors=np.zeros((0, 0), dtype=np.float32))
+        return await self._embed(self._client(), model, texts)
+
+    async def _embed(self, client: Any, model: str, texts: list[str]) -> EmbedReply:
+        """One embeddings request for the non-empty `texts`."""
+        raise BadRequest(f"provider {self.name!r} has no embeddings endpoint", provider=self.name)
+
+    def _embed_reply(self, items: Any, n: int, vectors_of: Callable[[list], list], tokens: int,
+                     request_id: str | None) -> EmbedReply:
+        """The reply of one embedding per input: `items` the reply's list of embeddings, `vectors_of(items)`
+        their vectors in input order; anything else is a malformed reply."""
+        try:
+            if not isinstance(items, list) or len(items) != n:
+                raise ValueError(f"{len(items) if isinstance(items, list) else 'no'} embeddings for {n} inputs")
+            vectors = np.asarray(vectors_of(items), dtype=np.float32)
+            if vectors.ndim != 2:
+                raise ValueError(f"embeddings have ragged or missing values, shape {vectors.shape}")
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise MalformedReply(f"not an embeddings reply: {one_line(exc)}", provider=self.name, status=200,
+                                 request_id=request_id) from None
+        return EmbedReply(vectors=vectors, tokens=tokens, request_id=request_id)
+
+
+def one_line(text: Any, limit: int = 300) -> str:
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
 def _rebuilt(err: ProviderError, message: str) -> ProviderError:

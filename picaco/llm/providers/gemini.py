@@ -15,14 +15,12 @@ import os
 import re
 from typing import Any
 
-import numpy as np
-
 from picaco.base.config import ProviderSettings
 from picaco.base.errors import ConfigError
 from picaco.llm.errors import (AuthError, BadRequest, ContentFiltered, ContextTooLong, MalformedReply, ProviderError,
                                RateLimited, TransientError, Unreachable, error_for_status)
-from picaco.llm.providers.base import NO_KEY, ChatCall, ChatReply, Completion, EmbedReply, SDKProvider
-from picaco.llm.providers.openai import one_line, parse_retry_after
+from picaco.llm.providers.base import NO_KEY, ChatCall, ChatReply, Completion, EmbedReply, SDKProvider, one_line
+from picaco.llm.providers.openai import parse_retry_after
 
 GEMINI_API_BASE = "https://generativelanguage.googleapis.com"
 
@@ -140,35 +138,14 @@ class GeminiProvider(SDKProvider):
             parts = (cand.content.parts if cand.content is not None else None) or []
             text = "".join(part.text for part in parts if isinstance(part.text, str) and not part.thought)
             completions.append(Completion(text=text, finish_reason=finish_reason_of(cand.finish_reason)))
-        if len(completions) > call.n:
-            raise MalformedReply(f"asked for {call.n} candidates of {call.model!r}, got {len(completions)}", **kw)
-        if all(c.finish_reason == "content_filter" and not c.text for c in completions):
-            raise ContentFiltered(f"every candidate for {call.model!r} was blocked by a safety filter", **kw)
-        usage = getattr(resp, "usage_metadata", None)
-        return ChatReply(completions=completions,
-                         prompt_tokens=int(getattr(usage, "prompt_token_count", 0) or 0),
-                         completion_tokens=int(getattr(usage, "candidates_token_count", 0) or 0),
-                         request_id=request_id)
+        return self._checked_reply(completions, call, getattr(resp, "usage_metadata", None),
+                                   ("prompt_token_count", "candidates_token_count"), request_id)
 
-    async def embed(self, model: str, texts: list[str]) -> EmbedReply:
-        if not texts:
-            return EmbedReply(vectors=np.zeros((0, 0), dtype=np.float32))
-        client = self._client()
+    async def _embed(self, client: Any, model: str, texts: list[str]) -> EmbedReply:
         resp = await self._call(f"embed_content with model {model!r}", lambda: client.aio.models.embed_content(
             model=model, contents=list(texts)))
-        request_id = _header(getattr(resp, "sdk_http_response", None), "x-request-id")
-        embeddings = getattr(resp, "embeddings", None)
-        try:
-            if not isinstance(embeddings, list) or len(embeddings) != len(texts):
-                got = len(embeddings) if isinstance(embeddings, list) else "no"
-                raise ValueError(f"{got} embeddings for {len(texts)} inputs")
-            vectors = np.asarray([e.values for e in embeddings], dtype=np.float32)
-            if vectors.ndim != 2:
-                raise ValueError(f"embeddings have ragged or missing values, shape {vectors.shape}")
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise MalformedReply(f"not an embeddings reply: {one_line(exc)}", provider=self.name, status=200,
-                                 request_id=request_id) from None
-        return EmbedReply(vectors=vectors, tokens=0, request_id=request_id)
+        return self._embed_reply(getattr(resp, "embeddings", None), len(texts), lambda es: [e.values for e in es],
+                                 0, _header(getattr(resp, "sdk_http_response", None), "x-request-id"))
 
     def embed_batch_size(self) -> int:
         return 100  # batchEmbedContents takes at most 100 requests

@@ -30,13 +30,11 @@ import os
 import time
 from typing import Any
 
-import numpy as np
-
 from picaco.base.config import ProviderSettings
 from picaco.base.errors import ConfigError
-from picaco.llm.errors import (AuthError, BadRequest, ContentFiltered, ContextTooLong, MalformedReply, ProviderError,
+from picaco.llm.errors import (AuthError, BadRequest, ContextTooLong, MalformedReply, ProviderError,
                                RateLimited, TransientError, Unreachable, error_for_status)
-from picaco.llm.providers.base import NO_KEY, ChatCall, ChatReply, Completion, EmbedReply, SDKProvider
+from picaco.llm.providers.base import NO_KEY, ChatCall, ChatReply, Completion, EmbedReply, SDKProvider, one_line
 
 OPENAI_API_BASE = "https://api.openai.com/v1"
 _CONTEXT_CODES = ("context_length_exceeded", "string_above_max_length")
@@ -81,11 +79,6 @@ def parse_retry_after(headers: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def one_line(text: Any, limit: int = 300) -> str:
-    s = " ".join(str(text).split())
-    return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
 def is_openai_hosted(base_url: str) -> bool:
@@ -199,45 +192,23 @@ class OpenAIProvider(SDKProvider):
         except (AttributeError, TypeError) as exc:
             raise MalformedReply(f"a choice is not a chat completion choice: {one_line(exc)}", provider=self.name,
                                  status=200, request_id=request_id) from None
-        if len(completions) > call.n:
-            raise MalformedReply(f"asked for n={call.n} samples of {call.model!r} but the server at {self.base_url} "
-                                 f"returned {len(completions)}", provider=self.name, status=200,
-                                 request_id=request_id)
-        # fewer than n is an answer: servers that ignore n (llama.cpp, Ollama) return one; the client
-        # keeps what came and asks again for the rest
-        if all(c.finish_reason == "content_filter" and not c.text for c in completions):
-            raise ContentFiltered(f"every choice for model {call.model!r} was content-filtered", provider=self.name,
-                                  status=200, request_id=request_id)
-        usage = getattr(resp, "usage", None)
-        return ChatReply(completions=completions,
-                         prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-                         completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-                         request_id=request_id)
+        return self._checked_reply(completions, call, getattr(resp, "usage", None),
+                                   ("prompt_tokens", "completion_tokens"), request_id)
 
-    async def embed(self, model: str, texts: list[str]) -> EmbedReply:
-        if not texts:
-            return EmbedReply(vectors=np.zeros((0, 0), dtype=np.float32))
-        client = self._client()
+    async def _embed(self, client: Any, model: str, texts: list[str]) -> EmbedReply:
         # floats, not the SDK's default base64: several compatible servers only speak floats
         resp = await self._call(f"embeddings with model {model!r}", lambda: client.embeddings.create(
             model=model, input=list(texts), encoding_format="float"))
-        request_id = getattr(resp, "_request_id", None)
-        data = getattr(resp, "data", None)
-        try:
-            if not isinstance(data, list) or len(data) != len(texts):
-                raise ValueError(f"{len(data) if isinstance(data, list) else 'no'} embeddings for {len(texts)} inputs")
+
+        def in_order(data: list) -> list:
             ordered = sorted(data, key=lambda d: d.index)
             if [d.index for d in ordered] != list(range(len(texts))):
                 raise ValueError("embedding indices are not 0..n-1")
-            vectors = np.asarray([d.embedding for d in ordered], dtype=np.float32)
-            if vectors.ndim != 2:
-                raise ValueError(f"embeddings have ragged or scalar shape {vectors.shape}")
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise MalformedReply(f"not an embeddings reply: {one_line(exc)}", provider=self.name, status=200,
-                                 request_id=request_id) from None
+            return [d.embedding for d in ordered]
+
         usage = getattr(resp, "usage", None)
-        return EmbedReply(vectors=vectors, tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-                          request_id=request_id)
+        return self._embed_reply(getattr(resp, "data", None), len(texts), in_order,
+                                 int(getattr(usage, "prompt_tokens", 0) or 0), getattr(resp, "_request_id", None))
 
     def embed_batch_size(self) -> int:
         return 256
