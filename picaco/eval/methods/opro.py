@@ -3,10 +3,10 @@
 Each of T iterations, the optimizer sees a meta-prompt with the best previous instructions and their
 scores (ascending, so the best is last; at most `max_in_prompt`, OPRO's 20) and `exemplars` (OPRO's 3)
 random demonstrations from D that "exemplify the alignment task", and proposes M2 new instructions (M2
-samples of that meta-prompt at the optimizer temperature; an unusable reply is asked again). Every new
-instruction is scored on PICACO's query set X: `samples_per_prompt` responses per prompt under the
-Fig. 7 prompt (instruction + a bucket of demonstrations), judged by the scorer q_w on the composition's
-values; the score is the Pluralistic Conformity term of Eq. (2), the mean over responses of
+samples of that meta-prompt at the optimizer temperature; an unusable or refused reply is asked again,
+picaco/llm/ask.py). Every new instruction is scored on PICACO's query set X: `samples_per_prompt`
+responses per prompt under the Fig. 7 prompt (instruction + a bucket of demonstrations), judged by the
+scorer q_w on the composition's values; the score is the Pluralistic Conformity term of Eq. (2), the mean over responses of
 (1/K) sum_k log q_w(v_k|x,y) with q_w = score/5, mapped linearly from [log 0.2, 0] to [0, 100].
 The seed meta-instruction is scored first (iteration 0). The best-scored instruction is then evaluated
 like PICACO's (Fig. 7 with the evaluation buckets). The meta-prompt follows OPRO's instruction-
