@@ -6,8 +6,9 @@ random demonstrations from D that "exemplify the alignment task", and proposes M
 samples of that meta-prompt at the optimizer temperature; an unusable or refused reply is asked again,
 picaco/llm/ask.py). Every new instruction is scored on PICACO's query set X: `samples_per_prompt`
 responses per prompt under the Fig. 7 prompt (instruction + a bucket of demonstrations), judged by the
-scorer q_w on the composition's values; the score is the Pluralistic Conformity term of Eq. (2), the mean over responses of
-(1/K) sum_k log q_w(v_k|x,y) with q_w = score/5, mapped linearly from [log 0.2, 0] to [0, 100].
+scorer q_w on the composition's values; the score is the Pluralistic Conformity term of Eq. (2), the
+mean over responses of (1/K) sum_k log q_w(v_k|x,y) with q_w = score/5, mapped linearly from
+[log 0.2, 0] to [0, 100].
 The seed meta-instruction is scored first (iteration 0). The best-scored instruction is then evaluated
 like PICACO's (Fig. 7 with the evaluation buckets). The meta-prompt follows OPRO's instruction-
 optimization prompt (templates/opro_*.txt; the adaptation is ours, see docs/evaluation.md).
