@@ -19,7 +19,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,13 +98,13 @@ class Job(ABC):
     items: list
 
     @abstractmethod
-    def key(self, item: Hashable) -> str: ...
+    def key(self, item: Any) -> str: ...
 
     @abstractmethod
     def read(self, cache: CacheBackend, key: str) -> Any | None:
         """The cached record under `key`, or None."""
 
-    def cached(self, item: Hashable, record: Any) -> Any:
+    def cached(self, item: Any, record: Any) -> Any:
         """The value of `item` from its cached record."""
         return record
 
