@@ -68,7 +68,7 @@ class LLMClient:
         self._endpoints: dict[str, str] = {}
         # samples per call each endpoint (Provider.concurrency_key) was found to return, below its setting
         self._sample_limits: dict[str, int] = {}
-        self._engines: dict[str, object] = {}  # provider name -> the engine its calls need (or None); see aclose
+        self._engines: dict = {}  # provider name -> the engine its calls need (or None); see aclose
         self._engines_lock = threading.Lock()
         self._closed = False
 
@@ -170,7 +170,7 @@ class LLMClient:
         state = self._loop_state()
         prefix = request.key_prefix(self._endpoint(provider_name))
         keys = keys_from_prefix(prefix, start, n)
-        results: list[Sample | None] = [None] * n
+        results: list = [None] * n  # a Sample at every index before it is read
         cache = self.cache
         if cache.reads:
             for j, key in enumerate(keys):
