@@ -96,3 +96,13 @@ def test_steps_out_of_order_are_refused_with_one_line(root):
         final_report_task.fn(raw)
     with pytest.raises(ValueError, match="shard must be within"):
         e_step_shard_task.fn(raw, 1, 2, 2)
+
+
+def test_a_finished_m_step_is_returned_even_when_its_e_step_file_was_deleted(root):
+    # deleting a damaged state file is the documented way out (the step is recomputed from the cache)
+    raw = _raw(root, "estep-gone")
+    noisy_pool_task.fn(raw)
+    e_step_task.fn(raw, 1)
+    first = m_step_task.fn(raw, 1)
+    (parse_run_config(raw).run_dir / "iter_001.estep.json").unlink()
+    assert m_step_task.fn(raw, 1) == first
