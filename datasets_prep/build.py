@@ -180,7 +180,7 @@ def build_composition(
 
     for i in range(n):
         text = texts[i]
-        if allowed[srcs[i]] is not None and cats_raw[i] not in allowed[srcs[i]]:
+        if (only := allowed[srcs[i]]) is not None and cats_raw[i] not in only:
             reason[i] = "category"
         elif not text.strip():
             reason[i] = "empty"
@@ -226,7 +226,7 @@ def build_composition(
             f"sources hold {len(pool)} after filters and de-duplication ({detail}); lower --n-test/--n-x or add sources"
         )
 
-    common = dict(
+    common: dict[str, Any] = dict(
         source_of=srcs,
         category_of=cats,
         id_of=ids,

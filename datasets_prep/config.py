@@ -283,7 +283,7 @@ def resolve_compositions(
                 raw[key] = getattr(config, key)
         raw.update(override)
         raw["sources"] = [
-            _apply_source_override(s, config.sources[s.get("name") or s.get("loader")], base_dir)
+            _apply_source_override(s, config.sources[str(s.get("name") or s.get("loader"))], base_dir)
             if isinstance(s, dict) and (s.get("name") or s.get("loader")) in config.sources
             else s
             for s in raw["sources"]

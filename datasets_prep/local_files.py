@@ -39,7 +39,7 @@ def resolve_files(source: str, path: Path, fmt: str | None) -> tuple[list[Path],
         files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
         if fmt is None:
             files = [p for p in files if format_of(p) is not None]
-            formats = sorted({format_of(p) for p in files})
+            formats = sorted({f for p in files if (f := format_of(p)) is not None})
             if len(formats) > 1:
                 raise DataError(f"{source}: folder {path} mixes formats ({', '.join(formats)}); set `format:` or split it")
             fmt = formats[0] if formats else None

@@ -51,7 +51,7 @@ def meta_json(meta: dict[str, Any]) -> str:
 
 def prompts_to_frame(source: str, prompts: list[tuple[int, Prompt]]) -> pl.DataFrame:
     """Build the normalized table of one source from `(source_index, Prompt)` pairs, in the given order."""
-    rows = {name: [] for name in PROMPT_SCHEMA}
+    rows: dict[str, list] = {name: [] for name in PROMPT_SCHEMA}
     for index, p in prompts:
         text = clean_prompt(p.text)
         rows["prompt_id"].append(prompt_id(text))

@@ -14,7 +14,7 @@ def resolve_model(model, config_path: str | None, config: dict | None, overrides
     if config_path is not None:
         raw, where = read_yaml_mapping(config_path), str(config_path)
     else:
-        raw, where = dict(config), "config"
+        raw, where = dict(config or {}), "config"
     raw.update({k: v for k, v in overrides.items() if v})
     return validate_config(model, raw, where, hidden_locs)
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import cast
+
+from uuid import UUID
 
 from prefect import flow
 from prefect.artifacts import (create_image_artifact, create_markdown_artifact, create_progress_artifact,
@@ -41,8 +44,8 @@ def evaluate_flow(config_path: str | None = None, config: dict | None = None, na
     raw = cfg.model_dump(mode="json")
     jobs = plan_jobs(cfg)
     resolve_picaco_task(raw)
-    progress_id = create_progress_artifact(progress=0.0, key=artifact_key(cfg.name, "eval-progress"),
-                                           description=f"evaluation jobs done of {len(jobs)}")
+    progress_id = cast(UUID, create_progress_artifact(progress=0.0, key=artifact_key(cfg.name, "eval-progress"),
+                                           description=f"evaluation jobs done of {len(jobs)}"))
     for k, job in enumerate(jobs, 1):
         evaluate_job_task(raw, job.model_dump(mode="json"), job.key)
         update_progress_artifact(progress_id, progress=100.0 * k / len(jobs))

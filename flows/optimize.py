@@ -9,6 +9,9 @@ finished step returns from the run store.
 
 from __future__ import annotations
 
+from typing import cast
+from uuid import UUID
+
 from prefect import flow
 from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
                                update_progress_artifact)
@@ -28,8 +31,8 @@ def optimize_steps(config: dict, e_step_shards: int = 1) -> dict:
     T = cfg.picaco.iterations
     start_run(cfg)  # every input checked before anything is written; a changed resume is refused
     done = RunStore(cfg.run_dir).last_complete_iteration()
-    progress_id = create_progress_artifact(progress=100.0 * min(done, T) / T, key=artifact_key(cfg.run_name, "progress"),
-                                           description=f"PICACO iterations done of {T}")
+    progress_id = cast(UUID, create_progress_artifact(progress=100.0 * min(done, T) / T, key=artifact_key(cfg.run_name, "progress"),
+                                           description=f"PICACO iterations done of {T}"))
     for t in range(1, T + 1):
         if e_step_shards > 1:
             # submit() hands the shards to the flow's task runner (threads, or Dask worker processes).

@@ -298,7 +298,8 @@ def estimate_cmd(config: Path = typer.Option(..., "--config", help="run config Y
         cfg = load_run_config(config)
         out: dict = {}
         _with_progress(cfg, "estimate (simulated)", lambda on_event: out.update(estimate(
-            cfg, on_event=on_event, **(QUICK_LIMITS if quick else {}))))
+            cfg, on_event=on_event, prompts_limit=QUICK_LIMITS["prompts_limit"] if quick else None,
+            iterations_limit=QUICK_LIMITS["iterations_limit"] if quick else None)))
     except PicacoError as exc:
         _fail(exc)
     money = lambda x: "no price" if x is None else f"${x:,.2f}"  # noqa: E731

@@ -36,6 +36,7 @@ def calls_by_role(log_path: Path, skip_lines: int = 0) -> dict[str, dict[str, in
 async def compare_on_held_out(config: RunConfig, instructions: dict[str, str], count: int) -> dict[str, dict]:
     """Judge the responses of each instruction on held-out prompts with the E-step protocol."""
     noisy = RunStore(config.run_dir).load_noisy()
+    assert noisy is not None  # called after optimize(), which made the noisy pool
     prompts = held_out_prompts(config, count)
     client_cfg = config.client.model_copy(update={"call_log_path": config.client.call_log_path
                                                   or config.run_dir / "calls.jsonl"})
@@ -137,6 +138,7 @@ def run_demo(config: RunConfig, out_dir: Path = Path("artifacts/demo"), held_out
     seed_instruction = load_composition_for(config).seed_instruction
     instructions = {"seed": seed_instruction, "optimized": result.best_instruction}
     judged = result.held_out
+    assert judged is not None  # held_out >= 1: the final report made the comparison
     truth = ground_truth(config, instructions)
     figures = {
         "held_out_prompts": held_out,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from picaco.base.config import ProviderSettings, RunConfig
 from picaco.demo import calls_by_role
@@ -70,7 +71,7 @@ def estimate(config: RunConfig, workdir: Path | None = None, on_event=None, *,
               "optimizer": config.models.optimizer_model, "embedding": config.models.embedding}
     max_tokens = {"target": s.target_max_tokens, "judge": s.judge_max_tokens, "optimizer": s.optimizer_max_tokens,
                   "embedding": 0}
-    rows = {}
+    rows: dict[str, dict[str, Any]] = {}
     for role, u in usage.items():
         model = models.get(role, "?")
         cost = prices.cost(model, u["prompt_tokens"], u["completion_tokens"])

@@ -78,6 +78,13 @@ def check_output_path(path: str | Path, what: str, *, folder: bool) -> None:
         raise ConfigError(f"{what} {path}: no permission to write in {nearest}")
 
 
+def yaml_problem(exc: Exception) -> str:
+    """A YAML parse error in one line: the problem and where (PyYAML's own message spans several)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{getattr(exc, 'problem', None) or type(exc).__name__}{where}"
+
+
 def read_yaml_mapping(path: str | Path) -> dict:
     """A YAML file that must hold a mapping; every problem is one ConfigError line naming the file."""
     import yaml
@@ -90,10 +97,7 @@ def read_yaml_mapping(path: str | Path) -> dict:
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise ConfigError(f"config file {p} is not valid YAML ({problem}{where})") from None
+        raise ConfigError(f"config file {p} is not valid YAML ({yaml_problem(exc)})") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {p} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:

@@ -116,7 +116,7 @@ def start(name: str, cmd: Sequence[str], *, env: Mapping[str, str] | None = None
     return Supervised(name, proc, log_path)
 
 
-def wait_ready(p: Supervised, check: Callable[[], T], timeout: float, *, interval: float = 0.05) -> T:
+def wait_ready(p: Supervised, check: Callable[[], T | None], timeout: float, *, interval: float = 0.05) -> T:
     deadline = time.monotonic() + timeout
     while True:
         if p.proc.poll() is not None:

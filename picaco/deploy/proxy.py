@@ -126,11 +126,13 @@ class ProxyApp:
         payload["messages"] = merge_system(self.system_prompt, messages)
         payload["model"] = self.model
         stream = payload.get("stream") is True
-        upstream = self.client.build_request("POST", "chat/completions", content=json.dumps(payload).encode(),
+        client = self.client
+        assert client is not None  # opened by the lifespan before the first request
+        upstream = client.build_request("POST", "chat/completions", content=json.dumps(payload).encode(),
                                              headers={"content-type": "application/json"})
         t0 = time.perf_counter()
         try:
-            resp = await self.client.send(upstream, stream=True)
+            resp = await client.send(upstream, stream=True)
         except httpx.TimeoutException:
             return self._json(504, _error_body(f"the target at {self.base_url} did not answer within "
                                                     f"{self._timeout_s:g} s", "api_error", "target_timeout"))

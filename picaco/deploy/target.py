@@ -19,6 +19,7 @@ from picaco.base.errors import ConfigError
 from picaco.config import load_run_config
 from picaco.llm.providers import make_provider, provider_class
 from picaco.llm.providers.base import NO_KEY
+from picaco.llm.providers.openai import OpenAIProvider
 from picaco.llm.request import split_model
 
 
@@ -74,6 +75,8 @@ def resolve_target(run_config: RunConfig, spec: str | None) -> Target:
         built = make_provider(provider, providers)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    if not isinstance(built, OpenAIProvider):
+        raise ConfigError(f"{where}: provider {provider!r} of kind openai is not the OpenAI-compatible provider")
     key = built._api_key  # noqa: SLF001 -- the provider's own key lookup, not repeated here
     return Target(label=model, model=name, base_url=built.base_url, timeout_s=settings.timeout_s,
                   api_key=None if key == NO_KEY else key)

@@ -9,7 +9,7 @@ configs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Union, get_args
 
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator,
                       model_validator)
@@ -31,9 +31,9 @@ METHOD_LABELS: dict[str, str] = {
     "cicl": "CICL",
     "picaco": "PICACO",
 }
-ALL_METHODS: tuple[str, ...] = tuple(METHOD_LABELS)
 MethodName = Literal["q", "q_if", "q_if_cot", "urial", "urial_sum", "mp_system1", "mp_system2", "modular", "opro",
                      "cicl", "picaco"]
+ALL_METHODS: tuple[MethodName, ...] = get_args(MethodName)  # the keys of METHOD_LABELS, in their order (tested)
 
 # The official URIAL prompt (Re-Align/URIAL, urial_prompts/inst_1k_v4.txt); offline users point
 # `urial.prompt` at a local copy.

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ def _nan(x):
     return np.nan if x is None else x
 
 
-def per_value_figure(runs: list[MethodRun], path: Path, intervals: list[dict] = ()) -> Path:
+def per_value_figure(runs: list[MethodRun], path: Path, intervals: Sequence[dict] = ()) -> Path:
     """Bars of the per-value means; error bars: the bootstrap 95% intervals over test prompts."""
     plt = _pyplot()
     values = runs[0].value_names + (["Relevance"] if runs[0].relevance else [])
@@ -121,7 +122,7 @@ def _save_bars(fig, ax, ticks: tuple, ylim: tuple[float, float], ylabel: str, ti
     return _save(fig, path)
 
 
-def write_figures(config: EvalConfig, runs: list[MethodRun], intervals: list[dict] = ()) -> dict[str, Path]:
+def write_figures(config: EvalConfig, runs: list[MethodRun], intervals: Sequence[dict] = ()) -> dict[str, Path]:
     """Every figure the runs support; keys: composition names, 'value_sets', 'jailbreak', 'optimizer_choice'."""
     folder = config.eval_dir / "figures"
     out: dict[str, Path] = {}

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from picaco.base.prompts import TaskPrompt
 from picaco.eval.judging import JudgeSetup, judge_relevance, judge_values
 from picaco.eval.methods.base import EvalContext, Method
 from picaco.eval.metrics import ResponseRecord
+from picaco.method.estimators import Judgement
 
 Progress = Callable[[int, int], None]  # (done, total) over the method's (query, bucket) jobs
 
@@ -48,8 +50,9 @@ async def judge_records(ctx: EvalContext, setup: JudgeSetup, prompts: list[TaskP
     text_of = {p.prompt_id: p.text for p in prompts}
     todo = [k for k, rec in enumerate(records) if rec.status != "empty"]
     items = [(text_of[records[k].prompt_id], records[k].text) for k in todo]
-    kw = dict(model=cfg.models.judge, attempts=cfg.protocol.judge_attempts, sampling=cfg.sampling, seed=cfg.seed)
+    kw: dict[str, Any] = dict(model=cfg.models.judge, attempts=cfg.protocol.judge_attempts, sampling=cfg.sampling, seed=cfg.seed)
     values_job = judge_values(ctx.client, setup, items, **kw)
+    relevance_judgements: list[Judgement] | list[None]
     if setup.relevance:
         value_judgements, relevance_judgements = await asyncio.gather(values_job, judge_relevance(ctx.client, items, **kw))
     else:

@@ -67,7 +67,7 @@ def _table(header: list[str], rows: list[list[str]], align: list[str] | None = N
 
 
 def _method_order(runs: list[MethodRun]) -> list[tuple[str, str]]:
-    seen = {}
+    seen: dict[str, str] = {}
     for r in runs:
         seen.setdefault(r.method, r.label)
     return [(m, seen[m]) for m in ALL_METHODS if m in seen]
@@ -143,21 +143,22 @@ def markdown_report(config: EvalConfig, runs: list[MethodRun], figures: dict[str
               "Client requests, provider calls (by role), samples served from the cache and fetched, tokens, wall time. "
               "A re-run is answered by the cache.", ""]
     rows = []
-    for row in summary_rows(runs):
-        rows.append([row["label"], row["key"].split("/")[0], row["composition"], str(row["requests"]),
-                     str(row["provider_calls"]), str(row["target_calls"]), str(row["judge_calls"]),
-                     str(row["optimizer_calls"]), str(row["other_calls"]), str(row["samples_hit"]),
-                     str(row["samples_fetched"]), str(row["tokens"]), f"{row['wall_s']:.2f}"])
+    for srow in summary_rows(runs):
+        rows.append([srow["label"], srow["key"].split("/")[0], srow["composition"], str(srow["requests"]),
+                     str(srow["provider_calls"]), str(srow["target_calls"]), str(srow["judge_calls"]),
+                     str(srow["optimizer_calls"]), str(srow["other_calls"]), str(srow["samples_hit"]),
+                     str(srow["samples_fetched"]), str(srow["tokens"]), f"{srow['wall_s']:.2f}"])
     lines += _table(["Method", "Group", "Composition", "requests", "calls", "target", "judge", "optimizer", "other",
                      "cached", "fetched", "tokens", "wall s"], rows, ["---"] * 3 + ["---:"] * 10) + [""]
     vs_rows = value_set_rows(runs)
+    vs_order = config.analyses.value_sets.order if config.analyses.value_sets else []
     if vs_rows:
         sizes = sorted({r["n"] for r in vs_rows})
         labels = list(dict.fromkeys(r["label"] for r in vs_rows if r["method"] != "q"))
         get = {(r["n"], r["label"]): r for r in vs_rows}
         lines += ["## Growing HH value sets (Fig. 3)", "",
                   "Delta of the mean score over Q on the same values, and the coefficient of variation (CV) across "
-                  "values. Values are added in the order " + ", ".join(config.analyses.value_sets.order) + ".", ""]
+                  "values. Values are added in the order " + ", ".join(vs_order) + ".", ""]
         rows = []
         for lab in labels:
             rows.append([lab] + [f"{_fmt(get[(n, lab)]['delta_vs_q'])} / {_fmt(get[(n, lab)]['cv'])}"

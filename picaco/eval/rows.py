@@ -62,10 +62,10 @@ def value_set_rows(runs: list[MethodRun]) -> list[dict]:
     vs = [r for r in runs if r.group == "value_sets"]
     base = {r.variant: r.summary.mu_conf for r in vs if r.method == "q"}
     rows = []
-    for r in sorted(vs, key=lambda r: (int(r.variant), r.method != "q", r.method)):
+    for r in sorted(vs, key=lambda r: (int(r.variant or 0), r.method != "q", r.method)):
         q = base.get(r.variant)
         mu = r.summary.mu_conf
-        rows.append({"n": int(r.variant), "method": r.method, "label": r.label, "mu_conf": mu,
+        rows.append({"n": int(r.variant or 0), "method": r.method, "label": r.label, "mu_conf": mu,
                      "delta_vs_q": mu - q if (mu is not None and q is not None) else None, "cv": r.summary.cv,
                      "missing": r.summary.missing})
     return rows

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict
@@ -30,7 +30,7 @@ from picaco.base.errors import ConfigError
 from picaco.base.prompts import TaskPrompt
 from picaco.config import load_run_config
 from picaco.eval.config import METHOD_LABELS, EvalConfig, PicacoSource, PromptSet
-from picaco.eval.inputs import check_disjoint, load_jailbreak_template, load_prompt_set, load_urial_prompt, wrap_prompts
+from picaco.eval.inputs import UrialPrompt, check_disjoint, load_jailbreak_template, load_prompt_set, load_urial_prompt, wrap_prompts
 from picaco.eval.judging import JudgeSetup, judge_setup
 from picaco.eval.methods import METHODS, EvalContext
 from picaco.eval.metrics import summarize
@@ -42,7 +42,7 @@ from picaco.io import atomic_write_text
 from picaco.llm.client import LLMClient
 from picaco.method.run import load_prompts, optimize
 from picaco.templates import TEMPLATE_VERSION
-from picaco.values import load_composition
+from picaco.values import Composition, load_composition
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,9 @@ def value_set_path(config: EvalConfig, n: int) -> Path:
 def write_value_set_compositions(config: EvalConfig) -> dict[int, Path]:
     """Fig. 3's compositions: the first n values of `order`, with HH Balance's demonstrations."""
     vs = config.analyses.value_sets
-    out = {}
+    out: dict[int, Path] = {}
+    if vs is None:
+        return out
     for n in vs.sizes:
         path = value_set_path(config, n)
         data = {"name": f"hh_set_{n}", "title": f"HH-{n}", "kind": "hh", "values": list(vs.order[:n]),
@@ -104,7 +106,7 @@ def write_value_set_compositions(config: EvalConfig) -> dict[int, Path]:
 def plan_jobs(config: EvalConfig) -> list[EvalJob]:
     """Every job of the config, main comparison first. Writes the value-set composition files."""
     jobs: list[EvalJob] = []
-    names = {}
+    names: dict[str, str] = {}
     for ref in config.compositions:
         comp = _load_composition(ref)
         if comp.name in names.values():
@@ -182,8 +184,10 @@ def _check_same_composition(run_composition: str, composition, where: str) -> No
 
 def picaco_run_config(source: PicacoSource, composition_ref: str | None = None,
                       run_name: str | None = None) -> RunConfig:
+    if source.run_config is None:
+        raise ConfigError("picaco.run_config is not set: there is no run to optimize")
     cfg = load_run_config(source.run_config, run_name=source.run_name or run_name)
-    update = {}
+    update: dict[str, Any] = {}
     if composition_ref is not None or source.composition is not None:
         update["composition"] = composition_ref or source.composition
     if source.optimizer is not None:
@@ -229,13 +233,13 @@ def _run_prompts(cfg: RunConfig) -> tuple[list[TaskPrompt], int | None]:
 # -- one job ------------------------------------------------------------------------------------------------
 @dataclass
 class JobInputs:
-    composition: object
+    composition: Composition
     prompts: list[TaskPrompt]
     setup: JudgeSetup
     picaco: PicacoResolved | None
     optimization_prompts: list[TaskPrompt]
     opro_budget: tuple[int, int]
-    urial_prompt: object | None
+    urial_prompt: UrialPrompt | None
 
 
 def _picaco_for(job: EvalJob, composition, on_event) -> PicacoResolved | None:
@@ -277,17 +281,18 @@ def resolve_inputs(config: EvalConfig, job: EvalJob, on_event: Event | None = No
     else:
         optimization = load_prompt_set(DEFAULT_OPTIMIZATION_SET, comp.kind, composition=comp.name,
                                        what="optimization_prompts")
-        after = DEFAULT_OPTIMIZATION_SET.offset + DEFAULT_OPTIMIZATION_SET.count
-    if job.prompts_kind == "jailbreak" and config.analyses.jailbreak.prompts is not None:
-        spec, what = config.analyses.jailbreak.prompts, "analyses.jailbreak.prompts"
+        after = (DEFAULT_OPTIMIZATION_SET.offset or 0) + DEFAULT_OPTIMIZATION_SET.count
+    jailbreak = config.analyses.jailbreak if job.prompts_kind == "jailbreak" else None
+    if jailbreak is not None and jailbreak.prompts is not None:
+        spec, what = jailbreak.prompts, "analyses.jailbreak.prompts"
     else:
         spec, what = config.prompts, "prompts"
     test = load_prompt_set(spec, comp.kind, composition=comp.name, default_offset=after or 0, what=what)
     check_disjoint(test, optimization, what)
     if run_x is not None:
         check_disjoint(test, run_x, f"{what} (against the PICACO run's prompts)")
-    if job.prompts_kind == "jailbreak":
-        test = wrap_prompts(test, load_jailbreak_template(config.analyses.jailbreak.template))
+    if jailbreak is not None:
+        test = wrap_prompts(test, load_jailbreak_template(jailbreak.template))
     T = config.opro.iterations or (run_cfg.picaco.iterations if run_cfg else PAPER_OPRO_BUDGET[0])
     M2 = config.opro.per_iteration or (run_cfg.picaco.m2 if run_cfg else PAPER_OPRO_BUDGET[1])
     urial = None
@@ -316,7 +321,7 @@ def job_fingerprint(config: EvalConfig, job: EvalJob, inputs: JobInputs) -> str:
         "templates": [TEMPLATE_VERSION, EVAL_TEMPLATE_VERSION],
     }
     if job.method == "picaco":
-        data["instruction"] = inputs.picaco.instruction
+        data["instruction"] = inputs.picaco.instruction if inputs.picaco else None
     if job.method in ("urial", "urial_sum"):
         data["urial"] = [config.urial.demonstrations, inputs.urial_prompt.instruction if inputs.urial_prompt else None,
                          inputs.urial_prompt.demonstrations if inputs.urial_prompt else None]

@@ -19,6 +19,7 @@ import asyncio
 import os
 import re
 import secrets
+from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from picaco.base.errors import CacheError
@@ -103,12 +104,19 @@ class PostgresCache(CacheBackend):
     def _failure(self, what: str, exc: BaseException) -> CacheError:
         return CacheError(f"cannot {what} the cache at {self.location}: {self._reason(exc)}")
 
+    def _scalar(self, sql: str) -> Any:
+        """The value of an aggregate query, which always returns one row."""
+        row = self._conn.execute(sql).fetchone()
+        if row is None:
+            raise CacheError(f"the cache at {self.location} returned no row for: {sql}")
+        return row[0]
+
     def _create_schema(self) -> None:
         try:
             with self._conn.transaction():
                 self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
                 self._conn.execute("CREATE TABLE IF NOT EXISTS picaco_cache_schema (version integer NOT NULL)")
-                (found,) = self._conn.execute("SELECT max(version) FROM picaco_cache_schema").fetchone()
+                found = self._scalar("SELECT max(version) FROM picaco_cache_schema")
                 if found is not None and found > SCHEMA_VERSION:
                     raise CacheError(f"the cache at {self.location} was written by a newer picaco (cache schema "
                                      f"version {found}; this one reads up to {SCHEMA_VERSION}): upgrade picaco "
@@ -194,9 +202,9 @@ class PostgresCache(CacheBackend):
 
     def stats(self) -> dict:
         try:
-            (entries,) = self._conn.execute("SELECT count(*) FROM picaco_cache").fetchone()
-            (size,) = self._conn.execute("SELECT pg_total_relation_size('picaco_cache')"
-                                         " + pg_total_relation_size('picaco_cache_counters')").fetchone()
+            entries = self._scalar("SELECT count(*) FROM picaco_cache")
+            size = self._scalar("SELECT pg_total_relation_size('picaco_cache')"
+                                " + pg_total_relation_size('picaco_cache_counters')")
             counters = self._conn.execute("SELECT role, field, value FROM picaco_cache_counters").fetchall()
         except self._psycopg.Error as exc:
             raise self._failure("read from", exc) from None

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Any
 
 from picaco.base.errors import CacheError
 from picaco.llm.cache_base import CacheBackend
 
 
-async def fetch_claimed(cache: CacheBackend, items: Sequence[Hashable], key_of: Callable[[Hashable], str],
+async def fetch_claimed(cache: CacheBackend, items: Sequence[Hashable], key_of: Callable[[Any], str],
                         fetch: Callable[[list], Awaitable[None]], read: Callable[[str], object | None],
                         ttl_s: float) -> dict:
     """Fetch `items` (via `fetch`, which caches what it got) unless another worker holds their claim:

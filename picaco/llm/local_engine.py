@@ -174,8 +174,10 @@ def _check_port_free(host: str, port: int) -> None:
                               f"pick another or use port 0 for a free one") from None
 
 
-def last_line(path: Path) -> str:
+def last_line(path: Path | None) -> str:
     """The last non-empty line of a log file (what an engine said before it died)."""
+    if path is None:
+        return ""
     try:
         with open(path, "rb") as fh:
             fh.seek(max(0, fh.seek(0, os.SEEK_END) - 8192))
@@ -238,6 +240,7 @@ class LocalEngine:
         import httpx
 
         deadline = time.monotonic() + self.spec.start_timeout_s
+        assert self.proc is not None  # start() made it just before
         while True:
             code = self.proc.poll()
             if code is not None:

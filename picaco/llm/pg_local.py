@@ -19,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from picaco.base.errors import PicacoError
 
@@ -49,7 +50,7 @@ class LocalPostgres:
         self.password = secrets.token_hex(12)
         self.port = _free_port()
         self.user = "picaco"
-        self._as = {}
+        self._as: dict[str, Any] = {}
         if os.geteuid() == 0:
             nobody = pwd.getpwnam("nobody")
             self._as = {"user": nobody.pw_uid, "group": nobody.pw_gid}

@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from picaco.base.errors import ConfigError
+from picaco.io import yaml_problem
 
 
 class Price(BaseModel):
@@ -60,7 +61,7 @@ def _parse(text: str, where: str) -> dict[str, Price]:
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"price table {where} is not valid YAML: {exc}") from None
+        raise ConfigError(f"price table {where} is not valid YAML ({yaml_problem(exc)})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"price table {where} must map 'provider/model' to {{input, output}}")
     out = {}

@@ -38,13 +38,19 @@ class RunContext:
     def key_extra(self) -> dict[str, str]:
         return {"templates": TEMPLATE_VERSION}
 
+    def calls(self) -> LLMClient:
+        """The client of a step that makes calls."""
+        if self.client is None:
+            raise RuntimeError("this run context has no client: it was built for a step that makes no call")
+        return self.client
+
     async def embed(self, texts: list[str]) -> np.ndarray:
-        return await self.client.embed(self.config.models.embedding, texts)
+        return await self.calls().embed(self.config.models.embedding, texts)
 
     async def chat(self, request: ChatRequest, n: int = 1, start: int = 0) -> ChatResponse:
         """Every chat of the method: a sample a content filter refused comes back empty and filtered,
         for the step to count as missing."""
-        return await self.client.chat(request, n=n, start=start, filtered="missing")
+        return await self.calls().chat(request, n=n, start=start, filtered="missing")
 
     def target_request(self, system: str | None, user: str) -> ChatRequest:
         s = self.config.sampling
@@ -55,7 +61,7 @@ class RunContext:
     async def judge(self, items: list[tuple[str, str]]) -> list[Judgement]:
         comp, s = self.composition, self.config.sampling
         return await judge_many(
-            self.client, items, model=self.config.models.judge,
+            self.calls(), items, model=self.config.models.judge,
             render=lambda q, r: render_value_judge(comp.values, comp.judge_variant, q, r),
             parse=value_judge_parser(self.value_names, comp.judge_variant),
             attempts=self.config.picaco.judge_attempts, temperature=s.judge_temperature,

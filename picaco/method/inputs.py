@@ -21,7 +21,7 @@ from picaco.base.prompts import TaskPrompt, select_task_prompts
 from picaco.io import check_output_path, read_prompt_table
 from picaco.llm.providers import endpoint_identity
 from picaco.llm.request import split_model
-from picaco.values import load_composition, load_demo_prompts
+from picaco.values import Composition, load_composition, load_demo_prompts
 
 # config fields that do not change a result: how calls travel, where files go, and T (a run may grow)
 _NOT_SETTINGS = {"client", "runs_dir", "run_name", "composition", "prompts"}
@@ -29,7 +29,7 @@ _NOT_SETTINGS = {"client", "runs_dir", "run_name", "composition", "prompts"}
 
 @dataclass(frozen=True)
 class RunInputs:
-    composition: object  # picaco.values.Composition
+    composition: Composition
     prompts: list[TaskPrompt]
     record: dict  # the content of every input, as config.json keeps it (hashes, names, settings)
     sources: dict  # where the inputs came from, for messages only (not fingerprinted)
@@ -48,6 +48,8 @@ def prompt_source(config: RunConfig) -> tuple[list[dict], str]:
     src = config.prompts
     if src.demo_family is not None:
         return load_demo_prompts(family=src.demo_family), f"bundled demo prompts ({src.demo_family})"
+    if src.path is None:
+        raise ConfigError("prompts: set path or demo_family")
     return read_prompt_table(src.path), f"prompts file {src.path}"
 
 

@@ -232,7 +232,7 @@ def dedupe(t: int, existing: list[Candidate], proposals: list[Proposal], m2: int
     new, skipped = [], []
     for p in proposals:
         if p.instruction is None:
-            skipped.append(p.reason)
+            skipped.append(p.reason or f"slot {p.slot}: no instruction")
         elif p.instruction in known:
             skipped.append(f"slot {p.slot}: duplicate of an existing candidate")
         else:
@@ -253,7 +253,7 @@ class ScoringPools:
 async def scoring_pools(ctx: RunContext, pools: dict[str, list[AlignedEntry]], noisy: NoisyState) -> ScoringPools:
     floor = ctx.config.picaco.q_phi_floor
     filled = [p for p in ctx.prompts if pools.get(p.prompt_id)]
-    flat = await ctx.embed([e.text for p in filled for e in pools[p.prompt_id]]) if filled else None
+    flat = await ctx.embed([e.text for p in filled for e in pools[p.prompt_id]]) if filled else np.empty((0, 0))
     vecs, weights, offset = {}, {}, 0
     for p in filled:
         pool = pools[p.prompt_id]
@@ -263,7 +263,7 @@ async def scoring_pools(ctx: RunContext, pools: dict[str, list[AlignedEntry]], n
     noisy_terms = []
     for p in ctx.prompts:
         npool = noisy.pools.get(p.prompt_id, [])
-        noisy_terms.append((np.array([e.p for e in npool]), log_q_phi(np.array([e.q_phi for e in npool]), floor)))
+        noisy_terms.append((np.array([e.p for e in npool]), np.asarray(log_q_phi(np.array([e.q_phi for e in npool]), floor))))
     return ScoringPools(vecs, weights, noisy_terms)
 
 
@@ -284,10 +284,10 @@ async def score_candidate(ctx: RunContext, candidate: Candidate, fixed: ScoringP
         for p in ctx.prompts])
     per_prompt = [[s.text for s in reply.samples if usable(s)] for reply in replies]
     # one embedding request for the whole candidate: local models encode a big batch far faster
-    flat = await ctx.embed([t for texts in per_prompt for t in texts]) if any(per_prompt) else None
+    flat = await ctx.embed([t for texts in per_prompt for t in texts]) if any(per_prompt) else np.empty((0, 0))
     aligned, offset = [], 0
     for p, texts in zip(ctx.prompts, per_prompt):
-        sample_vecs = flat[offset:offset + len(texts)] if texts else None
+        sample_vecs = flat[offset:offset + len(texts)]
         offset += len(texts)
         if p.prompt_id in fixed.pool_vecs and texts:
             aligned.append((p_e(fixed.pool_vecs[p.prompt_id], sample_vecs), fixed.weights[p.prompt_id]))

@@ -3,6 +3,8 @@ iteration (the Prefect artifacts)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import BaseModel, ConfigDict
 
 from picaco.method.state import IterationState, best_first
@@ -92,7 +94,7 @@ def _probe_lines(probe: dict | None) -> list[str]:
                 f"response): {shown}."]
 
 
-def iteration_markdown(state: IterationState, history: list[IterationState] = ()) -> str:
+def iteration_markdown(state: IterationState, history: Sequence[IterationState] = ()) -> str:
     """The per-iteration Prefect artifact: TC_e per iteration so far, per-value scores, the instruction."""
     lines = [f"## Iteration {state.t}", "", f"TC_e of the best instruction: **{_fmt(state.best.tc, 4)}** "
              f"(born in iteration {state.best.born}; changed: {state.mstep.best_changed if state.mstep else '-'})",

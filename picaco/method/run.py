@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from picaco.base.config import RunConfig
 from picaco.base.errors import RunStateError
@@ -33,6 +34,7 @@ from picaco.method.state import (EStepShard, EStepState, EStepTally, IterationSt
 from picaco.method.store import RunStore
 
 Event = Callable[..., None]
+R = TypeVar("R")
 
 # re-exported: callers import the inputs and the store from here
 __all__ = ["RunStore", "RunStateError", "held_out_prompts", "load_composition_for", "load_prompts", "optimize",
@@ -86,11 +88,11 @@ def _usage_delta(after: dict[str, dict], before: dict[str, dict]) -> dict[str, d
     return out
 
 
-async def _measured(run: Run, work: Awaitable) -> tuple[object, dict[str, dict]]:
+async def _measured(run: Run, work: Awaitable[R]) -> tuple[R, dict[str, dict]]:
     """The result of `work` and the calls it made, by role."""
-    before = run.ctx.client.usage_by_role()
+    before = run.ctx.calls().usage_by_role()
     result = await work
-    return result, _usage_delta(run.ctx.client.usage_by_role(), before)
+    return result, _usage_delta(run.ctx.calls().usage_by_role(), before)
 
 
 def _merge_usage(a: dict, b: dict) -> dict:
@@ -186,7 +188,7 @@ async def merged_e_step(run: Run, state: RunState, n_shards: int) -> EStepState:
     t = state.t + 1
 
     async def compute() -> EStepState:
-        fresh, tally, usage = {}, EStepTally(), {}
+        fresh, tally, usage = {}, EStepTally(), dict[str, dict]()
         for k in range(n_shards):
             shard = await e_step_shard(run, state, k, n_shards)
             fresh.update(shard.fresh)
@@ -304,8 +306,11 @@ def run_m_step(config: RunConfig, t: int) -> IterationState:
     async def body(run: Run) -> IterationState:
         state = state_before(run, t)
         estep = run.store.load_estep(t)
-        if estep is None and run.store.load_iteration(t) is None:
-            raise RunStateError(f"iteration {t} of run '{config.run_name}' has no E-step yet")
+        if estep is None:
+            done = run.store.load_iteration(t)
+            if done is None:
+                raise RunStateError(f"iteration {t} of run '{config.run_name}' has no E-step yet")
+            return done
         return await m_step_of(run, state, estep)
 
     return _step(config, body)

@@ -38,7 +38,8 @@ def is_scored(candidate: Candidate) -> bool:
 
 def tc_rank(candidate: Candidate) -> float:
     """TC_e for ordering: an unscored candidate ranks lowest, wherever candidates are ordered."""
-    return candidate.tc if is_scored(candidate) else -math.inf
+    tc = candidate.tc
+    return tc if tc is not None and math.isfinite(tc) else -math.inf
 
 
 def best_first(candidates: list[Candidate]) -> list[Candidate]:

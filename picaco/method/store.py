@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from pydantic import BaseModel
+
 from picaco.base.config import RunConfig
 from picaco.base.errors import ConfigError, RunStateError
 from picaco.io import atomic_write_json, atomic_write_text, write_error
@@ -31,7 +33,7 @@ from picaco.method.inputs import RunInputs, input_differences
 from picaco.method.state import EStepState, IterationState, NoisyState
 
 STORE_FORMAT = 2  # 1 (no "format" key): config.json held a hash of the config only, not of the inputs' content
-T = TypeVar("T")
+T = TypeVar("T", bound=BaseModel)
 
 
 class RunStore:

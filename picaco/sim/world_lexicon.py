@@ -64,7 +64,7 @@ class ValueSpec:
     concepts: tuple[tuple[str, ...], ...]
     guidance: tuple[str, ...]  # written text, sorted by word count (cheapest first), ties in file order
     violation_markers: tuple[str, ...]
-    banks: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+    banks: tuple[tuple[str, ...], ...]  # one per BANKS
 
     @property
     def guidance_words(self) -> tuple[int, ...]:
@@ -306,10 +306,10 @@ def _build(path: str, f: LexiconFile) -> Lexicon:
     for i, pair in enumerate(f.conflicts):
         if not all(p in name_to_idx for p in pair):
             raise _fail(path, f"conflicts[{i}]", f"must be a pair of value names, got {list(pair)!r}")
-        a, b = name_to_idx[pair[0]], name_to_idx[pair[1]]
-        if a == b or any({a, b} & {x, y} for x, y in conflicts):
+        ia, ib = name_to_idx[pair[0]], name_to_idx[pair[1]]
+        if ia == ib or any({ia, ib} & {x, y} for x, y in conflicts):
             raise _fail(path, f"conflicts[{i}]", "pairs must be of two different values, each in one pair")
-        conflicts.append((a, b))
+        conflicts.append((ia, ib))
 
     connectors = {k: tuple(getattr(f.connectors, k)) for k in ("one", "two", "three")}
     # words of the world's own response templates: the relevance judge does not count them as query words

@@ -175,9 +175,9 @@ class _Optimizer:
             fresh = [g for g in spec.guidance if g not in have]
             return cap(rng.choice(fresh)) + "." if fresh else None
         present = {h.item for h in lex.scan(" ".join(sents)).hits if h.kind == "concept" and h.value == i}
-        fresh = [g for k, g in enumerate(spec.concepts) if k not in present]
-        if not fresh:
+        unnamed = [g for k, g in enumerate(spec.concepts) if k not in present]
+        if not unnamed:
             return None
-        picks = rng.sample(fresh, min(len(fresh), rng.randint(1, 3)))
+        picks = rng.sample(unnamed, min(len(unnamed), rng.randint(1, 3)))
         words = [rng.choice(g) for g in picks]
         return lex.optimizer["concept_line"].replace("{Name}", spec.name).replace("{C}", join_names(words))

@@ -8,6 +8,7 @@ realise it at exactly its minimal word cost. See docs/world.md, "How the optimum
 from __future__ import annotations
 
 import math
+from typing import Any
 from dataclasses import dataclass
 from itertools import product
 
@@ -166,7 +167,7 @@ def optimum(values: list[str], length_limit_words: int, *, relevance_weighted: b
             total += noisy_mean(score_distribution(lex.values[vi].mode, p, d), eta)
         return total
 
-    best = (-math.inf, None)
+    best: tuple[float, Any] = (-math.inf, None)
     for U in range(umax + 1):
         D = model.dilution(U)
         ub = U  # only states with at most U bare names can end with exactly U

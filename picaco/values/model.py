@@ -257,7 +257,7 @@ def list_compositions() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def default_judge_variant(values: list[Value] | tuple[Value, ...]) -> str:
+def default_judge_variant(values: list[Value] | tuple[Value, ...]) -> Literal["quality", "harm", "values"]:
     """Fig. 9 wording by the values' families: all harmless -> 'harm', all Schwartz -> 'values', else
     'quality' (also for HH Balance and for mixed sets, whose aspects read as qualities)."""
     families = {v.family for v in values}
@@ -431,7 +431,7 @@ def _demo_prompts() -> tuple[dict, ...]:
             continue
         try:
             row = json.loads(line)
-        except ValueError as e:
+        except json.JSONDecodeError as e:
             raise CompositionError(f"{shown}: line {n}: not valid JSON ({e.msg})") from None
         if not isinstance(row, dict) or set(row) != {"prompt_id", "prompt", "family", "kind"}:
             raise CompositionError(f"{shown}: line {n}: fields must be exactly prompt_id, prompt, family, kind")

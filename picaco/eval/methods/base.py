@@ -16,22 +16,24 @@ from typing import ClassVar
 
 from picaco.base.prompts import TaskPrompt
 from picaco.eval.config import METHOD_LABELS, EvalConfig
+from picaco.eval.inputs import UrialPrompt
 from picaco.eval.texts import EVAL_TEMPLATE_VERSION
 from picaco.llm.client import LLMClient
-from picaco.llm.request import ChatRequest, Message, SamplingParams
+from picaco.llm.request import ChatRequest, Message, Role, SamplingParams
 from picaco.rng import derive_rng
 from picaco.templates import TEMPLATE_VERSION
+from picaco.values import Composition
 
 
 @dataclass
 class EvalContext:
     config: EvalConfig
-    composition: object  # picaco.values.Composition
+    composition: Composition
     client: LLMClient
     # Inputs resolved before the async work (they may need a sync optimize() or a file/URL read).
     picaco_instruction: str | None = None
     optimization_prompts: list[TaskPrompt] = field(default_factory=list)
-    urial_prompt: object | None = None  # picaco.eval.inputs.UrialPrompt
+    urial_prompt: UrialPrompt | None = None
     opro_budget: tuple[int, int] = (10, 15)  # (T, M2)
 
     @property
@@ -53,7 +55,7 @@ class EvalContext:
         p = self.config.protocol
         demos = list(self.composition.demonstrations)
         k = min(p.demos_per_bucket, len(demos))
-        parts = ("eval-bucket", self.composition.digest, bucket)
+        parts: tuple = ("eval-bucket", self.composition.digest, bucket)
         if p.demos == "per_query" and query is not None:
             parts += (query,)
         return derive_rng(self.config.seed, *parts).sample(demos, k)
@@ -63,7 +65,7 @@ class EvalContext:
         return SamplingParams(temperature=s.target_temperature, max_tokens=s.target_max_tokens, seed=self.config.seed)
 
     def target_request(self, system: str | None, user: str, *, model: str | None = None,
-                       role: str = "target") -> ChatRequest:
+                       role: Role = "target") -> ChatRequest:
         s = self.config.sampling
         return ChatRequest.of(model or self.config.models.target, system, user, role=role, key_extra=self.key_extra,
                               seed=self.config.seed, temperature=s.target_temperature, max_tokens=s.target_max_tokens)

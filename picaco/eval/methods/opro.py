@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from typing import Any
 
 from picaco.eval.judging import judge_values, judge_setup
 from picaco.eval.methods.base import Method
@@ -90,7 +91,7 @@ class Opro(Method):
         T, M2 = ctx.opro_budget
         seed_instruction = ctx.composition.seed_instruction
         score, n, missing = await self._score(seed_instruction)
-        history = [{"iteration": 0, "instruction": seed_instruction, "score": score, "responses": n, "missing": missing}]
+        history: list[dict[str, Any]] = [{"iteration": 0, "instruction": seed_instruction, "score": score, "responses": n, "missing": missing}]
         skipped: list[str] = []
         for t in range(1, T + 1):
             if not any(h["score"] is not None for h in history):

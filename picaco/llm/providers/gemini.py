@@ -123,7 +123,7 @@ class GeminiProvider(SDKProvider):
     def _chat_reply(self, resp: Any, call: ChatCall) -> ChatReply:
         request_id = getattr(resp, "response_id", None) or _header(getattr(resp, "sdk_http_response", None),
                                                                    "x-request-id")
-        kw = {"provider": self.name, "status": 200, "request_id": request_id}
+        kw: dict[str, Any] = {"provider": self.name, "status": 200, "request_id": request_id}
         feedback = getattr(resp, "prompt_feedback", None)
         block = getattr(feedback, "block_reason", None) if feedback is not None else None
         if block is not None:
@@ -187,8 +187,8 @@ class GeminiProvider(SDKProvider):
         message = one_line(self._scrub(exc.message or str(exc)))
         rpc_status = exc.status or ""
         details = _error_details(exc.details)
-        kw = {"provider": self.name, "request_id": request_id}
-        code = {"status": status or None}
+        kw: dict[str, Any] = {"provider": self.name, "request_id": request_id}
+        code: dict[str, Any] = {"status": status or None}
         text = f"{what}: {rpc_status + ': ' if rpc_status else ''}{message}"
         if status == 429:
             retry_after = parse_retry_after(headers)

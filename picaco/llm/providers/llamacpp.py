@@ -63,7 +63,7 @@ class LlamaCppProvider(OpenAIProvider):
 
     def attach(self, engine: LocalEngine | None) -> None:
         if engine is not None:
-            self.engine, self.base_url = engine, engine.base_url
+            self.engine, self.base_url = engine, engine.base_url or self.base_url
 
     async def generate(self, call: ChatCall) -> ChatReply:
         if self._managed and self.engine is None:

@@ -8,7 +8,7 @@ Chat goes through the SDK's documented `client.post(path, body=..., cast_to=Chat
 `client.chat.completions.create(...)`: the same client, auth, headers, timeouts, error classes and typed
 reply, minus `create`'s recursive TypedDict transform of the body, which is the identity for the plain
 JSON body built here but cost ~1 ms of CPU per call (of ~3 ms) on this machine, in the event loop that
-every concurrent call shares. tests/llm/test_openai_provider.py checks that both send the same request.
+every concurrent call shares. tests/llm/providers/test_openai.py checks that both send the same request.
 
 Options (`ProviderSettings.options`):
   max_tokens_param   "max_tokens" (default) or "max_completion_tokens" (OpenAI's reasoning models
@@ -150,7 +150,8 @@ class OpenAIProvider(SDKProvider):
         if p.stop:
             kwargs["stop"] = list(p.stop)
         form = self.schema_form
-        fmt = response_format(p.schema_dict(), form) if p.response_schema is not None else None
+        schema = p.schema_dict()
+        fmt = response_format(schema, form) if schema is not None else None
         if fmt is not None:
             kwargs["response_format"] = fmt
         try:
@@ -252,7 +253,7 @@ class OpenAIProvider(SDKProvider):
         status = exc.status_code
         body = exc.body if isinstance(exc.body, dict) else {}
         message = body.get("message") if isinstance(body.get("message"), str) else exc.message
-        message = one_line(self._scrub(message))
+        message = one_line(self._scrub(message or str(exc)))
         code = body.get("code") if isinstance(body.get("code"), str) else None
         kw = {"provider": self.name, "request_id": exc.request_id}
         if isinstance(exc, openai.RateLimitError) or status == 429:

@@ -135,7 +135,7 @@ class SentenceTransformersProvider(Provider):
         if self.backend not in BACKENDS:
             raise ConfigError(f"st provider {name!r}: option backend {self.backend!r} is not one of {', '.join(BACKENDS)}")
         self.endpoint = f"local:{self.backend}" if self.backend in APPROXIMATE else "local"
-        self.onnx_dir = Path(settings.options.get("onnx_dir") or st_onnx.default_dir())
+        self.onnx_dir = Path(str(settings.options.get("onnx_dir") or st_onnx.default_dir()))
         threads = settings.options.get("threads")
         self.threads = int(threads) if threads else None
         self._queue: list[tuple[str, list[str], asyncio.Future]] = []

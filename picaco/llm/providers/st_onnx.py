@@ -148,6 +148,8 @@ def export_bytes(model_dir: Path) -> bytes:
                                     output_names=["sentence_embedding"], external_data=False,
                                     dynamic_shapes=tuple({0: batch, 1: seq} for _ in INPUTS))
         want = st_model.encode(probe, normalize_embeddings=True, convert_to_numpy=True)
+    if program is None:
+        raise RuntimeError("torch.onnx.export returned no program")
     data = program.model_proto.SerializeToString()
     ort = require("onnxruntime", "onnx")
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])

@@ -24,7 +24,7 @@ async def test_concurrent_calls_are_one_encode_with_the_models_vectors(monkeypat
     encodes = []
     real_encode = model.encode
     monkeypatch.setattr(model, "encode", lambda texts, **kw: encodes.append(list(texts)) or real_encode(texts, **kw))
-    p = provider(backend="torch")  # the reference backend; the others are compared with it in test_embedding_backends
+    p = provider(backend="torch")  # the reference backend; the others are compared with it in test_st_onnx.py
     replies = await asyncio.gather(*[p.embed("all-MiniLM-L6-v2", [t]) for t in TEXTS])
     assert encodes == [TEXTS]
     got = np.concatenate([r.vectors for r in replies])

@@ -20,7 +20,7 @@ MODEL = "all-MiniLM-L6-v2"
 TEXTS = ["a cold cellar", "Tradition?", "red apples keep through the winter, and pears ripen quickly",
          "Consider honouring the customs you grew up with and keeping to norms. " * 3,
          " ".join(f"word{i} and the sea" for i in range(120))]
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def provider(**options) -> st.SentenceTransformersProvider:

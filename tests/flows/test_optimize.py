@@ -42,9 +42,3 @@ def test_optimize_flow_runs_publishes_artifacts_and_resumes_for_free(tmp_path):
     assert paid_calls(read_call_log(log)) == paid
     assert again["best_instruction"] == result["best_instruction"]
 
-
-def test_noisy_pool_flow(tmp_path):
-    from flows.noisy_pool import noisy_pool_flow
-
-    out = noisy_pool_flow(config={**config(tmp_path), "run_name": "noisy-only"})
-    assert out == {"prompts": 3, "kept": 3 * 2, "observation_texts": 8}  # top-M2 per prompt; S = D

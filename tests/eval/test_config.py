@@ -97,3 +97,9 @@ def test_prompt_path_per_composition(tape, tmp_path):
     runs = {j.composition: run_job(cfg, j) for j in plan_jobs(cfg)}
     assert runs["helpfulness"].prompts == {"helpfulness-2": "Second helpfulness prompt"}
     assert runs["harmlessness"].prompts == {"harmlessness-2": "Second harmlessness prompt"}
+
+
+def test_all_methods_are_the_method_labels_in_table_1_order():
+    from picaco.eval.config import ALL_METHODS, METHOD_LABELS
+
+    assert ALL_METHODS == tuple(METHOD_LABELS)
