@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 
@@ -133,7 +133,10 @@ class EmbedJob(Job):
         size = max(1, prov.embed_batch_size())
         for i in range(0, len(texts), size):
             batch = texts[i:i + size]
-            reply = await path.paid_call(prov, self, lambda batch=batch: prov.embed(self.model_name, batch),
+            def embed_call(batch: list[str] = batch) -> Awaitable[EmbedReply]:
+                return prov.embed(self.model_name, batch)
+
+            reply = await path.paid_call(prov, self, embed_call,
                                          asked=len(batch), least=len(batch), key=self.keys[batch[0]], where={},
                                          tally=tally)
             matrix = np.asarray(reply.vectors, dtype=np.float32)

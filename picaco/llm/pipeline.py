@@ -144,7 +144,7 @@ class CallPath:
         self._endpoints: dict[str, str] = {}
         # samples per call each endpoint (Provider.concurrency_key) was found to return, below its setting
         self._sample_limits: dict[str, int] = {}
-        self._engines: dict[str, object] = {}  # provider name -> the engine its calls need (or None); see aclose
+        self._engines: dict[str, Any] = {}  # provider name -> the engine its calls need (or None); see aclose
         self._engines_lock = threading.Lock()
 
     # -- plumbing ---------------------------------------------------------------------------------

@@ -199,7 +199,7 @@ async def propose_one(ctx: RunContext, t: int, slot: int, existing: list[Candida
     request = ChatRequest.of(ctx.config.models.optimizer_model, system, user, role="optimizer",
                              key_extra=ctx.key_extra, seed=ctx.config.seed,
                              temperature=s.optimizer_temperature, max_tokens=s.optimizer_max_tokens)
-    answer = await ask(ctx.client, request, lambda reply: parse_instruction(reply, length=cfg.instruction_length),
+    answer = await ask(ctx.calls(), request, lambda reply: parse_instruction(reply, length=cfg.instruction_length),
                        cfg.optimizer_attempts, what=f"optimizer reply (t={t}, slot {slot})")
     reason = None if answer.value is not None else f"slot {slot}: {answer.reason}"
     return Proposal(slot=slot, instruction=answer.value, reason=reason, attempts=answer.attempts,

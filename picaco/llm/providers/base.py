@@ -188,12 +188,13 @@ class SDKProvider(Provider):
         field names). Fewer than n is an answer (servers that ignore n, like llama.cpp and Ollama, return one:
         the client keeps what came and asks again for the rest); more is malformed; every one refused is
         ContentFiltered."""
-        kw = {"provider": self.name, "status": 200, "request_id": request_id}
         if len(completions) > call.n:
             raise MalformedReply(f"asked for n={call.n} samples of {call.model!r} but the server at {self.endpoint} "
-                                 f"returned {len(completions)}", **kw)
+                                 f"returned {len(completions)}", provider=self.name, status=200,
+                                 request_id=request_id)
         if all(c.finish_reason == "content_filter" and not c.text for c in completions):
-            raise ContentFiltered(f"every sample of {call.model!r} was refused by a content filter", **kw)
+            raise ContentFiltered(f"every sample of {call.model!r} was refused by a content filter",
+                                  provider=self.name, status=200, request_id=request_id)
         return ChatReply(completions=completions,
                          prompt_tokens=int(getattr(usage, token_fields[0], 0) or 0),
                          completion_tokens=int(getattr(usage, token_fields[1], 0) or 0),
