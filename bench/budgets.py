@@ -40,12 +40,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from picaco.config import parse_run_config  # noqa: E402
+from picaco.demo import ground_truth  # noqa: E402
 from picaco.eval.config import METHOD_LABELS, parse_eval_config  # noqa: E402
 from picaco.eval.runner import evaluate, load_runs  # noqa: E402
 from picaco.eval.stats import per_prompt_relevance, per_prompt_scores  # noqa: E402
 from picaco.io import atomic_write_text  # noqa: E402
 from picaco.llm.calllog import read_call_log, usage_by_role  # noqa: E402
 from picaco.method.run import optimize  # noqa: E402
+from picaco.values import load_composition  # noqa: E402
 from picaco.stats import bootstrap_mean, fmt_interval, paired_difference, weighted_conformity  # noqa: E402
 
 URIAL = ROOT.parent / "shared" / "data" / "urial" / "inst_1k_v4.txt"
@@ -153,7 +155,12 @@ def budget_point(work: Path, label: str, test: int, embedding: str) -> dict:
     minus = {m: paired_difference(conf["picaco"], conf[m], b=B, seed=SEED, purpose=f"budgets/{label}/picaco-{m}")
              for m in conf if m != "picaco"}
     d = minus["opro"]
-    return {"label": label, "N": n, "M2": m2, "T": t, "T_opro": t_opro, "calls_picaco": calls_p, "calls_opro": calls_o,
+    # the world's exact expected conformity of each instruction (no sampling, no judge): is the judge's
+    # verdict the truth's?
+    truth = ground_truth(cfg, {"picaco": runs["picaco"].info["instruction"], "opro": runs["opro"].info["instruction"],
+                               "seed": load_composition("hh_balance").seed_instruction})
+    gt = {k: round(v["conformity"], 4) for k, v in truth["per_instruction"].items()}
+    return {"truth": {**gt, "optimum": round(truth["optimum"], 4)},"label": label, "N": n, "M2": m2, "T": t, "T_opro": t_opro, "calls_picaco": calls_p, "calls_opro": calls_o,
             "tokens_picaco": sum(spent[r]["tokens"] for r in CHAT_ROLES),
             "tokens_opro": sum(usage.get(r, {}).get("prompt_tokens", 0) + usage.get(r, {}).get("completion_tokens", 0)
                                for r in CHAT_ROLES),
@@ -180,6 +187,7 @@ def ablation(work: Path, label: str, test: int, embedding: str) -> dict:
         rel = per_prompt_relevance(run.responses)
         data[key] = (conf, rel)
         out[key] = {"instruction": result.best_instruction,
+                    "truth": round(ground_truth(cfg, {"e": result.best_instruction})["per_instruction"]["e"]["conformity"], 4),
                     "conformity": _iv(bootstrap_mean([conf[q] for q in sorted(conf)], b=B, seed=SEED,
                                                      purpose=f"ablation/{key}/conformity")),
                     "relevance": _iv(bootstrap_mean([rel[q] for q in sorted(rel)], b=B, seed=SEED,
@@ -255,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{p['label']:<7}{p['N']:>4}{p['M2']:>4}{p['T']:>4}{p['T_opro']:>7}{p['calls_picaco']:>9}"
               f"{p['calls_opro']:>9}{p['tokens_picaco']:>11}{p['tokens_opro']:>11}{fmt_interval(p['picaco'], 3):>22}"
               f"{fmt_interval(p['opro'], 3):>22}{fmt_interval(p['diff'], 3):>24}")
+    print("\nthe world's ground truth of each instruction (expected conformity, no judge; optimum under 150 words)")
+    for p in points:
+        t = p["truth"]
+        print(f"{p['label']:<7} PICACO {t['picaco']:.3f}  OPRO {t['opro']:.3f}  seed {t['seed']:.3f}  "
+              f"optimum {t['optimum']:.3f}  (ratios {t['picaco'] / t['optimum']:.3f} / {t['opro'] / t['optimum']:.3f})")
     print("\nPICACO minus each method, paired by prompt, per budget")
     others = [lab for lab in METHOD_LABELS.values() if lab != "PICACO"]
     print(f"{'method':<14}" + "".join(f"{p['label']:>24}" for p in points))
@@ -268,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         for key in ("q_phi_on", "q_phi_off"):
             a = abl[key]
             print(f"  {key:<10} conformity {fmt_interval(a['conformity'], 3)}, relevance {fmt_interval(a['relevance'], 3)}"
-                  f", mu'_conf {fmt_interval(a['mu_conf_weighted'], 3)}")
+                  f", mu'_conf {fmt_interval(a['mu_conf_weighted'], 3)}, ground truth {a['truth']:.3f}")
         print(f"  on minus off: conformity {fmt_interval(abl['conformity_on_minus_off'], 3)}, relevance "
               f"{fmt_interval(abl['relevance_on_minus_off'], 3)}")
     largest = points[-1]
@@ -278,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "picaco": p["picaco"]["mean"], "opro": p["opro"]["mean"], "diff": p["diff"]["mean"],
                                  "lo": p["diff"]["lo"], "hi": p["diff"]["hi"]} for p in points],
         "paired_diff_picaco_vs_q_if": {"budget": largest["label"], **largest["minus"]["Q+IF"]},
+        "ground_truth": {p["label"]: p["truth"] for p in points},
         "paper_budget_reached": largest["label"] == "paper",
         "picaco_minus_at_largest_budget": {k: [v["mean"], v["lo"], v["hi"]] for k, v in largest["minus"].items()},
         "q_phi_ablation": abl,
