@@ -22,7 +22,9 @@ The q_phi ablation: PICACO at one budget with `picaco.redundancy_weight` 1 (Eq. 
 = beta * sum_k log q_w only), both evaluated with the Fig. 10 relevance judge switched on: conformity,
 relevance and mu'_conf (Eq. 7) with intervals, and the paired difference on minus off.
 
-Everything goes through caches under --work (default artifacts/bench-budgets): one per PICACO run (so
+PICACO's embedding is the simulator's hashed bag of words by default (`--embedding`; with MiniLM the paper
+budget did not finish iteration 1 of 10 in 11 min on this loaded machine). Everything goes through caches under --work (default
+artifacts/bench-budgets/<embedding>): one per PICACO run (so
 each run's calls are those of a fresh cache) and one for the evaluations; a rerun pays nothing and a
 killed run resumes. The figure is written to <work>/budgets.png.
 """
