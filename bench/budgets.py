@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ablation", default="b3", help="budget of the q_phi ablation ('' to skip)")
     ap.add_argument("--picaco-only", default=None, help="only optimize PICACO at this budget (warms the cache)")
     ap.add_argument("--embedding", default="sim/embedding",
-                    help="PICACO's embedding model (st/all-MiniLM-L6-v2: the project default, ~50x slower here)")
+                    help="PICACO's embedding model (st/all-MiniLM-L6-v2: the project default, far slower here)")
     ap.add_argument("--work", type=Path, default=None, help="default: artifacts/bench-budgets/<embedding>")
     args = ap.parse_args(argv)
     args.work = args.work or ROOT / "artifacts" / "bench-budgets" / re.sub(r"[^A-Za-z0-9.-]+", "-", args.embedding)
