@@ -1,6 +1,6 @@
 """Flow `picaco-evaluate`: PICACO and the paper's baselines on held-out prompts (App. C.2-C.3), plus the
 analyses of Sec. 4.3 when configured. One task resolves PICACO's instructions (optimizing a run config
-if asked), then one task per job (method x composition, or analysis cell), then the report. Publishes
+if asked) after the judge calibration probe, then one task per job (method x composition, or analysis cell), then the report. Publishes
 the Markdown report, the summary table and the figures (PNG as data URLs) as Prefect artifacts.
 
     from flows.evaluate import evaluate_flow
@@ -22,7 +22,7 @@ from prefect.artifacts import (create_image_artifact, create_markdown_artifact, 
 from flows._common import artifact_key, resolve_model
 from picaco.eval.config import HIDDEN_LOCS, EvalConfig
 from picaco.eval.runner import plan_jobs
-from tasks.evaluate import evaluate_job_task, report_task, resolve_picaco_task
+from tasks.evaluate import evaluate_job_task, judge_probe_task, report_task, resolve_picaco_task
 
 
 def resolve_eval_config(config_path: str | None, config: dict | None, name: str | None) -> EvalConfig:
@@ -43,6 +43,7 @@ def evaluate_flow(config_path: str | None = None, config: dict | None = None, na
     cfg = resolve_eval_config(config_path, config, name)
     raw = cfg.model_dump(mode="json")
     jobs = plan_jobs(cfg)
+    judge_probe_task(raw)
     resolve_picaco_task(raw)
     progress_id = cast(UUID, create_progress_artifact(progress=0.0, key=artifact_key(cfg.name, "eval-progress"),
                                            description=f"evaluation jobs done of {len(jobs)}"))

@@ -34,6 +34,24 @@ def bootstrap_mean(values, *, b: int, seed: int, purpose: str) -> Interval | Non
     return Interval(mean=float(x.mean()), lo=float(lo), hi=float(hi), n=len(x))
 
 
+def weighted_conformity(conformity: dict[str, float], relevance: dict[str, float], *, b: int, seed: int,
+                        purpose: str) -> Interval | None:
+    """Eq. (7)'s mu'_conf = mu_conf x Relevance / 5 with its bootstrap interval: the prompts that have both
+    figures are resampled together, and each resample's statistic is the product of its two means (the
+    way the point estimate is formed), not the mean of per-prompt products."""
+    common = sorted(set(conformity) & set(relevance))
+    if not common:
+        return None
+    c = np.asarray([conformity[q] for q in common], dtype=float)
+    r = np.asarray([relevance[q] for q in common], dtype=float)
+    rng = np.random.default_rng(derive_seed(seed, "bootstrap", purpose))
+    idx = rng.integers(0, len(common), size=(b, len(common)))
+    stats = c[idx].mean(axis=1) * r[idx].mean(axis=1) / 5.0
+    alpha = (1.0 - LEVEL) / 2
+    lo, hi = np.quantile(stats, [alpha, 1.0 - alpha])
+    return Interval(mean=float(c.mean() * r.mean() / 5.0), lo=float(lo), hi=float(hi), n=len(common))
+
+
 def paired_difference(a: dict[str, float], b_: dict[str, float], *, b: int, seed: int,
                       purpose: str) -> Interval | None:
     """Mean of a[q] - b_[q] over the prompts both have, with its bootstrap interval."""

@@ -17,6 +17,12 @@ def _cfg(config: dict) -> EvalConfig:
     return EvalConfig.model_validate(config)
 
 
+@task(name="eval-judge-probe", cache_policy=NO_CACHE)
+def judge_probe_task(config: dict) -> list[dict]:
+    """The judge calibration probe before anything spends; fails the flow on an inverted or flat judge."""
+    return runner.check_judges(_cfg(config))
+
+
 @task(name="eval-picaco-instructions", cache_policy=NO_CACHE)
 def resolve_picaco_task(config: dict) -> dict[str, str]:
     """Run (or resume) every PICACO optimization the config asks for; job key -> result path."""

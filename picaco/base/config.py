@@ -148,11 +148,13 @@ class PicacoConfig(BaseModel):
     q_phi_floor: float = Field(0.05, strict=True, gt=0, le=1)
     # 1 = Eq. (4) as written; 0 ablates the redundancy evaluator q_phi; -1 flips it.
     redundancy_weight: float = Field(1.0, strict=True, ge=-1, le=1)
-    # picaco's extensions (docs/method.md); neither changes an iteration, so neither is checked on resume.
+    # picaco's extensions (docs/method.md); none changes an iteration, so none is checked on resume.
     judge_probe: bool = Field(True, strict=True, description="judge canned conforming/violating responses first "
                                                              "and stop when a value's scale is inverted or flat")
     held_out: int = Field(20, strict=True, ge=0, le=10_000,
                           description="prompts after X on which the final report compares seed and optimized (0: skip)")
+    held_out_bootstrap: int = Field(1000, strict=True, ge=100, le=100_000,
+                                    description="bootstrap resamples B of the held-out comparison's interval")
 
     @field_validator("beta")
     @classmethod

@@ -31,7 +31,9 @@ def evaluate_command(config: Path = typer.Option(..., "--config", help="evaluati
             current = {}
 
             def on_event(kind: str, **info) -> None:
-                if kind == "plan":
+                if kind == "judge_probe":
+                    progress.update(overall, description=f"{cfg.name}: judge calibration probe")
+                elif kind == "plan":
                     progress.update(overall, total=info["jobs"], completed=0)
                 elif kind == "optimize":
                     progress.update(overall, description=f"{cfg.name}: optimizing PICACO run {info['run_name']}")

@@ -273,6 +273,9 @@ class EvalConfig(BaseModel):
     client: ClientConfig = ClientConfig()
     out_dir: Path = Path("artifacts/eval")
     seed: int = 0
+    # picaco's judge calibration probe (picaco/eval/probe.py) before any method spends; not in any job's
+    # fingerprint (it changes no score)
+    judge_probe: bool = Field(True, strict=True)
 
     @field_validator("compositions", mode="before")
     @classmethod

@@ -20,7 +20,7 @@ from picaco.eval.config import ALL_METHODS, EvalConfig
 from picaco.eval.plots import write_figures
 from picaco.eval.rows import (interval_rows, jailbreak_rows, paired_rows, response_rows, score_rows, summary_rows,
                               value_rows, value_set_rows)
-from picaco.eval.stats import fmt_interval
+from picaco.eval.stats import RELEVANCE, WEIGHTED, fmt_interval
 from picaco.eval.store import MethodRun
 from picaco.io import atomic_write_bytes, atomic_write_text
 
@@ -125,7 +125,8 @@ def markdown_report(config: EvalConfig, runs: list[MethodRun], figures: dict[str
                 cells = [fmt_interval(ivs.get((c, m, v)) if ivs.get((c, m, v), {}).get("n") else None)
                          for v in r.value_names]
                 if r.relevance:
-                    cells.append(_fmt(r.summary.relevance))
+                    rel = ivs.get((c, m, RELEVANCE))
+                    cells.append(fmt_interval(rel) if rel and rel.get("n") else _fmt(r.summary.relevance))
                 rows.append([label] + cells)
             lines += _table(["Method"] + values, rows) + [""]
             if c in figures:
@@ -211,7 +212,8 @@ def markdown_report(config: EvalConfig, runs: list[MethodRun], figures: dict[str
 
 def _uncertainty_lines(config: EvalConfig, runs: list[MethodRun], comps, titles, methods) -> list[str]:
     b = config.stats.bootstrap
-    get = {(r["composition"], r["method"]): r for r in interval_rows(runs, b, config.seed) if r["value"] == "conformity"}
+    ivs = interval_rows(runs, b, config.seed)
+    get = {(r["composition"], r["method"]): r for r in ivs if r["value"] == "conformity"}
     lines = ["## Uncertainty (picaco's extension)", "",
              f"Conformity = each test prompt's mean over the judged values, averaged over prompts, with a percentile "
              f"bootstrap 95% interval over test prompts (B = {b}, seeded from seed {config.seed}); demonstrations "
@@ -219,6 +221,15 @@ def _uncertainty_lines(config: EvalConfig, runs: list[MethodRun], comps, titles,
     rows = [[label] + [fmt_interval(get.get((c, m)) if get.get((c, m), {}).get("n") else None) for c in comps]
             for m, label in methods]
     lines += _table(["Method"] + [titles[c] for c in comps], rows) + [""]
+    weighted = {(r["composition"], r["method"]): r for r in ivs if r["value"] == WEIGHTED}
+    if weighted:
+        wcomps = [c for c in comps if any(k[0] == c for k in weighted)]
+        lines += ["Relevance-weighted mu'_conf = mu_conf x Relevance / 5 (Eq. 7; what Table 1 reports for these "
+                  "compositions) [bootstrap 95% interval: prompts resampled with both figures, the statistic is "
+                  "the product of the resample's two means].", ""]
+        rows = [[label] + [fmt_interval(weighted.get((c, m)) if weighted.get((c, m), {}).get("n") else None)
+                           for c in wcomps] for m, label in methods]
+        lines += _table(["Method"] + [titles[c] for c in wcomps], rows) + [""]
     paired = paired_rows(runs, b, config.seed)
     if paired:
         lines += ["PICACO minus each baseline, prompt by prompt (on the prompts both scored): mean difference of "

@@ -84,13 +84,15 @@ def jailbreak_rows(runs: list[MethodRun], threshold: float) -> list[dict]:
 
 
 def interval_rows(runs: list[MethodRun], b: int, seed: int) -> list[dict]:
-    """Per main-group method and value (and "conformity": each prompt's mean over the values), the mean
-    over test prompts with its percentile bootstrap 95% interval (picaco/eval/stats.py)."""
+    """Per main-group method and value (and "conformity": each prompt's mean over the values; with relevance
+    also "Relevance" and "mu_conf_weighted", Eq. 7), the mean over test prompts with its percentile
+    bootstrap 95% interval (picaco/eval/stats.py)."""
     rows = []
     for r in runs:
         if r.group != "main":
             continue
-        for v, iv in method_intervals(r.responses, r.value_names, b=b, seed=seed, purpose=r.key).items():
+        for v, iv in method_intervals(r.responses, r.value_names, b=b, seed=seed, purpose=r.key,
+                                      relevance=r.relevance).items():
             rows.append({"composition": r.composition, "method": r.method, "label": r.label, "value": v,
                          **({"mean": iv.mean, "lo": iv.lo, "hi": iv.hi, "n": iv.n} if iv else
                             {"mean": None, "lo": None, "hi": None, "n": 0})})

@@ -34,6 +34,7 @@ from picaco.eval.inputs import UrialPrompt, check_disjoint, load_jailbreak_templ
 from picaco.eval.judging import JudgeSetup, judge_setup
 from picaco.eval.methods import METHODS, EvalContext
 from picaco.eval.metrics import summarize
+from picaco.eval.probe import probe_eval_judges
 from picaco.eval.protocol import judge_records, sample_responses
 from picaco.eval.report import write_outputs
 from picaco.eval.store import EvalStore, MethodRun, fingerprint
@@ -414,10 +415,22 @@ def load_runs(config: EvalConfig, jobs: list[EvalJob] | None = None) -> list[Met
     return runs
 
 
+def check_judges(config: EvalConfig, jobs: list[EvalJob] | None = None, on_event: Event | None = None) -> list[dict]:
+    """The judge calibration probe of every judge the jobs use (picaco/eval/probe.py), unless
+    `judge_probe: false`; raises PicacoError when a judge's scale is inverted or flat."""
+    if not config.judge_probe:
+        return []
+    if on_event:
+        on_event("judge_probe")
+    probes = probe_eval_judges(config, jobs if jobs is not None else plan_jobs(config), _client_config(config))
+    return [p.model_dump(mode="json") for p in probes]
+
+
 def evaluate(config: EvalConfig, on_event: Event | None = None) -> dict:
-    """Run every job of the config (resuming from the store) and write the report. Returns a dict with
-    the report path, the output files and one summary row per main-table method."""
+    """Probe the judges, run every job of the config (resuming from the store) and write the report.
+    Returns a dict with the report path, the output files and one summary row per main-table method."""
     jobs = plan_jobs(config)
+    check_judges(config, jobs, on_event)
     if on_event:
         on_event("plan", jobs=len(jobs))
     t0 = time.perf_counter()

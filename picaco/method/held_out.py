@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from picaco.method.context import RunContext
 from picaco.method.inputs import held_out_prompts, prompt_source
 from picaco.method.picaco import sample_and_judge
-from picaco.stats import DEFAULT_B, Interval, paired_difference
+from picaco.stats import Interval, paired_difference
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,8 @@ async def held_out_comparison(ctx: RunContext, seed_instruction: str, optimized:
     held = RunContext(config=ctx.config, composition=ctx.composition, prompts=held_out_prompts(ctx.config, count),
                       client=ctx.client)
     scores = await judge_on_held_out(held, {"seed": seed_instruction, "optimized": optimized}, observation_vecs)
-    diff = paired_difference(scores["optimized"].per_prompt, scores["seed"].per_prompt, b=DEFAULT_B,
-                             seed=ctx.config.seed, purpose="held-out")
-    return HeldOutComparison(prompts=count, sample_block=HELD_OUT_SAMPLE_BLOCK, bootstrap=DEFAULT_B,
+    b = cfg.picaco.held_out_bootstrap
+    diff = paired_difference(scores["optimized"].per_prompt, scores["seed"].per_prompt, b=b, seed=cfg.seed,
+                             purpose="held-out")
+    return HeldOutComparison(prompts=count, sample_block=HELD_OUT_SAMPLE_BLOCK, bootstrap=b,
                              seed=scores["seed"], optimized=scores["optimized"], difference=diff)

@@ -109,7 +109,7 @@ def run_inputs(config: RunConfig) -> RunInputs:
     prompts, where = _selected_prompts(config)
     endpoints = model_endpoints(config)
     settings = config.model_dump(mode="json", exclude=_NOT_SETTINGS)
-    for unchecked in ("iterations", "judge_probe", "held_out"):
+    for unchecked in ("iterations", "judge_probe", "held_out", "held_out_bootstrap"):
         settings["picaco"].pop(unchecked)
     comp = composition
     record = {

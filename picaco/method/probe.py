@@ -12,6 +12,7 @@ The calls go through the run's client, so they are cached: a rerun or resume cos
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from importlib import resources
 
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from picaco.base.errors import PicacoError
 from picaco.method.context import RunContext
+from picaco.method.estimators import Judgement
 
 log = logging.getLogger(__name__)
 
@@ -61,32 +63,40 @@ def _status(conforming: int | None, violating: int | None) -> str:
     return "flat" if conforming == violating else "ok"
 
 
-async def probe_judge(ctx: RunContext) -> JudgeProbe:
-    """Judge the canned pair of every value of the composition (2 judge calls per value)."""
+async def probe_values(judge: Callable[[list[tuple[str, str]]], Awaitable[list[Judgement]]], value_names: list[str],
+                       *, judge_model: str, variant: str) -> JudgeProbe:
+    """Judge the canned pair of every value in `value_names` with `judge` (2 judge items per value): the
+    one probe of a run's judge and of an evaluation's judges (picaco/eval/probe.py)."""
     pairs = canned_pairs()
-    names = [v for v in ctx.value_names if v in pairs]
+    names = [v for v in value_names if v in pairs]
     items = [(pairs[v]["query"], pairs[v][side]) for v in names for side in ("conforming", "violating")]
-    judgements = await ctx.judge(items)
+    judgements = await judge(items)
     values: dict[str, ValueProbe] = {}
     for i, v in enumerate(names):
         good, bad = judgements[2 * i].scores, judgements[2 * i + 1].scores
         c, b = (good or {}).get(v), (bad or {}).get(v)
         values[v] = ValueProbe(conforming=c, violating=b, status=_status(c, b))
-    for v in ctx.value_names:
+    for v in value_names:
         values.setdefault(v, ValueProbe(conforming=None, violating=None, status="no_probe"))
-    probe = JudgeProbe(judge=ctx.config.models.judge, variant=ctx.composition.judge_variant,
-                       values={v: values[v] for v in ctx.value_names},
+    probe = JudgeProbe(judge=judge_model, variant=variant, values={v: values[v] for v in value_names},
                        judge_attempts=sum(j.attempts for j in judgements))
     skipped = [v for v, p in probe.values.items() if p.status in ("unchecked", "no_probe")]
     if skipped:
-        log.warning("judge probe could not check %s (no canned pair or no usable judge reply)", ", ".join(skipped))
+        log.warning("judge probe of %s could not check %s (no canned pair or no usable judge reply)", judge_model,
+                    ", ".join(skipped))
     return probe
 
 
-def probe_error(probe: JudgeProbe) -> PicacoError:
+async def probe_judge(ctx: RunContext) -> JudgeProbe:
+    """The run's judge q_w on the composition's values and wording."""
+    return await probe_values(ctx.judge, ctx.value_names, judge_model=ctx.config.models.judge,
+                              variant=ctx.composition.judge_variant)
+
+
+def probe_error(probe: JudgeProbe, *, check: str = "the judge model (models.judge) and its replies in the run's "
+                "calls.jsonl", skip: str = "set picaco.judge_probe: false") -> PicacoError:
     shown = "; ".join(f"{v} {s} (conforming {probe.values[v].conforming}, violating {probe.values[v].violating})"
                       for v, s in probe.failed.items())
     return PicacoError(
         f"judge probe failed before any target call: {shown} on the {probe.variant!r} wording of judge "
-        f"{probe.judge}; its scale does not match the prompt's stated direction. Check the judge model "
-        f"(models.judge) and its replies in the run's calls.jsonl, or set picaco.judge_probe: false to skip")
+        f"{probe.judge}; its scale does not match the prompt's stated direction. Check {check}, or {skip} to skip")

@@ -113,6 +113,9 @@ def eval_raw(tmp_path: Path, tape_key: str, **over) -> dict:
                    "providers": {"rec": {"kind": "recording", "options": {"tape": tape_key}}},
                    "retry": {"base_delay_s": 0.001, "max_delay_s": 0.01}},
         "out_dir": str(tmp_path / "out"),
+        # the recording judge scores from the request's seed, with no direction a probe could check;
+        # tests/eval/test_eval_probe.py probes the world's judge
+        "judge_probe": False,
     }
     for k, v in over.items():
         raw[k] = v

@@ -221,6 +221,11 @@ def test_opro_meta_prompt_budget_and_scoring(tape, tmp_path):
     assert not scorer_queries & set(run.prompts.values())
     h = run.info["history"]
     assert len(h) == 1 + 6 and h[0]["instruction"] == seed
+    # what the optimization spent, apart from the evaluation: every optimizer and scorer request (fresh cache: paid)
+    spent = run.info["optimization_usage"]
+    assert spent["optimizer"]["requests"] == spent["optimizer"]["calls"] == len(optimizer)
+    assert spent["judge"]["requests"] == spent["judge"]["calls"] == len(tp.by_model("scorer"))
+    assert spent["target"]["requests"] == 7 * 2, "each of the 7 scored instructions answers the 2 prompts of X"
     best = max((x for x in h if x["score"] is not None), key=lambda x: (x["score"], -x["iteration"]))
     assert run.info["instruction"] == best["instruction"]
     # the final evaluation uses the best instruction in Fig. 7

@@ -11,7 +11,7 @@ from picaco.eval import evaluate
 from picaco.eval.config import parse_eval_config
 from picaco.eval.methods.base import EvalContext
 from picaco.eval.metrics import ResponseRecord
-from picaco.eval.stats import bootstrap_mean, paired_difference, per_prompt_scores
+from picaco.eval.stats import bootstrap_mean, paired_difference, per_prompt_scores, weighted_conformity
 from picaco.values import load_composition
 
 
@@ -86,3 +86,34 @@ def test_the_report_shows_intervals_and_paired_differences(tape, tmp_path):
     conf = {r["method"]: r["mean"] for r in intervals.filter(pl.col("value") == "conformity").iter_rows(named=True)}
     for row in paired.iter_rows(named=True):
         assert row["mean"] == pytest.approx(conf["picaco"] - conf[row["method"]])
+
+
+def test_the_weighted_interval_resamples_prompts_together_and_multiplies_the_two_means():
+    conf, rel = {"p1": 5.0, "p2": 1.0, "p3": 4.0}, {"p1": 5.0, "p2": 1.0, "p4": 2.0}
+    iv = weighted_conformity(conf, rel, b=500, seed=0, purpose="w")
+    # only p1 and p2 have both; the product of the means (3 x 3 / 5), not the mean of products (2.6)
+    assert iv.n == 2 and iv.mean == pytest.approx(1.8)
+    assert iv.lo < iv.mean < iv.hi and iv.lo >= 0.2 - 1e-9 and iv.hi <= 5.0 + 1e-9
+    assert weighted_conformity(conf, rel, b=500, seed=0, purpose="w") == iv
+    flat = weighted_conformity({"a": 4.0, "b": 4.0}, {"a": 2.5, "b": 2.5}, b=200, seed=0, purpose="w")
+    assert (flat.lo, flat.mean, flat.hi) == pytest.approx((2.0, 2.0, 2.0))
+    assert weighted_conformity(conf, {"x": 1.0}, b=200, seed=0, purpose="w") is None
+
+
+def test_with_relevance_the_report_gives_relevance_and_mu_conf_weighted_intervals(tape, tmp_path):
+    _, key = tape
+    cfg = parse_eval_config(eval_raw(tmp_path, key, methods=["q", "q_if"], prompts={"count": 4},
+                                     protocol={"judge_attempts": 2, "relevance": "on"}, stats={"bootstrap": 200}))
+    out = evaluate(cfg)
+    intervals = pl.read_parquet(cfg.eval_dir / "intervals.parquet")
+    summary = {r["method"]: r for r in out["summary"]}
+    for method in ("q", "q_if"):
+        rows = {r["value"]: r for r in intervals.filter(pl.col("method") == method).iter_rows(named=True)}
+        w, rel = rows["mu_conf_weighted"], rows["Relevance"]
+        assert w["n"] == 4 and w["lo"] <= w["mean"] <= w["hi"] and w["lo"] < w["hi"]
+        assert w["mean"] == pytest.approx(summary[method]["mu_conf_weighted"])
+        assert rel["mean"] == pytest.approx(summary[method]["relevance"])
+    report = open(out["report"], encoding="utf-8").read()
+    assert "Relevance-weighted mu'_conf = mu_conf x Relevance / 5" in report
+    iv = {r["method"]: r for r in intervals.filter(pl.col("value") == "mu_conf_weighted").iter_rows(named=True)}
+    assert f"| Q+IF | {iv['q_if']['mean']:.2f} [{iv['q_if']['lo']:.2f}, {iv['q_if']['hi']:.2f}] |" in report

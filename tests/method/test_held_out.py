@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from picaco.base.errors import ConfigError
 from picaco.config import parse_run_config
 from picaco.method.inputs import prompt_source
 from picaco.method.run import held_out_prompts, load_prompts, optimize
@@ -60,3 +61,21 @@ def test_zero_skips_it_and_a_short_source_gives_what_it_holds_after_x(tmp_path):
     (tmp_path / "x.jsonl").write_text("\n".join(lines) + "\n")
     only_x = config(tmp_path) | {"run_name": "onlyx", "prompts": {"demo_family": None, "path": str(tmp_path / "x.jsonl")}}
     assert optimize(parse_run_config(only_x)).held_out is None
+
+
+def test_the_bootstrap_b_comes_from_the_config_and_changing_it_resumes_the_run(tmp_path):
+    from picaco.stats import paired_difference
+
+    cfg = parse_run_config(config(tmp_path, held_out_bootstrap=100))
+    held = optimize(cfg).held_out
+    assert held["bootstrap"] == 100
+    seed, opt = held["seed"]["per_prompt"], held["optimized"]["per_prompt"]
+    expected = paired_difference(opt, seed, b=100, seed=cfg.seed, purpose="held-out")
+    assert held["difference"] == expected.model_dump()
+    assert parse_run_config(config(tmp_path)).picaco.held_out_bootstrap == 1000
+    # B changes no iteration: the same run resumes (not refused) and only the interval is recomputed
+    again = optimize(parse_run_config(config(tmp_path, held_out_bootstrap=5000))).held_out
+    assert again["bootstrap"] == 5000 and again["seed"] == held["seed"] and again["optimized"] == held["optimized"]
+    assert again["difference"] == paired_difference(opt, seed, b=5000, seed=cfg.seed, purpose="held-out").model_dump()
+    with pytest.raises(ConfigError, match="held_out_bootstrap"):
+        parse_run_config(config(tmp_path, held_out_bootstrap=10))

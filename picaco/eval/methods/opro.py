@@ -41,6 +41,15 @@ def pluralistic_score(score_sets: list[dict[str, int]]) -> float | None:
     return 100.0 * (mean - LOG_FLOOR) / (0.0 - LOG_FLOOR)
 
 
+def _usage_growth(after: dict[str, dict], before: dict[str, dict]) -> dict[str, dict[str, int]]:
+    """What the optimization spent by role: `requests` (= paid calls on a fresh cache, since every OPRO
+    request asks one sample of a distinct prompt), `calls` actually paid this time, and tokens."""
+    fields = ("requests", "calls", "prompt_tokens", "completion_tokens")
+    out = {role: {k: int(u.get(k, 0)) - int(before.get(role, {}).get(k, 0)) for k in fields}
+           for role, u in after.items()}
+    return {role: u for role, u in out.items() if any(u.values())}
+
+
 class Opro(Method):
     id = "opro"
     uses_demonstrations = True
@@ -89,6 +98,7 @@ class Opro(Method):
         if not ctx.optimization_prompts:
             raise RuntimeError("OPRO needs the optimization query set (PICACO's X); none was resolved")
         T, M2 = ctx.opro_budget
+        usage_before = ctx.client.usage_by_role()
         seed_instruction = ctx.composition.seed_instruction
         score, n, missing = await self._score(seed_instruction)
         history: list[dict[str, Any]] = [{"iteration": 0, "instruction": seed_instruction, "score": score, "responses": n, "missing": missing}]
@@ -121,7 +131,8 @@ class Opro(Method):
         self.best = best["instruction"]
         return {"instruction": self.best, "score": best["score"], "born": best["iteration"], "iterations": T,
                 "per_iteration": M2, "optimization_prompts": len(ctx.optimization_prompts),
-                "candidates": len(history), "skipped": skipped, "history": history}
+                "candidates": len(history), "skipped": skipped, "history": history,
+                "optimization_usage": _usage_growth(ctx.client.usage_by_role(), usage_before)}
 
     async def respond(self, query: str, bucket: int, start: int, n: int) -> list[str]:
         if self.best is None:
