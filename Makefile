@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench bench-cache-backends bench-call-layer bench-method bench-world bench-datasets bench-evaluate clean
+.PHONY: install demo test bench bench-cache-backends bench-call-layer bench-method bench-world bench-datasets bench-evaluate bench-pareto clean
 
 # torch goes in first, pinned: an unpinned torch pulls gigabytes of CUDA wheels.
 # llama-cpp-python (extra `local`) compiles from source (~10 min, once: pip caches the wheel); without
@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # Each benchmark prints its figures and ends with one JSON line (see README, Benchmarks).
-bench: bench-call-layer bench-cache-backends bench-method bench-world bench-datasets bench-evaluate bench-ops
+bench: bench-call-layer bench-cache-backends bench-method bench-world bench-datasets bench-evaluate bench-pareto bench-ops
 
 bench-call-layer: $(STAMP)
 	$(BIN)/python bench/call_layer.py
@@ -45,6 +45,9 @@ bench-datasets: $(STAMP)
 
 bench-evaluate: $(STAMP)
 	$(BIN)/python bench/evaluate.py
+
+bench-pareto: $(STAMP)
+	$(BIN)/python bench/pareto.py
 
 clean:
 	rm -rf $(VENV) artifacts/cache artifacts/runs artifacts/demo artifacts/prefect artifacts/datasets

@@ -153,6 +153,13 @@ class PicacoConfig(BaseModel):
                                                              "and stop when a value's scale is inverted or flat")
     held_out: int = Field(20, strict=True, ge=0, le=10_000,
                           description="prompts after X on which the final report compares seed and optimized (0: skip)")
+    # picaco's extensions that change iterations (docs/method.md, "Pareto front" and "Incremental runs");
+    # recorded in a run's inputs only when not at their default, so default runs keep their fingerprint.
+    selection: Literal["tc", "chebyshev"] = Field(
+        "tc", description="M-step selection: tc = the paper's argmax of Eq. 4; chebyshev = steer toward the "
+                          "Pareto front of the per-value scores (weighted Chebyshev over several weight vectors)")
+    judge_per_value: bool = Field(False, strict=True, description="one Fig. 9 judge request per value instead of "
+                                                                  "one for all: a value added later reuses the others")
 
     @field_validator("beta")
     @classmethod
@@ -179,6 +186,9 @@ class RunConfig(BaseModel):
     client: ClientConfig = ClientConfig()
     runs_dir: Path = Path("artifacts/runs")
     seed: int = Field(0, strict=True)
+    # an earlier finished run in runs_dir to start from (its best instructions as e^0 and seeds);
+    # recorded with its fingerprint in this run's inputs (picaco/method/incremental.py)
+    from_run: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
     @property
     def run_dir(self) -> Path:
