@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from picaco.base.errors import ConfigError
 from picaco.cli import app
 from picaco.config import parse_run_config
+from picaco.estimate import estimate
 from picaco.method.inputs import run_inputs
 from picaco.method.run import optimize
 from tiny_run import small_run_config
@@ -129,3 +130,10 @@ def test_from_run_guard(earlier, root):
     with pytest.raises(ConfigError, match="earlier run 'earlier' .*changed"):
         optimize(config(root, "added", PAIR + ["Benevolence"], picaco={"judge_per_value": True, "iterations": 1},
                         from_run="earlier"))
+
+
+def test_estimate_prices_a_from_run_config_as_a_fresh_run(earlier, root):
+    # the estimate's simulated run has its own runs folder, where the earlier run does not exist
+    cfg = config(root, "estimated", PAIR + ["Benevolence"], picaco={"iterations": 1}, from_run="earlier")
+    out = estimate(cfg)
+    assert out["by_role"]["judge"]["calls"] > 0 and out["by_role"]["target"]["calls"] > 0
