@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench bench-cache-backends bench-call-layer bench-method bench-world bench-datasets bench-evaluate bench-budgets clean
+.PHONY: install demo test bench bench-cache-backends bench-call-layer bench-method bench-world bench-datasets bench-evaluate bench-budgets bench-pareto clean
 
 # torch goes in first, pinned: an unpinned torch pulls gigabytes of CUDA wheels.
 # llama-cpp-python (extra `local`) compiles from source (~10 min, once: pip caches the wheel); without
@@ -29,7 +29,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # Each benchmark prints its figures and ends with one JSON line (see README, Benchmarks).
-bench: bench-call-layer bench-cache-backends bench-method bench-world bench-datasets bench-evaluate bench-budgets bench-ops
+bench: bench-call-layer bench-cache-backends bench-method bench-world bench-datasets bench-evaluate bench-budgets bench-pareto bench-ops
 
 bench-call-layer: $(STAMP)
 	$(BIN)/python bench/call_layer.py
@@ -52,6 +52,9 @@ bench-evaluate: $(STAMP)
 # PICACO vs OPRO at matched budgets up to the paper's (~15-25 min here; cached under artifacts/bench-budgets/)
 bench-budgets: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/budgets.py
+
+bench-pareto: $(STAMP)
+	$(BIN)/python bench/pareto.py
 
 clean:
 	rm -rf $(VENV) artifacts/cache artifacts/runs artifacts/demo artifacts/prefect artifacts/datasets

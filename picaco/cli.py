@@ -21,6 +21,7 @@ from picaco.eval.cli import evaluate_command
 from picaco.llm.cache import CACHE_URL_ENV, open_cache
 from picaco.method.result import OptimizeResult
 from picaco.method.run import optimize
+from picaco.pareto import pareto_report
 from picaco.sim.server import main as server_main
 from picaco.values.draft import draft_to_file
 
@@ -228,10 +229,13 @@ def _with_progress(config, title: str, work) -> None:
 
 @app.command("optimize")
 def optimize_cmd(config: Path = typer.Option(..., "--config", help="run config YAML"),
-                 run_name: Optional[str] = typer.Option(None, help="override run_name")) -> None:
+                 run_name: Optional[str] = typer.Option(None, help="override run_name"),
+                 from_run: Optional[str] = typer.Option(None, "--from-run", help="start from this earlier finished "
+                                                        "run in runs_dir: its best instructions as seeds, its cached "
+                                                        "calls reused (sets from_run)")) -> None:
     """Run or resume PICACO from a config file; prints the optimized instruction and its scores."""
     try:
-        cfg = load_run_config(config, run_name=run_name)
+        cfg = load_run_config(config, run_name=run_name, from_run=from_run)
         result = run_with_progress(cfg, cfg.run_name)
     except PicacoError as exc:
         _fail(exc)
@@ -239,6 +243,44 @@ def optimize_cmd(config: Path = typer.Option(..., "--config", help="run config Y
     typer.echo("\nPer-value scores: " + ", ".join(f"{v} {'-' if s is None else f'{s:.2f}'}"
                                                    for v, s in result.value_scores.items()))
     typer.echo(f"Saved: {cfg.run_dir / 'result.json'} and result.md")
+
+
+def _numbers(text: str | None, what: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{what}: comma-separated numbers, got {text!r}") from None
+
+
+@app.command("pareto")
+def pareto_cmd(run: str = typer.Option(..., "--run", help="a finished run's name (its folder under --runs-dir)"),
+               runs_dir: Path = typer.Option(Path("artifacts/runs"), help="where the runs live"),
+               values: Optional[str] = typer.Option(None, help="comma-separated values of the composition (default: "
+                                                    "all); the plot shows the first two"),
+               weights: Optional[str] = typer.Option(None, help="comma-separated weights, one per value (default: "
+                                                     "equal): which front instruction to pick"),
+               held_out: Optional[int] = typer.Option(None, help="held-out prompts (default: the run's picaco.held_out)"),
+               out: Optional[Path] = typer.Option(None, help="folder for pareto.json/.md/.png (default: <run>/pareto)")
+               ) -> None:
+    """The Pareto front of a run's candidates per value on held-out prompts, and the instruction the
+    weights pick from it."""
+    try:
+        names = [v.strip() for v in values.split(",")] if values else None
+        report = pareto_report(runs_dir, run, names, _numbers(weights, "--weights"), held_out, out)
+    except PicacoError as exc:
+        _fail(exc)
+    names = report["values"]
+    typer.echo(f"{len(report['front'])} instructions on the front of {len(report['points'])} evaluated "
+               f"({report['held_out_prompts']} held-out prompts):")
+    for k in report["front"]:
+        p = report["points"][k]
+        typer.echo(f"  {k}: " + ", ".join(f"{v} {p['held_out'][v]:.2f}" for v in names)
+                   + (" (paper's e^T)" if p["paper_best"] else ""))
+    typer.echo(f"\nChosen ({report['chosen']}, weights {', '.join(f'{w:g}' for w in report['weights'])}):\n"
+               + report["chosen_instruction"])
+    typer.echo("Saved: " + ", ".join(report["files"]))
 
 
 DEFAULT_DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"

@@ -30,9 +30,12 @@ from picaco.method.run import optimize
 def simulated_config(config: RunConfig, workdir: Path) -> RunConfig:
     # The simulator's hashed embeddings stand in for any embedding model: the counts of texts (and so
     # the tokens a paid embedding API would bill) are the same, and they cost no CPU time.
+    # A from_run config is estimated as a fresh run: the earlier run's cache is what makes it cheaper, and
+    # the estimate's own empty cache has none of it, so the figure is an upper bound.
     return config.model_copy(update={
         "run_name": f"estimate-{config.run_name}",
         "runs_dir": workdir / "runs",
+        "from_run": None,
         "models": config.models.model_copy(update={"target": "sim/target", "judge": "sim/judge",
                                                     "optimizer": "sim/optimizer", "embedding": "sim/embedding"}),
         "client": config.client.model_copy(update={

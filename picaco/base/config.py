@@ -155,6 +155,13 @@ class PicacoConfig(BaseModel):
                           description="prompts after X on which the final report compares seed and optimized (0: skip)")
     held_out_bootstrap: int = Field(1000, strict=True, ge=100, le=100_000,
                                     description="bootstrap resamples B of the held-out comparison's interval")
+    # picaco's extensions that change iterations (docs/method.md, "Pareto front" and "Incremental runs");
+    # recorded in a run's inputs only when not at their default, so default runs keep their fingerprint.
+    selection: Literal["tc", "chebyshev"] = Field(
+        "tc", description="M-step selection: tc = the paper's argmax of Eq. 4; chebyshev = steer toward the "
+                          "Pareto front of the per-value scores (weighted Chebyshev over several weight vectors)")
+    judge_per_value: bool = Field(False, strict=True, description="one Fig. 9 judge request per value instead of "
+                                                                  "one for all: a value added later reuses the others")
 
     @field_validator("beta")
     @classmethod
@@ -181,6 +188,9 @@ class RunConfig(BaseModel):
     client: ClientConfig = ClientConfig()
     runs_dir: Path = Path("artifacts/runs")
     seed: int = Field(0, strict=True)
+    # an earlier finished run in runs_dir to start from (its best instructions as e^0 and seeds);
+    # recorded with its fingerprint in this run's inputs (picaco/method/incremental.py)
+    from_run: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
     @property
     def run_dir(self) -> Path:

@@ -13,6 +13,7 @@ import typer
 from picaco.base.errors import PicacoError
 from picaco.deploy.export import export_run
 from picaco.deploy.serving import Served
+from picaco.deploy.upstream import UPSTREAMS
 
 
 def _fail(exc: Exception) -> None:
@@ -38,12 +39,21 @@ def serve_command(run: str = typer.Option(..., "--run", help="the run's name (it
                                                              "to (default: the run's own target)"),
                   demonstrations: bool = typer.Option(False, "--demonstrations",
                                                       help="send Fig. 7's system prompt: the instruction and the "
-                                                           "run's demonstrations")) -> None:
+                                                           "run's demonstrations"),
+                  upstream: str = typer.Option("fast", help="how serve reaches the target: fast (HTTP/1.1 with "
+                                               "httptools, no proxy) or httpx (honours HTTP(S)_PROXY)"),
+                  loop: str = typer.Option("auto", help="event loop: auto (uvloop where installed), uvloop, asyncio")
+                  ) -> None:
     """Serve an OpenAI-compatible endpoint that adds the run's instruction to every chat request."""
     if not 0 <= port <= 65535:
         _fail(ValueError(f"--port must be within [0, 65535], got {port}"))
+    if upstream not in UPSTREAMS:
+        _fail(ValueError(f"--upstream must be one of {', '.join(UPSTREAMS)}, got {upstream!r}"))
+    if loop not in ("auto", "uvloop", "asyncio"):
+        _fail(ValueError(f"--loop must be auto, uvloop or asyncio, got {loop!r}"))
     try:
-        served = Served(runs_dir, run, port=port, target=target, demonstrations=demonstrations)
+        served = Served(runs_dir, run, port=port, target=target, demonstrations=demonstrations, upstream=upstream,
+                        loop=loop)
     except PicacoError as exc:
         _fail(exc)
     typer.echo(f"picaco serve: run '{run}' -> {served.target.label}; base_url {served.url}/v1 (Ctrl-C stops)")

@@ -9,7 +9,8 @@ front of every chat request and forwards it to the target.
 The application's Authorization header is never forwarded: requests to the target carry the server's
 own key (or none). A target error comes back with its status and its body, with the key and anything
 shaped like a credential replaced by *** (a gateway may echo the Authorization header it received).
-One httpx.AsyncClient, i.e. one connection pool to the target, serves every request.
+One upstream (picaco/deploy/upstream.py: one pool of kept-alive connections to the target) serves every
+request.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ import logging
 import time
 from contextlib import asynccontextmanager
 
-import httpx
-
+from picaco.deploy.upstream import UPSTREAMS, FastUpstream, HttpxUpstream, UpstreamError, UpstreamTimeout
 from picaco.llm.errors import scrub_secrets
 from picaco.sim.request_body import MIB, BodyNotJSON, BodyTooLarge, parse_json_object, read_body
 
@@ -67,7 +67,8 @@ def sse_from_completion(completion: dict) -> bytes:
 
 class ProxyApp:
     def __init__(self, system_prompt: str, model: str, base_url: str, api_key: str | None = None,
-                 timeout_s: float = 60.0, max_body_mb: float = 8.0, max_connections: int = 256) -> None:
+                 timeout_s: float = 60.0, max_body_mb: float = 8.0, max_connections: int = 256,
+                 upstream: str = "fast") -> None:
         from starlette.applications import Starlette
         from starlette.routing import Route
 
@@ -78,7 +79,10 @@ class ProxyApp:
         self._timeout_s = timeout_s
         self._max_body = int(max_body_mb * MIB)
         self._max_connections = max_connections
-        self.client: httpx.AsyncClient | None = None
+        if upstream not in UPSTREAMS:
+            raise ValueError(f"upstream must be one of {', '.join(UPSTREAMS)}, got {upstream!r}")
+        self._upstream_kind = upstream
+        self.upstream: FastUpstream | HttpxUpstream | None = None
         self.app = Starlette(routes=[
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
             Route("/v1/models", self._models, methods=["GET"]),
@@ -90,13 +94,12 @@ class ProxyApp:
     @asynccontextmanager
     async def _lifespan(self, app):
         headers = {"authorization": f"Bearer {self._key}"} if self._key else {}
-        limits = httpx.Limits(max_connections=self._max_connections, max_keepalive_connections=self._max_connections)
-        self.client = httpx.AsyncClient(base_url=self.base_url + "/", headers=headers, limits=limits,
-                                        timeout=httpx.Timeout(self._timeout_s, connect=min(10.0, self._timeout_s)))
+        upstream = UPSTREAMS[self._upstream_kind](self.base_url, headers, self._timeout_s, self._max_connections)
+        self.upstream = upstream
         try:
             yield
         finally:
-            await self.client.aclose()
+            await upstream.aclose()
 
     def _scrub(self, text: str) -> str:
         return scrub_secrets(text, [self._key])
@@ -126,39 +129,38 @@ class ProxyApp:
         payload["messages"] = merge_system(self.system_prompt, messages)
         payload["model"] = self.model
         stream = payload.get("stream") is True
-        client = self.client
-        assert client is not None  # opened by the lifespan before the first request
-        upstream = client.build_request("POST", "chat/completions", content=json.dumps(payload).encode(),
-                                             headers={"content-type": "application/json"})
+        upstream = self.upstream
+        assert upstream is not None  # opened by the lifespan before the first request
         t0 = time.perf_counter()
         try:
-            resp = await client.send(upstream, stream=True)
-        except httpx.TimeoutException:
+            resp = await upstream.post("chat/completions", json.dumps(payload).encode())
+        except UpstreamTimeout:
             return self._json(504, _error_body(f"the target at {self.base_url} did not answer within "
                                                     f"{self._timeout_s:g} s", "api_error", "target_timeout"))
-        except httpx.TransportError as exc:
+        except UpstreamError as exc:
             reason = self._scrub(str(exc) or type(exc).__name__)
             log.warning("target %s unreachable: %s", self.base_url, reason)
             return self._json(502, _error_body(f"the target at {self.base_url} is unreachable: {reason}",
                                                "api_error", "target_unreachable"))
-        headers = {k: v for k, v in resp.headers.items() if k.lower() == "x-request-id"}
-        content_type = resp.headers.get("content-type", "application/json")
-        if not stream or resp.status_code >= 400 or not content_type.startswith("text/event-stream"):
+        request_id = resp.header("x-request-id")
+        headers = {"x-request-id": request_id} if request_id is not None else {}
+        content_type = resp.header("content-type", "application/json") or "application/json"
+        if not stream or resp.status >= 400 or not content_type.startswith("text/event-stream"):
             try:
-                body = await resp.aread()
-            except httpx.TransportError as exc:
+                body = await resp.read()
+            except UpstreamError as exc:
                 return self._json(502, _error_body(f"the target's reply broke off: {self._scrub(str(exc))}",
                                                    "api_error", "target_unreachable"))
             finally:
                 await resp.aclose()
-            if resp.status_code >= 400:
-                log.info("target answered %s after %.1f ms", resp.status_code, (time.perf_counter() - t0) * 1e3)
+            if resp.status >= 400:
+                log.info("target answered %s after %.1f ms", resp.status, (time.perf_counter() - t0) * 1e3)
                 body = self._scrub(body.decode("utf-8", errors="replace")).encode()
             elif stream:
                 return self._sse_of_whole(body, headers)
             from starlette.responses import Response
 
-            return Response(body, status_code=resp.status_code, headers=headers, media_type=content_type)
+            return Response(body, status_code=resp.status, headers=headers, media_type=content_type)
         return self._relay(resp, headers, content_type)
 
     def _sse_of_whole(self, body: bytes, headers: dict):
@@ -171,18 +173,18 @@ class ProxyApp:
                                                     "event stream nor JSON", "api_error", "target_malformed"))
         return Response(sse_from_completion(completion), headers=headers, media_type="text/event-stream")
 
-    def _relay(self, resp: httpx.Response, headers: dict, content_type: str):
+    def _relay(self, resp, headers: dict, content_type: str):
         from starlette.background import BackgroundTask
         from starlette.responses import StreamingResponse
 
         async def chunks():
             try:
-                async for chunk in resp.aiter_raw():
+                async for chunk in resp.chunks():
                     yield chunk
-            except httpx.TransportError as exc:
+            except UpstreamError as exc:
                 # the status line is out: all that is left is to end the stream, which the client sees
                 # as a stream without its [DONE]
                 log.warning("target stream broke off: %s", self._scrub(str(exc)))
 
-        return StreamingResponse(chunks(), status_code=resp.status_code, headers=headers, media_type=content_type,
+        return StreamingResponse(chunks(), status_code=resp.status, headers=headers, media_type=content_type,
                                  background=BackgroundTask(resp.aclose))

@@ -59,7 +59,7 @@ class Served:
     """A prepared `serve`: the proxy app on a bound socket, and the simulator server behind a sim target."""
 
     def __init__(self, runs_dir: str | Path, run_name: str, port: int = 8787, target: str | None = None,
-                 demonstrations: bool = False) -> None:
+                 demonstrations: bool = False, upstream: str = "fast", loop: str = "auto") -> None:
         self.run = load_finished_run(runs_dir, run_name)
         self.system_prompt = system_prompt_of(self.run, demonstrations)
         self.target: Target = resolve_target(self.run.config, target)
@@ -73,17 +73,18 @@ class Served:
                                                                latency_ms=self.target.sim_latency_ms))
                 base_url = self.sim.openai_base_url
             self.app = ProxyApp(self.system_prompt, self.target.model, base_url, api_key=self.target.api_key,
-                                timeout_s=self.target.timeout_s)
-            self.server = self._uvicorn()
+                                timeout_s=self.target.timeout_s, upstream=upstream)
+            self.server = self._uvicorn(loop)
         except BaseException:
             self.close()
             raise
 
-    def _uvicorn(self):
+    def _uvicorn(self, loop: str):
         import uvicorn
 
+        # loop "auto": uvloop (a dependency) where it installs, else asyncio's
         config = uvicorn.Config(self.app, host=HOST, log_level="warning", access_log=False, http=http_impl("auto"),
-                                lifespan="on", timeout_graceful_shutdown=2, backlog=2048)
+                                loop=loop, lifespan="on", timeout_graceful_shutdown=2, backlog=2048)
         return uvicorn.Server(config)
 
     def serve_forever(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,13 @@ class RunContext:
     composition: Composition
     prompts: list[TaskPrompt]
     client: LLMClient | None
+    seeds: tuple[str, ...] = ()  # a from_run run's e^0 and first candidates (picaco/method/incremental.py)
+    block_offset: int = 0  # a from_run run's iteration t samples in block block_offset + t
+
+    @property
+    def start_instructions(self) -> tuple[str, ...]:
+        """e^0 first, then the other existing candidates of iteration 1."""
+        return self.seeds or (self.composition.seed_instruction,)
 
     @property
     def beta(self) -> float:
@@ -59,14 +67,33 @@ class RunContext:
                               max_tokens=s.target_max_tokens)
 
     async def judge(self, items: list[tuple[str, str]]) -> list[Judgement]:
+        """Fig. 9 over all values in one request per response; with picaco.judge_per_value, one request
+        per value (Fig. 9 listing that value alone), so a value added later leaves the others' requests,
+        and their cached answers, unchanged."""
+        if not self.config.picaco.judge_per_value:
+            return await self._judge_values(list(self.composition.values), items)
+        per_value = await asyncio.gather(*[self._judge_values([v], items) for v in self.composition.values])
+        return [combine_judgements(list(row)) for row in zip(*per_value)]
+
+    async def _judge_values(self, values: list, items: list[tuple[str, str]]) -> list[Judgement]:
         comp, s = self.composition, self.config.sampling
+        names = [v.name for v in values]
         return await judge_many(
             self.calls(), items, model=self.config.models.judge,
-            render=lambda q, r: render_value_judge(comp.values, comp.judge_variant, q, r),
-            parse=value_judge_parser(self.value_names, comp.judge_variant),
+            render=lambda q, r: render_value_judge(values, comp.judge_variant, q, r),
+            parse=value_judge_parser(names, comp.judge_variant),
             attempts=self.config.picaco.judge_attempts, temperature=s.judge_temperature,
             retry_temperature=s.judge_retry_temperature, max_tokens=s.judge_max_tokens,
-            seed=self.config.seed, key_extra=self.key_extra, response_schema=judge_schema(s, self.value_names))
+            seed=self.config.seed, key_extra=self.key_extra, response_schema=judge_schema(s, names))
+
+
+def combine_judgements(parts: list[Judgement]) -> Judgement:
+    """One response's per-value judgements as one: missing when any value is missing (a response is
+    judged on every value or left out, as with one request)."""
+    missing = [p for p in parts if p.scores is None]
+    scores = None if missing else {v: x for p in parts for v, x in (p.scores or {}).items()}
+    return Judgement(scores, sum(p.attempts for p in parts), missing[0].last_error if missing else None,
+                     filtered=sum(p.filtered for p in parts))
 
 
 def usable(sample: Sample) -> bool:

@@ -74,7 +74,7 @@ async def held_out_comparison(ctx: RunContext, seed_instruction: str, optimized:
     if count < cfg.picaco.held_out:
         log.warning("held-out comparison on %d prompts: %s holds no more after X", count, where)
     held = RunContext(config=ctx.config, composition=ctx.composition, prompts=held_out_prompts(ctx.config, count),
-                      client=ctx.client)
+                      client=ctx.client, seeds=ctx.seeds, block_offset=ctx.block_offset)
     scores = await judge_on_held_out(held, {"seed": seed_instruction, "optimized": optimized}, observation_vecs)
     b = cfg.picaco.held_out_bootstrap
     diff = paired_difference(scores["optimized"].per_prompt, scores["seed"].per_prompt, b=b, seed=cfg.seed,

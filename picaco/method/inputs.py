@@ -21,10 +21,14 @@ from picaco.base.prompts import TaskPrompt, select_task_prompts
 from picaco.io import check_output_path, read_prompt_table
 from picaco.llm.providers import endpoint_identity
 from picaco.llm.request import split_model
+from picaco.method.incremental import from_run_difference, load_earlier_run
 from picaco.values import Composition, load_composition, load_demo_prompts
 
 # config fields that do not change a result: how calls travel, where files go, and T (a run may grow)
-_NOT_SETTINGS = {"client", "runs_dir", "run_name", "composition", "prompts"}
+_NOT_SETTINGS = {"client", "runs_dir", "run_name", "composition", "prompts", "from_run"}
+# picaco's extensions recorded only when not at their default, so a default run's fingerprint is the one
+# it had before they existed (a run started then still resumes)
+_EXTENSION_DEFAULTS = {"selection": "tc", "judge_per_value": False}
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,8 @@ class RunInputs:
     prompts: list[TaskPrompt]
     record: dict  # the content of every input, as config.json keeps it (hashes, names, settings)
     sources: dict  # where the inputs came from, for messages only (not fingerprinted)
+    seeds: tuple[str, ...] = ()  # e^0 and the first existing candidates of a from_run run; () = the seed
+    block_offset: int = 0  # a from_run run samples iteration t in block T_earlier + t
 
     @property
     def fingerprint(self) -> str:
@@ -111,6 +117,10 @@ def run_inputs(config: RunConfig) -> RunInputs:
     settings = config.model_dump(mode="json", exclude=_NOT_SETTINGS)
     for unchecked in ("iterations", "judge_probe", "held_out", "held_out_bootstrap"):
         settings["picaco"].pop(unchecked)
+    for key, default in _EXTENSION_DEFAULTS.items():
+        if settings["picaco"][key] == default:
+            settings["picaco"].pop(key)
+    earlier = load_earlier_run(config)
     comp = composition
     record = {
         "settings": settings,
@@ -125,8 +135,11 @@ def run_inputs(config: RunConfig) -> RunInputs:
         "prompts": {"ids": [p.prompt_id for p in prompts], "texts": [_sha(p.text, 16) for p in prompts]},
         "templates": {"version": templates.TEMPLATE_VERSION, "digest": templates.TEMPLATE_DIGEST},
     }
+    if earlier is not None:
+        record["from_run"] = earlier.record()
     sources = {"composition": comp.path or config.composition, "prompts": where}
-    return RunInputs(composition=composition, prompts=prompts, record=record, sources=sources)
+    return RunInputs(composition=composition, prompts=prompts, record=record, sources=sources,
+                     seeds=earlier.seeds if earlier else (), block_offset=earlier.iterations if earlier else 0)
 
 
 def input_differences(old: dict, new: dict, sources: dict) -> list[str]:
@@ -164,6 +177,9 @@ def input_differences(old: dict, new: dict, sources: dict) -> list[str]:
         if before != endpoint:
             out.append(f"the server answering the {role} model changed ({before} -> {endpoint})")
     out += [f"{path} {a} -> {b}" for path, a, b in _leaf_diff(old.get("settings", {}), new.get("settings", {}))]
+    earlier = from_run_difference(old.get("from_run"), new.get("from_run"))
+    if earlier:
+        out.append(earlier)
     return out
 
 

@@ -30,6 +30,7 @@ from picaco.llm.ask import ask
 from picaco.llm.request import ChatRequest
 from picaco.method.context import RunContext, instructed_request, usable, user_prompt
 from picaco.method.estimators import p_e, q_phi
+from picaco.method.front import front_first, select_balanced, value_estimates
 from picaco.method.objective import log_q_phi, response_weight, tc_objective
 from picaco.method.pools import AlignedEntry, NoisyEntry, select_noisy_pool, update_aligned_pool
 from picaco.method.state import (Candidate, EStepReport, EStepState, EStepTally, IterationState, MStepReport,
@@ -165,7 +166,7 @@ def merge_aligned_pools(ctx: RunContext, pools: dict[str, list[AlignedEntry]],
 async def e_step(ctx: RunContext, t: int, instruction: str, pools: dict[str, list[AlignedEntry]],
                  noisy: NoisyState) -> EStepState:
     s_vecs = await ctx.embed(noisy.observation)
-    fresh, tally = await sample_and_judge(ctx, instruction, t, s_vecs)
+    fresh, tally = await sample_and_judge(ctx, instruction, ctx.block_offset + t, s_vecs)
     return EStepState(t=t, pools=merge_aligned_pools(ctx, pools, fresh),
                       report=tally.report(instruction, ctx.value_names))
 
@@ -224,10 +225,12 @@ class CandidatePool:
         return self.kept + self.new
 
 
-def dedupe(t: int, existing: list[Candidate], proposals: list[Proposal], m2: int) -> CandidatePool:
-    """Keep the M2 best existing candidates (unscored ones rank lowest) and add each proposal that is
-    not already among them; a skipped or duplicate slot says why."""
-    kept = best_first(existing)[:m2]
+def dedupe(t: int, existing: list[Candidate], proposals: list[Proposal], m2: int,
+           order=best_first) -> CandidatePool:
+    """Keep the M2 best existing candidates (unscored ones rank lowest; `order` ranks them: by TC_e, or
+    front_first under `selection: chebyshev`) and add each proposal that is not already among them; a
+    skipped or duplicate slot says why."""
+    kept = order(existing)[:m2]
     known = {c.instruction for c in kept}
     new, skipped = [], []
     for p in proposals:
@@ -248,23 +251,25 @@ class ScoringPools:
     pool_vecs: dict[str, np.ndarray]
     weights: dict[str, np.ndarray]
     noisy: list[tuple[np.ndarray, np.ndarray]]  # per prompt: (p(yhat|x), log q_phi(yhat))
+    scores: dict[str, np.ndarray]  # per prompt: the pool's 1-5 judge scores, (pool, K), for per-value estimates
 
 
 async def scoring_pools(ctx: RunContext, pools: dict[str, list[AlignedEntry]], noisy: NoisyState) -> ScoringPools:
     floor = ctx.config.picaco.q_phi_floor
     filled = [p for p in ctx.prompts if pools.get(p.prompt_id)]
     flat = await ctx.embed([e.text for p in filled for e in pools[p.prompt_id]]) if filled else np.empty((0, 0))
-    vecs, weights, offset = {}, {}, 0
+    vecs, weights, scores, offset = {}, {}, {}, 0
     for p in filled:
         pool = pools[p.prompt_id]
         vecs[p.prompt_id] = flat[offset:offset + len(pool)]
         weights[p.prompt_id] = np.array([e.weight for e in pool])
+        scores[p.prompt_id] = np.array([[e.scores[v] for v in ctx.value_names] for e in pool], dtype=np.float64)
         offset += len(pool)
     noisy_terms = []
     for p in ctx.prompts:
         npool = noisy.pools.get(p.prompt_id, [])
         noisy_terms.append((np.array([e.p for e in npool]), np.asarray(log_q_phi(np.array([e.q_phi for e in npool]), floor))))
-    return ScoringPools(vecs, weights, noisy_terms)
+    return ScoringPools(vecs, weights, noisy_terms, scores)
 
 
 @dataclass(frozen=True)
@@ -285,14 +290,17 @@ async def score_candidate(ctx: RunContext, candidate: Candidate, fixed: ScoringP
     per_prompt = [[s.text for s in reply.samples if usable(s)] for reply in replies]
     # one embedding request for the whole candidate: local models encode a big batch far faster
     flat = await ctx.embed([t for texts in per_prompt for t in texts]) if any(per_prompt) else np.empty((0, 0))
-    aligned, offset = [], 0
+    aligned, per_value, offset = [], [], 0
     for p, texts in zip(ctx.prompts, per_prompt):
         sample_vecs = flat[offset:offset + len(texts)]
         offset += len(texts)
         if p.prompt_id in fixed.pool_vecs and texts:
-            aligned.append((p_e(fixed.pool_vecs[p.prompt_id], sample_vecs), fixed.weights[p.prompt_id]))
+            pe = p_e(fixed.pool_vecs[p.prompt_id], sample_vecs)
+            aligned.append((pe, fixed.weights[p.prompt_id]))
+            per_value.append((pe, fixed.scores[p.prompt_id]))
     tc = tc_objective(aligned, fixed.noisy, cfg.pe_weighting)
-    rescored = candidate.model_copy(update={"tc": tc.total, "aligned_term": tc.aligned_term, "noisy_term": tc.noisy_term})
+    rescored = candidate.model_copy(update={"tc": tc.total, "aligned_term": tc.aligned_term, "noisy_term": tc.noisy_term,
+                                            "value_scores": value_estimates(per_value, ctx.value_names)})
     return Scored(rescored, sum(reply.filtered for reply in replies))
 
 
@@ -314,9 +322,9 @@ def select_best(candidates: list[Candidate]) -> Candidate:
 
 
 def select(t: int, pool: CandidatePool, proposals: list[Proposal], scored: list[Scored], previous_best: str,
-           m2: int) -> tuple[Candidate, MStepReport]:
-    """Alg. 1 line 14: e^t = argmax TC_e, and the M-step's report."""
-    best = select_best([s.candidate for s in scored])
+           m2: int, choose=select_best) -> tuple[Candidate, MStepReport]:
+    """Alg. 1 line 14: e^t = argmax TC_e (`choose`: another rule, picaco's extension), and the M-step's report."""
+    best = choose([s.candidate for s in scored])
     pe_filtered = sum(s.pe_filtered for s in scored)
     if pe_filtered:
         log.warning("M-step t=%d: %d p_e samples refused by a content filter (left out as missing)", t, pe_filtered)
@@ -324,6 +332,17 @@ def select(t: int, pool: CandidatePool, proposals: list[Proposal], scored: list[
                              optimizer_filtered=sum(p.filtered for p in proposals), pe_filtered=pe_filtered,
                              new_unique=len(pool.new), skipped=pool.skipped, kept=len(pool.kept),
                              best_changed=best.instruction != previous_best)
+
+
+def selection_rules(ctx: RunContext):
+    """(order of the kept candidates, choice of e^t): the paper's by TC_e, or toward the Pareto front of
+    the per-value scores (`picaco.selection: chebyshev`; picaco/method/front.py). A candidate set without
+    per-value scores (records of an older picaco) falls back to TC_e."""
+    if ctx.config.picaco.selection == "tc":
+        return best_first, select_best
+    names = ctx.value_names
+    return (lambda cands: front_first(cands, names),
+            lambda cands: select_balanced(cands, names) or select_best(cands))
 
 
 def unscorable(ctx: RunContext, estep: EStepReport) -> PicacoError:
@@ -340,11 +359,12 @@ async def m_step(ctx: RunContext, prev: IterationState, estep: EStepState, noisy
     """Alg. 1 lines 13-14 on the pools of the E-step: the complete iteration t (usage is the caller's)."""
     m2 = ctx.config.picaco.m2
     proposals = await propose(ctx, estep.t, prev.candidates)
-    pool = dedupe(estep.t, prev.candidates, proposals, m2)
+    order, choose = selection_rules(ctx)
+    pool = dedupe(estep.t, prev.candidates, proposals, m2, order)
     scored = await score(ctx, pool.candidates, estep.pools, noisy)
     if not any(is_scored(s.candidate) for s in scored):
         raise unscorable(ctx, estep.report)
-    best, report = select(estep.t, pool, proposals, scored, prev.best.instruction, m2)
+    best, report = select(estep.t, pool, proposals, scored, prev.best.instruction, m2, choose)
     return IterationState(t=estep.t, best=best, candidates=[s.candidate for s in scored], pools=estep.pools,
                           estep=estep.report, mstep=report)
 

@@ -173,7 +173,7 @@ async def e_step_shard(run: Run, state: RunState, shard: int, n_shards: int) -> 
     async def compute() -> EStepShard:
         async def work():
             s_vecs = await run.ctx.embed(state.noisy.observation)
-            return await sample_and_judge(run.ctx, state.iteration.best.instruction, t, s_vecs,
+            return await sample_and_judge(run.ctx, state.iteration.best.instruction, run.ctx.block_offset + t, s_vecs,
                                           run.ctx.prompts[shard::n_shards])
 
         (fresh, tally), usage = await _measured(run, work())
@@ -212,10 +212,10 @@ async def final_report(run: Run, state: RunState) -> OptimizeResult:
     T_ = state.t
     last, store = state.iteration, run.store
     s_vecs = await run.ctx.embed(state.noisy.observation)
-    _, tally = await sample_and_judge(run.ctx, last.best.instruction, T_ + 1, s_vecs)
+    _, tally = await sample_and_judge(run.ctx, last.best.instruction, run.ctx.block_offset + T_ + 1, s_vecs)
     report = tally.report(last.best.instruction, run.ctx.value_names)
     first = store.load_iteration(1)
-    held_out = await held_out_comparison(run.ctx, run.ctx.composition.seed_instruction, last.best.instruction, s_vecs)
+    held_out = await held_out_comparison(run.ctx, run.ctx.start_instructions[0], last.best.instruction, s_vecs)
     result = OptimizeResult(
         run_name=run.config.run_name, composition=run.config.composition, best_instruction=last.best.instruction,
         best_tc=last.best.tc, best_born=last.best.born, value_scores=report.value_means,
@@ -243,7 +243,7 @@ def _noisy_of(run: Run) -> NoisyState:
 def _iteration(run: Run, t: int) -> IterationState:
     """Iteration t from the store (0: the seed)."""
     if t == 0:
-        return initial_iteration(run.ctx.composition.seed_instruction)
+        return initial_iteration(*run.ctx.start_instructions)
     state = run.store.load_iteration(t)
     if state is None:
         raise RunStateError(f"iteration {t} of run '{run.config.run_name}' is not complete; run it first")
@@ -265,7 +265,8 @@ def _client_for(config: RunConfig) -> LLMClient:
 
 async def _with_run(config: RunConfig, inputs: RunInputs, body: Callable[[Run], Awaitable], emit: Event | None = None):
     async with _client_for(config) as client:
-        ctx = RunContext(config=config, composition=inputs.composition, prompts=inputs.prompts, client=client)
+        ctx = RunContext(config=config, composition=inputs.composition, prompts=inputs.prompts, client=client,
+                         seeds=inputs.seeds, block_offset=inputs.block_offset)
         return await body(Run(ctx=ctx, store=RunStore(config.run_dir), emit=emit or _quiet))
 
 

@@ -29,6 +29,9 @@ class Candidate(Record):
     tc: float | None = None  # TC_e on the pools of the iteration that last scored it
     aligned_term: float | None = None
     noisy_term: float | None = None
+    # per value: the pool's 1-5 judge scores weighted by the candidate's normalized p_e, on the same pools
+    # (picaco/method/front.py); None for records written before picaco kept them
+    value_scores: dict[str, float] | None = None
 
 
 def is_scored(candidate: Candidate) -> bool:
@@ -141,12 +144,14 @@ class IterationState(Record):
     usage_by_role: dict[str, dict] = {}
 
 
-def initial_iteration(seed_instruction: str) -> IterationState:
-    """Iteration 0: e^0 is the composition's seed meta-instruction (Tables 2-3), pools are empty."""
-    cand = Candidate(instruction=seed_instruction, born=0)
+def initial_iteration(seed_instruction: str, *more: str) -> IterationState:
+    """Iteration 0: e^0 is the composition's seed meta-instruction (Tables 2-3), pools are empty. A
+    from_run run (picaco/method/incremental.py) passes the earlier run's best instruction and its next
+    best candidates: all are existing candidates of iteration 1, the first is e^0."""
+    cands = [Candidate(instruction=text, born=0) for text in dict.fromkeys((seed_instruction, *more))]
     empty = EStepReport(instruction=seed_instruction, responses=0, judged=0, missing=0, judge_attempts=0,
                         value_means={}, conformity=None, mean_q_phi=None)
-    return IterationState(t=0, best=cand, candidates=[cand], pools={}, estep=empty)
+    return IterationState(t=0, best=cands[0], candidates=cands, pools={}, estep=empty)
 
 
 def filtered_replies(noisy: NoisyState | None, iterations: list[IterationState],

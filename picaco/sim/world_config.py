@@ -38,6 +38,9 @@ class WorldConfig(BaseModel):
                                      description="gamma: p_v *= 1 - gamma * articulation of its rival")
     integration_window: int = Field(12, ge=2, description="tokens within which an integration word and "
                                                           "mentions of both rivals must fall (same sentence)")
+    integration_resolves: bool = Field(True, description="an integrated pair escapes the conflict; False: a world "
+                                                         "where the rivals conflict whatever the instruction says "
+                                                         "(a real trade-off, for the Pareto view)")
     # --- relevance / fake alignment (Sec. 4.2)
     generic_base: float = Field(0.01, ge=0.0, le=1.0, description="phi_0: generic share of the raw model")
     generic_max: float = Field(0.7, ge=0.0, le=1.0, description="phi_max: generic share under endless value talk")

@@ -192,7 +192,7 @@ class WorldModel:
             p.append(pi)
             d.append(di)
         for k, (a, b) in enumerate(lex.conflicts):
-            if not art.integrated[k]:
+            if not art.integrated[k] or not self.cfg.integration_resolves:
                 pa, pb = p[a], p[b]
                 p[a] = pa * (1.0 - self.cfg.conflict_strength * a_t[b])
                 p[b] = pb * (1.0 - self.cfg.conflict_strength * a_t[a])
