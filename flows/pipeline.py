@@ -91,11 +91,11 @@ def pipeline_flow(
                                                    seed=cfg.seed, cache_dir=datasets_cache_dir)
         cfg = collected_config(cfg, out["datasets"], datasets_out)
     raw = cfg.model_dump(mode="json")
-    out["noisy_pool"] = noisy_pool_flow.fn(config=raw)
-    if dask_workers or dask_address:
+    if dask_workers or dask_address:  # the noisy pool too goes to the workers: this process makes no LLM call
         dask_flow = optimize_steps_flow.with_options(task_runner=_dask_runner(dask_workers, dask_address))
-        out["optimize"] = dask_flow(config=raw, e_step_shards=e_step_shards)
+        out["optimize"] = dask_flow(config=raw, e_step_shards=e_step_shards, noisy_pool=True)
     else:  # shards, if any, go to this flow's thread pool
+        out["noisy_pool"] = noisy_pool_flow.fn(config=raw)
         out["optimize"] = optimize_steps(raw, e_step_shards)
     if evaluate:
         eval_cfg = pipeline_eval_config(eval_config_path, cfg, out.get("datasets"), datasets_out)

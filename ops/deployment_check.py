@@ -1,9 +1,10 @@
 """The deployment check: prefect.yaml deployed to a private local server and run through a worker.
 
-    .venv/bin/python ops/deployment_check.py [--work DIR] [--keep] [--no-screenshots]
+    .venv/bin/python ops/deployment_check.py [--work DIR] [--keep] [--no-screenshots] [--db sqlite|postgres]
 
 Steps (each checked; the first failure stops the check with its reason):
- 1. a Prefect server on a free loopback port with its own PREFECT_HOME and SQLite file in DIR;
+ 1. a Prefect server on a free loopback port with its own PREFECT_HOME in DIR, its database on Postgres
+    (a throwaway local one, or --db-url; --db sqlite: a SQLite file in DIR);
     the process work pool; `prefect deploy --all`: every deployment of prefect.yaml is there, the
     pipeline with its cron schedule (paused for the check, so it cannot start a run mid-check);
  2. a worker; the pipeline deployment runs configs/ops_check.yaml (its run and cache folders moved into
@@ -43,6 +44,7 @@ from ops import calllog  # noqa: E402
 from picaco.llm.cache import ResponseCache  # noqa: E402
 from ops.api import PrefectApi  # noqa: E402
 from ops.prefect_local import REPO_ROOT, ZOMBIE_WITHIN_S, LocalPrefect, still_running  # noqa: E402
+from picaco.llm.pg_local import LocalPostgres  # noqa: E402
 
 PIPELINE = ("picaco-pipeline", "pipeline-demo")
 EXPECTED_DEPLOYMENTS = {
@@ -150,7 +152,16 @@ def check_artifacts(api: PrefectApi, run_id: str, run_name: str, iterations: int
             "progress": [a["data"] for a in progress]}
 
 
-def run_check(work: Path, *, screenshots: bool = True, log=print) -> dict:
+def run_check(work: Path, *, screenshots: bool = True, log=print, database: str = "postgres",
+              db_url: str | None = None) -> dict:
+    """The check on a server whose database is Postgres (`db_url`, else a throwaway local one) or SQLite."""
+    if database == "postgres" and not db_url:
+        with LocalPostgres() as pg:
+            return _run_check(work, screenshots, log, pg.url)
+    return _run_check(work, screenshots, log, db_url if database == "postgres" else None)
+
+
+def _run_check(work: Path, screenshots: bool, log, db_url: str | None) -> dict:
     work = Path(work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     config_path, raw = write_run_config(work)
@@ -166,7 +177,8 @@ def run_check(work: Path, *, screenshots: bool = True, log=print) -> dict:
         timings[name] = round(time.monotonic() - t0, 1)
         log(f"[{timings[name]:6.1f} s] {name}")
 
-    lp = LocalPrefect(home=work / "prefect-home")
+    lp = LocalPrefect(home=work / "prefect-home", db_url=db_url)
+    report["database"] = lp.database
     api = PrefectApi(lp.api_url)
     try:
         lp.start_server()
@@ -298,11 +310,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, help="folder for the server, runs and cache (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--no-screenshots", action="store_true")
+    ap.add_argument("--db", choices=("postgres", "sqlite"), default="postgres",
+                    help="the server's database (postgres: a throwaway local one, or --db-url)")
+    ap.add_argument("--db-url", help="a Postgres database for the server (emptied by nobody: use a fresh one)")
     args = ap.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="picaco-ops-check-"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
-        report = run_check(work, screenshots=not args.no_screenshots, log=lambda m: print(m, file=sys.stderr))
+        report = run_check(work, screenshots=not args.no_screenshots, log=lambda m: print(m, file=sys.stderr),
+                           database=args.db, db_url=args.db_url)
         print(json.dumps({"ok": True, **report}))
         return 0
     except (CheckFailed, Exception) as exc:

@@ -1,5 +1,5 @@
 """The deployment check end to end (ops/deployment_check.py): prefect.yaml deployed to a private local
-server, the pipeline run through a worker on the simulator, crashed mid-optimization and resumed with no
+server whose database is Postgres (a fresh database on the session's Postgres), the pipeline run through a worker on the simulator, crashed mid-optimization and resumed with no
 repeated call, a scheduled rerun with 0 calls, a failing run that says why, the artifacts read back through
 the API, screenshots of the UI checked not blank, and no process left behind. About 2-3 minutes."""
 
@@ -15,13 +15,17 @@ from ops.deployment_check import run_check
 pytestmark = pytest.mark.slow
 
 
-def test_pipeline_deployment_through_a_worker(tmp_path, shared_data):
+def test_pipeline_deployment_through_a_worker(tmp_path, shared_data, pg_url):
     from ops.screenshots import ensure_chromium
 
     if shutil.which("chromium") is None and os.geteuid() != 0:
         pytest.skip("chromium is missing and cannot be installed without root")
     ensure_chromium()
-    report = run_check(tmp_path / "check", log=print)
+    # Postgres only: the check takes 2-2.5 min and twice that would be too long for make test; SQLite-backed
+    # servers run in every other Prefect test (the harness) and in make demo.
+    report = run_check(tmp_path / "check", log=print, db_url=pg_url)
+
+    assert report["database"].startswith("postgresql+asyncpg://picaco:***@127.0.0.1:")
 
     assert report["pids_left"] == []
     assert len(report["stopped_pids"]) >= 4  # server, worker, its flow run, the second worker
