@@ -353,7 +353,7 @@ def _serve(lp: LocalPrefect, deploy: bool) -> int:
                     return 1
             if time.monotonic() - last_check >= DB_CHECK_S:
                 last_check = time.monotonic()
-                db_up = _report_database(lp, db_up)
+                db_up = report_database(lp, db_up)
             time.sleep(1)
     except KeyboardInterrupt:
         pass
@@ -366,7 +366,7 @@ def _serve(lp: LocalPrefect, deploy: bool) -> int:
 DB_CHECK_S = 10
 
 
-def _report_database(lp: LocalPrefect, was_up: bool) -> bool:
+def report_database(lp: LocalPrefect, was_up: bool) -> bool:
     """One line when the server loses its database and one when it is back: flow runs fail while it is
     gone (their task and flow states cannot be recorded), and are resumed by running them again."""
     up = database_ready(lp.api_url)

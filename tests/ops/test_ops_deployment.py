@@ -15,7 +15,7 @@ from ops.deployment_check import run_check
 pytestmark = pytest.mark.slow
 
 
-def test_pipeline_deployment_through_a_worker(tmp_path, shared_data, pg_url):
+def test_pipeline_deployment_through_a_worker(tmp_path, shared_data, pg_url, local_postgres):
     from ops.screenshots import ensure_chromium
 
     if shutil.which("chromium") is None and os.geteuid() != 0:
@@ -23,7 +23,8 @@ def test_pipeline_deployment_through_a_worker(tmp_path, shared_data, pg_url):
     ensure_chromium()
     # Postgres only: the check takes 2-2.5 min and twice that would be too long for make test; SQLite-backed
     # servers run in every other Prefect test (the harness) and in make demo.
-    report = run_check(tmp_path / "check", log=print, db_url=pg_url)
+    report = run_check(tmp_path / "check", log=print, db_url=pg_url,
+                       db_control=(local_postgres.stop, local_postgres.start))
 
     assert report["database"].startswith("postgresql+asyncpg://picaco:***@127.0.0.1:")
 
@@ -41,6 +42,8 @@ def test_pipeline_deployment_through_a_worker(tmp_path, shared_data, pg_url):
     assert rerun["calls"] == 0 and rerun["requests"] > 0 and set(rerun["by_status"]) == {"hit"}
     assert report["failed_run"]["state"] == "FAILED" and "does not exist" in report["failed_run"]["message"]
 
+    outage = report["outage"]  # Postgres stopped and started under the running server
+    assert "cannot reach its database" in outage["line"] and local_postgres.password not in outage["line"]
     mon = report["monitoring"]
     assert mon["subflows"] == []  # every stage inline: a flow run costs ~1 s of Prefect's heartbeat join
     assert mon["task_runs"] >= 2 * 3 + 6  # E- and M-steps, and the collect, noisy-pool, eval and report tasks
