@@ -18,7 +18,10 @@ auth) holds three databases: the call cache, the Prefect server's database, the 
 2. Burst. The same flow, `burst` task runs submitted at once (a thread per task, each sleeping 20 ms),
    in a fresh process against a Prefect server on SQLite and one on Postgres (each started here, same
    settings but the database). http_503: responses with status 503 the flow's Prefect client received
-   (counted in its httpx layer; the client backs off 2-4 s on each); wall_s: the flow call's time.
+   (counted in its httpx layer; the client backs off 2-4 s on each); wall_s: the flow call's time;
+   recorded_s: until the server holds all task runs as Completed (Prefect 3 sends task states as events
+   over a websocket, written to the database by the server's recorder after the flow returned);
+   server_locked_errors: "database is locked" in the server's log.
 3. The cache backends' figures of bench/cache_backends.py (hit latency, bulk write; two workers at once),
    with --rows 5000 --lookups 1000 (skipped with --skip-cache-backends).
 """
@@ -36,8 +39,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import psycopg
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
@@ -113,14 +117,13 @@ def dask_figures(work: Path, cache_url: str, workers: int, shards: int) -> dict:
 # -- the burst ------------------------------------------------------------------------------------------
 @task(name="burst-sleep")
 def burst_sleep(i: int) -> int:
+    get_run_logger().info("task %d", i)  # picaco's tasks log too: the logs API is part of the load
     time.sleep(0.02)
     return i
 
 
 def burst_child(n: int) -> None:
     """In a fresh process (its own Prefect client): one flow submitting n tasks at once; prints a JSON line."""
-    import httpx
-
     statuses: collections.Counter = collections.Counter()
     real_async, real_sync = httpx.AsyncClient.send, httpx.Client.send
 
@@ -142,11 +145,25 @@ def burst_child(n: int) -> None:
         return sum(f.result() for f in futures)
 
     t0 = time.monotonic()
-    total = burst()
+    state = burst(return_state=True)
     wall = time.monotonic() - t0
+    total = state.result()
     assert total == n * (n - 1) // 2, total
     print(json.dumps({"wall_s": round(wall, 2), "http_503": statuses.get(503, 0), "requests": sum(statuses.values()),
-                      "statuses": {str(k): v for k, v in sorted(statuses.items())}}))
+                      "statuses": {str(k): v for k, v in sorted(statuses.items())},
+                      "flow_run_id": str(state.state_details.flow_run_id)}))
+
+
+def persisted_after(api_url: str, flow_run_id: str, n: int, timeout: float = 600) -> float:
+    """Seconds until the server holds all n task runs as Completed (task states reach it as events, which
+    its recorder service writes to the database after the flow returned)."""
+    body = {"flow_runs": {"id": {"any_": [flow_run_id]}}, "task_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}
+    t0 = time.monotonic()
+    while httpx.post(f"{api_url}/task_runs/count", json=body, timeout=30).json() < n:
+        if time.monotonic() - t0 > timeout:
+            raise SystemExit(f"the server did not record {n} completed task runs within {timeout:.0f} s")
+        time.sleep(0.2)
+    return time.monotonic() - t0
 
 
 def burst_figures(work: Path, name: str, db_url: str | None, n: int) -> dict:
@@ -156,12 +173,16 @@ def burst_figures(work: Path, name: str, db_url: str | None, n: int) -> dict:
         started = time.monotonic() - t0
         done = subprocess.run([sys.executable, __file__, "--burst-child", str(n)], env=lp.env, capture_output=True,
                               text=True, timeout=900)
-    if done.returncode:
-        raise SystemExit(f"burst on {name} failed:\n{done.stderr[-2000:]}")
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+        if done.returncode:
+            raise SystemExit(f"burst on {name} failed:\n{done.stderr[-2000:]}")
+        out = json.loads(done.stdout.strip().splitlines()[-1])
+        out["recorded_s"] = round(out["wall_s"] + persisted_after(lp.api_url, out.pop("flow_run_id"), n), 2)
+        log = (lp.home / "server.log").read_text(errors="replace")
+    out["server_locked_errors"] = log.count("database is locked")
     out["server_start_s"] = round(started, 1)
     print(f"burst of {n} task runs, server on {name:8s}: wall {out['wall_s']:.1f} s, 503s {out['http_503']} "
-          f"({out['requests']} API requests); server healthy after {started:.1f} s")
+          f"({out['requests']} API requests), all {n} task runs recorded by the server after {out['recorded_s']:.1f} s, "
+          f"'database is locked' in its log {out['server_locked_errors']}; server healthy after {started:.1f} s")
     return out
 
 

@@ -12,8 +12,9 @@ chosen per flow. Per iteration an E-step and an M-step task, a markdown and a ta
 progress artifact moved along. Its E-step can be
 split into shards (`e_step_shards`): each shard samples and judges its share of the prompts as its own
 task, so a distributed task runner spreads them (`dask_workers` starts a local Dask cluster of worker
-processes; `dask_address` uses a running scheduler). The shards share picaco's on-disk cache and run
-store; the merge gives the same E-step state as a single process.
+processes; `dask_address` uses a running scheduler; there the noisy pool, merge, M-step and report are
+tasks on the workers too). The shards share the run store and picaco's cache (on one host its folder; on
+several, the Postgres cache: docs/operations.md); the merge gives the same E-step state as a single process.
 
 Started again with the same config (after a crash, or on a schedule), every finished step returns from
 the run store and every repeated call from the cache: a rerun of a finished pipeline makes no paid call.

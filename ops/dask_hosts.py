@@ -7,8 +7,9 @@ over them, sharing nothing on disk but the run store, and only the Postgres cach
 
 Each worker is its own `dask worker` process (one thread), started with a working directory, HOME,
 XDG cache/config dirs, TMPDIR, PREFECT_HOME and PICACO_CACHE_DIR of its own (empty folders under
-`work/host-<i>/`), and an environment built from scratch: nothing of the caller's environment but PATH,
-so no PICACO_*/PREFECT_* setting and no cache folder leaks from the caller. `PICACO_CACHE_URL` (the shared
+`work/host-<i>/`), and an environment built from scratch: nothing of the caller's environment but PATH and
+the BLAS settings (OPENBLAS_*, MKL_*, OMP_*: what hosts from one image share), so no PICACO_*/PREFECT_*
+setting and no cache folder leaks from the caller. `PICACO_CACHE_URL` (the shared
 Postgres cache, password included) is the one thing they share besides the run store, which the run config
 names by an absolute path (on real hosts: a ReadWriteMany volume, docs/operations.md). The Prefect API URL
 reaches the tasks in their serialized context (prefect-dask), not through the environment.
@@ -31,6 +32,7 @@ from distributed import Client
 from picaco import procs
 
 VENV_BIN = Path(sys.executable).parent
+_BLAS_PREFIXES = ("OPENBLAS_", "MKL_", "OMP_", "NVPL_")
 
 
 def _isolated_env(root: Path, extra: dict[str, str]) -> dict[str, str]:
@@ -49,6 +51,10 @@ def _isolated_env(root: Path, extra: dict[str, str]) -> dict[str, str]:
         "HF_DATASETS_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
     }
+    # Hosts built from one image on one CPU type share how their BLAS computes: without the caller's
+    # OPENBLAS_CORETYPE (set on these machines) OpenBLAS picks another kernel and the floats of the noisy
+    # pool's p and TC_e move in the 8th digit (measured: instructions the same, TC_e off by 4e-8 relative).
+    env.update({k: v for k, v in os.environ.items() if k.startswith(_BLAS_PREFIXES)})
     for d in (root / "cwd", home / ".cache", home / ".config", root / "tmp", root / "prefect", root / "cache"):
         d.mkdir(parents=True, exist_ok=True)
     env.update(extra)
