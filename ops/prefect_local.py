@@ -329,7 +329,7 @@ def _serve(lp: LocalPrefect, deploy: bool) -> int:
         nonlocal stop_requested
         stop_requested = True
 
-    signal.signal(signal.SIGTERM, on_term)
+    previous = signal.signal(signal.SIGTERM, on_term)
     try:
         print(f"starting prefect server on {lp.ui_url} (PREFECT_HOME={lp.home}, database {lp.database}) ...",
               flush=True)
@@ -358,6 +358,7 @@ def _serve(lp: LocalPrefect, deploy: bool) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         pids = lp.close()
         print(f"stopped; processes gone: {pids}", flush=True)
     return 0
