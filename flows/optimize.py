@@ -24,31 +24,38 @@ from tasks.optimize import (e_step_merge_task, e_step_shard_task, e_step_task, f
                             noisy_pool_task)
 
 
-def optimize_steps(config: dict, e_step_shards: int = 1) -> dict:
-    """Iterations 1..T and the final report of a run whose noisy pool is done, as tasks: the loop of the
-    optimize flow and of the pipeline."""
+def optimize_steps(config: dict, e_step_shards: int = 1, noisy_pool: bool = False) -> dict:
+    """Iterations 1..T and the final report of a run whose noisy pool is done (or done first, as a task,
+    with `noisy_pool`), as tasks: the loop of the optimize flow and of the pipeline."""
     cfg = RunConfig.model_validate(config)
     T = cfg.picaco.iterations
     start_run(cfg)  # every input checked before anything is written; a changed resume is refused
     done = RunStore(cfg.run_dir).last_complete_iteration()
     progress_id = cast(UUID, create_progress_artifact(progress=100.0 * min(done, T) / T, key=artifact_key(cfg.run_name, "progress"),
                                            description=f"PICACO iterations done of {T}"))
+    # Sharded, every step goes to the flow's task runner (threads, or Dask workers): on a cluster the merge,
+    # the M-step and the report then run on the workers, which hold the cache's credentials, and the flow-run
+    # process makes no call. Unsharded, each step runs in the flow's process.
+    def step(task, *args):
+        return task.submit(*args).result() if e_step_shards > 1 else task(*args)
+
+    if noisy_pool:
+        step(noisy_pool_task, config)
     for t in range(1, T + 1):
         if e_step_shards > 1:
-            # submit() hands the shards to the flow's task runner (threads, or Dask worker processes).
             futures = [e_step_shard_task.submit(config, t, k, e_step_shards) for k in range(e_step_shards)]
             for f in futures:
                 f.result()
-            e_step_merge_task(config, t, e_step_shards)
+            step(e_step_merge_task, config, t, e_step_shards)
         else:
             e_step_task(config, t)
-        summary = m_step_task(config, t)
+        summary = step(m_step_task, config, t)
         create_markdown_artifact(summary["markdown"], key=artifact_key(cfg.run_name, "iteration", t),
                                  description=f"PICACO iteration {t}: TC_e {summary['best_tc']:.4f}")
         create_table_artifact(summary["table"], key=artifact_key(cfg.run_name, "iteration", t, "table"),
                               description=f"PICACO iteration {t}: candidates ranked by TC_e")
         update_progress_artifact(progress_id, progress=100.0 * t / T)
-    result = final_report_task(config)
+    result = step(final_report_task, config)
     create_markdown_artifact(result_markdown(OptimizeResult.model_validate(result)),
                              key=artifact_key(cfg.run_name, "result"), description="PICACO optimized meta-instruction")
     return result

@@ -12,8 +12,9 @@ chosen per flow. Per iteration an E-step and an M-step task, a markdown and a ta
 progress artifact moved along. Its E-step can be
 split into shards (`e_step_shards`): each shard samples and judges its share of the prompts as its own
 task, so a distributed task runner spreads them (`dask_workers` starts a local Dask cluster of worker
-processes; `dask_address` uses a running scheduler). The shards share picaco's on-disk cache and run
-store; the merge gives the same E-step state as a single process.
+processes; `dask_address` uses a running scheduler; there the noisy pool, merge, M-step and report are
+tasks on the workers too). The shards share the run store and picaco's cache (on one host its folder; on
+several, the Postgres cache: docs/operations.md); the merge gives the same E-step state as a single process.
 
 Started again with the same config (after a crash, or on a schedule), every finished step returns from
 the run store and every repeated call from the cache: a rerun of a finished pipeline makes no paid call.
@@ -91,11 +92,11 @@ def pipeline_flow(
                                                    seed=cfg.seed, cache_dir=datasets_cache_dir)
         cfg = collected_config(cfg, out["datasets"], datasets_out)
     raw = cfg.model_dump(mode="json")
-    out["noisy_pool"] = noisy_pool_flow.fn(config=raw)
-    if dask_workers or dask_address:
+    if dask_workers or dask_address:  # the noisy pool too goes to the workers: this process makes no LLM call
         dask_flow = optimize_steps_flow.with_options(task_runner=_dask_runner(dask_workers, dask_address))
-        out["optimize"] = dask_flow(config=raw, e_step_shards=e_step_shards)
+        out["optimize"] = dask_flow(config=raw, e_step_shards=e_step_shards, noisy_pool=True)
     else:  # shards, if any, go to this flow's thread pool
+        out["noisy_pool"] = noisy_pool_flow.fn(config=raw)
         out["optimize"] = optimize_steps(raw, e_step_shards)
     if evaluate:
         eval_cfg = pipeline_eval_config(eval_config_path, cfg, out.get("datasets"), datasets_out)

@@ -1,9 +1,10 @@
 """The deployment check: prefect.yaml deployed to a private local server and run through a worker.
 
-    .venv/bin/python ops/deployment_check.py [--work DIR] [--keep] [--no-screenshots]
+    .venv/bin/python ops/deployment_check.py [--work DIR] [--keep] [--no-screenshots] [--db sqlite|postgres]
 
 Steps (each checked; the first failure stops the check with its reason):
- 1. a Prefect server on a free loopback port with its own PREFECT_HOME and SQLite file in DIR;
+ 1. a Prefect server on a free loopback port with its own PREFECT_HOME in DIR, its database on Postgres
+    (a throwaway local one, or --db-url; --db sqlite: a SQLite file in DIR);
     the process work pool; `prefect deploy --all`: every deployment of prefect.yaml is there, the
     pipeline with its cron schedule (paused for the check, so it cannot start a run mid-check);
  2. a worker; the pipeline deployment runs configs/ops_check.yaml (its run and cache folders moved into
@@ -17,8 +18,11 @@ Steps (each checked; the first failure stops the check with its reason):
     run of step 2 is marked Crashed by the zombie-run automation (no heartbeat), not left Running;
  5. through the API: the tasks (collect, noisy pool, E-step and M-step per iteration, evaluation), the
     markdown and table artifact per iteration, the progress artifact at 100 %, the result;
- 6. headless Chromium screenshots of the run page and an artifact page, checked not blank;
- 7. worker and server stopped; every PID they had is gone.
+ 6. on Postgres: the database stopped under the running server (its /api/ready says so, and make serve's
+    one-line report names it with the password hidden), started again: the server answers from it
+    again without a restart;
+ 7. headless Chromium screenshots of the run page and an artifact page, checked not blank;
+ 8. worker and server stopped; every PID they had is gone.
 
 Prints a JSON summary as its last line; exit status 0 when every check passed.
 """
@@ -26,12 +30,15 @@ Prints a JSON summary as its last line; exit status 0 when every check passed.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -42,7 +49,9 @@ if __package__ in (None, ""):
 from ops import calllog  # noqa: E402
 from picaco.llm.cache import ResponseCache  # noqa: E402
 from ops.api import PrefectApi  # noqa: E402
-from ops.prefect_local import REPO_ROOT, ZOMBIE_WITHIN_S, LocalPrefect, still_running  # noqa: E402
+from ops.prefect_db import database_ready  # noqa: E402
+from ops.prefect_local import REPO_ROOT, ZOMBIE_WITHIN_S, LocalPrefect, report_database, still_running  # noqa: E402
+from picaco.llm.pg_local import LocalPostgres  # noqa: E402
 
 PIPELINE = ("picaco-pipeline", "pipeline-demo")
 EXPECTED_DEPLOYMENTS = {
@@ -150,7 +159,42 @@ def check_artifacts(api: PrefectApi, run_id: str, run_name: str, iterations: int
             "progress": [a["data"] for a in progress]}
 
 
-def run_check(work: Path, *, screenshots: bool = True, log=print) -> dict:
+def run_check(work: Path, *, screenshots: bool = True, log=print, database: str = "postgres",
+              db_url: str | None = None, db_control: tuple[Callable, Callable] | None = None) -> dict:
+    """The check on a server whose database is Postgres (`db_url`, else a throwaway local one) or SQLite.
+    `db_control`: (stop, start) of the Postgres behind `db_url`, for the outage step."""
+    if database == "postgres" and not db_url:
+        with LocalPostgres() as pg:
+            return _run_check(work, screenshots, log, pg.url, (pg.stop, pg.start))
+    return _run_check(work, screenshots, log, db_url if database == "postgres" else None, db_control)
+
+
+def check_outage(lp: LocalPrefect, api: PrefectApi, run_id: str, db_control: tuple[Callable, Callable]) -> dict:
+    """The server's Postgres stopped and started again: while it is gone the server says so (/api/ready 503,
+    make serve's one line, password hidden); once it is back the server answers from it again, unrestarted."""
+    stop_db, start_db = db_control
+    stop_db()
+    try:
+        expect(database_ready(lp.api_url) is False, "the server did not notice that its database is gone")
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            still_up = report_database(lp, True)
+        line = err.getvalue().strip()
+        expect(not still_up and len(line.splitlines()) == 1 and "cannot reach its database" in line
+               and ":***@" in line, f"make serve's line for a lost database: {line!r}")
+    finally:
+        start_db()
+    t0 = time.monotonic()
+    while not database_ready(lp.api_url):
+        expect(time.monotonic() - t0 < 60, "the server did not reach its database within 60 s of its return")
+        time.sleep(0.5)
+    back = round(time.monotonic() - t0, 1)
+    expect(api.flow_run(run_id)["state_type"] == "COMPLETED", "the server lost a finished run across the outage")
+    return {"line": line, "ready_again_s": back}
+
+
+def _run_check(work: Path, screenshots: bool, log, db_url: str | None,
+               db_control: tuple[Callable, Callable] | None) -> dict:
     work = Path(work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     config_path, raw = write_run_config(work)
@@ -166,7 +210,8 @@ def run_check(work: Path, *, screenshots: bool = True, log=print) -> dict:
         timings[name] = round(time.monotonic() - t0, 1)
         log(f"[{timings[name]:6.1f} s] {name}")
 
-    lp = LocalPrefect(home=work / "prefect-home")
+    lp = LocalPrefect(home=work / "prefect-home", db_url=db_url)
+    report["database"] = lp.database
     api = PrefectApi(lp.api_url)
     try:
         lp.start_server()
@@ -266,6 +311,9 @@ def run_check(work: Path, *, screenshots: bool = True, log=print) -> dict:
         # -- monitoring through the API -----------------------------------------------------------------
         report["monitoring"] = check_artifacts(api, second["id"], raw["run_name"], T)
         mark("artifacts checked")
+        if db_url and db_control:  # the screenshots below then read everything through the recovered server
+            report["outage"] = check_outage(lp, api, second["id"], db_control)
+            mark("database outage survived")
 
         if screenshots:
             from ops.screenshots import check_page
@@ -298,11 +346,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, help="folder for the server, runs and cache (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--no-screenshots", action="store_true")
+    ap.add_argument("--db", choices=("postgres", "sqlite"), default="postgres",
+                    help="the server's database (postgres: a throwaway local one, or --db-url)")
+    ap.add_argument("--db-url", help="a Postgres database for the server (emptied by nobody: use a fresh one)")
     args = ap.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="picaco-ops-check-"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
-        report = run_check(work, screenshots=not args.no_screenshots, log=lambda m: print(m, file=sys.stderr))
+        report = run_check(work, screenshots=not args.no_screenshots, log=lambda m: print(m, file=sys.stderr),
+                           database=args.db, db_url=args.db_url)
         print(json.dumps({"ok": True, **report}))
         return 0
     except (CheckFailed, Exception) as exc:

@@ -2,6 +2,11 @@
 
     .venv/bin/python ops/prefect_local.py serve            # server on 127.0.0.1:4200, pool, deployments, worker
     .venv/bin/python ops/prefect_local.py serve --port 4300 --home /tmp/ph --no-deploy
+    .venv/bin/python ops/prefect_local.py serve --db sqlite          # the server's database: SQLite in --home
+    PICACO_PREFECT_DB_URL=postgresql://u:pw@db:5432/prefect .venv/bin/python ops/prefect_local.py serve
+
+The server's database is Postgres by default: the one PICACO_PREFECT_DB_URL (or --db-url) names, else a
+local one kept in <home>/postgres (picaco/llm/pg_local.py, started and stopped with the server).
 
 `serve` runs in the foreground until Ctrl-C (or SIGTERM), then stops the worker and the server and checks
 that none of their processes is left. The same functions start the private server of the deployment check
@@ -28,7 +33,14 @@ from pathlib import Path
 import httpx
 import psutil
 
-from picaco import procs
+if __package__ in (None, ""):  # run as a script: ops/ is beside the package, not installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ops.prefect_db import DB_URL_ENV, check_reachable, database_ready, is_postgres, server_db_url  # noqa: E402
+from picaco import procs  # noqa: E402
+from picaco.base.errors import PicacoError  # noqa: E402
+from picaco.llm.cache_pg import redact_url  # noqa: E402
+from picaco.llm.pg_local import LocalPostgres  # noqa: E402
 # OpsError: a local server or worker could not be started, reached or stopped. It is the supervisor's own
 # error, so that a failed start or stop and a failed API call are caught alike.
 from picaco.procs import ProcessError as OpsError
@@ -144,6 +156,7 @@ def start_process(name: str, cmd: list[str], env: Mapping[str, str], log_path: P
 
 
 def start_server(env: Mapping[str, str], log_path: Path, timeout: float = 180) -> Managed:
+    check_reachable(env["PREFECT_SERVER_DATABASE_CONNECTION_URL"])
     port = env["PREFECT_SERVER_API_PORT"]
     server = start_process("prefect server", _prefect_cmd("server", "start", "--host", "127.0.0.1", "--port", port,
                                                          "--no-ui" if env.get("PICACO_NO_UI") else "--ui"),
@@ -206,6 +219,7 @@ class LocalPrefect:
     pool: str = DEFAULT_POOL
     cwd: Path = REPO_ROOT
     extra_env: dict[str, str] = field(default_factory=dict)
+    db_url: str | None = None  # the server's database; None: SQLite in home
     server: Managed | None = None
     worker: Managed | None = None
     stopped_pids: list[int] = field(default_factory=list)
@@ -216,6 +230,18 @@ class LocalPrefect:
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         self.env = prefect_env(self.home, self.port, **self.extra_env)
+        # Only the server gets a Postgres URL (it may carry the password); everything else talks to the API.
+        self.server_env = dict(self.env)
+        if self.db_url:
+            self.db_url = server_db_url(self.db_url)
+            self.server_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = self.db_url
+            del self.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"]
+
+    @property
+    def database(self) -> str:
+        """The server's database, password hidden."""
+        url = self.server_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"]
+        return redact_url(url) if is_postgres(url) else url
 
     @property
     def api_url(self) -> str:
@@ -226,7 +252,7 @@ class LocalPrefect:
         return f"http://127.0.0.1:{self.port}"
 
     def start_server(self) -> None:
-        self.server = start_server(self.env, self.home / "server.log")
+        self.server = start_server(self.server_env, self.home / "server.log")
         self.server.tree()
 
     def prepare(self) -> None:
@@ -279,17 +305,34 @@ class LocalPrefect:
         self.close()
 
 
-def serve(home: Path, port: int, pool: str, deploy: bool) -> int:
-    lp = LocalPrefect(home=home, port=port, pool=pool)
+def serve(home: Path, port: int, pool: str, deploy: bool, db: str = "postgres", db_url: str | None = None) -> int:
+    home = Path(home).resolve()
+    local_pg = None
+    if db == "postgres" and not db_url:
+        local_pg = LocalPostgres(root=home / "postgres")
+        print(f"starting the local Postgres for the Prefect server ({local_pg.root}) ...", flush=True)
+        local_pg.__enter__()
+        db_url = local_pg.url
+    try:
+        return _serve(LocalPrefect(home=home, port=port, pool=pool, db_url=db_url if db == "postgres" else None),
+                      deploy)
+    finally:
+        if local_pg is not None:
+            local_pg.cleanup()
+
+
+def _serve(lp: LocalPrefect, deploy: bool) -> int:
     stop_requested = False
+    db_up = True
 
     def on_term(signum, frame):
         nonlocal stop_requested
         stop_requested = True
 
-    signal.signal(signal.SIGTERM, on_term)
+    previous = signal.signal(signal.SIGTERM, on_term)
     try:
-        print(f"starting prefect server on {lp.ui_url} (PREFECT_HOME={lp.home}) ...", flush=True)
+        print(f"starting prefect server on {lp.ui_url} (PREFECT_HOME={lp.home}, database {lp.database}) ...",
+              flush=True)
         lp.start_server()
         if deploy:
             print("deploying prefect.yaml ...", flush=True)
@@ -297,23 +340,44 @@ def serve(home: Path, port: int, pool: str, deploy: bool) -> int:
         else:
             lp.prepare()
         lp.start_worker()
-        print(f"UI: {lp.ui_url}   API: {lp.api_url}   pool: {pool}\n"
+        print(f"UI: {lp.ui_url}   API: {lp.api_url}   pool: {lp.pool}\n"
               f"logs: {lp.home}/server.log, {lp.home}/worker.log\n"
               f"in another shell: export PREFECT_API_URL={lp.api_url}\n"
               f"  .venv/bin/prefect deployment run 'picaco-pipeline/pipeline-demo'\n"
               f"Ctrl-C stops the worker and the server.", flush=True)
+        last_check = time.monotonic()
         while not stop_requested:
             for m in (lp.server, lp.worker):
                 if m is not None and m.proc.poll() is not None:
                     print(f"{m.name} exited with {m.proc.returncode}:\n{m.log_tail()}", file=sys.stderr)
                     return 1
+            if time.monotonic() - last_check >= DB_CHECK_S:
+                last_check = time.monotonic()
+                db_up = report_database(lp, db_up)
             time.sleep(1)
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         pids = lp.close()
         print(f"stopped; processes gone: {pids}", flush=True)
     return 0
+
+
+DB_CHECK_S = 10
+
+
+def report_database(lp: LocalPrefect, was_up: bool) -> bool:
+    """One line when the server loses its database and one when it is back: flow runs fail while it is
+    gone (their task and flow states cannot be recorded), and are resumed by running them again."""
+    up = database_ready(lp.api_url)
+    if up is False and was_up:
+        print(f"error: the Prefect server cannot reach its database {lp.database}: flow runs fail until it is "
+              f"back; then run them again to resume", file=sys.stderr, flush=True)
+    elif up and not was_up:
+        print(f"the Prefect server reaches its database {lp.database} again: run failed or crashed flow runs "
+              f"again to resume them", flush=True)
+    return was_up if up is None else up
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -324,10 +388,15 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--home", type=Path, default=REPO_ROOT / "artifacts" / "prefect")
     s.add_argument("--pool", default=DEFAULT_POOL)
     s.add_argument("--no-deploy", action="store_true", help="do not run `prefect deploy --all`")
+    s.add_argument("--db", choices=("postgres", "sqlite"), default="postgres",
+                   help="the server's database: Postgres (default; --db-url, else $PICACO_PREFECT_DB_URL, else a "
+                        "local one in <home>/postgres) or SQLite in <home>")
+    s.add_argument("--db-url", default=os.environ.get(DB_URL_ENV) or None,
+                   help=f"a Postgres for the server's database (default: ${DB_URL_ENV})")
     args = ap.parse_args(argv)
     try:
-        return serve(args.home, args.port, args.pool, not args.no_deploy)
-    except OpsError as exc:
+        return serve(args.home, args.port, args.pool, not args.no_deploy, args.db, args.db_url)
+    except (OpsError, PicacoError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -1,5 +1,5 @@
 """The deployment check end to end (ops/deployment_check.py): prefect.yaml deployed to a private local
-server, the pipeline run through a worker on the simulator, crashed mid-optimization and resumed with no
+server whose database is Postgres (a fresh database on the session's Postgres), the pipeline run through a worker on the simulator, crashed mid-optimization and resumed with no
 repeated call, a scheduled rerun with 0 calls, a failing run that says why, the artifacts read back through
 the API, screenshots of the UI checked not blank, and no process left behind. About 2-3 minutes."""
 
@@ -15,13 +15,18 @@ from ops.deployment_check import run_check
 pytestmark = pytest.mark.slow
 
 
-def test_pipeline_deployment_through_a_worker(tmp_path, shared_data):
+def test_pipeline_deployment_through_a_worker(tmp_path, shared_data, pg_url, local_postgres):
     from ops.screenshots import ensure_chromium
 
     if shutil.which("chromium") is None and os.geteuid() != 0:
         pytest.skip("chromium is missing and cannot be installed without root")
     ensure_chromium()
-    report = run_check(tmp_path / "check", log=print)
+    # Postgres only: the check takes 2-2.5 min and twice that would be too long for make test; SQLite-backed
+    # servers run in every other Prefect test (the harness) and in make demo.
+    report = run_check(tmp_path / "check", log=print, db_url=pg_url,
+                       db_control=(local_postgres.stop, local_postgres.start))
+
+    assert report["database"].startswith("postgresql+asyncpg://picaco:***@127.0.0.1:")
 
     assert report["pids_left"] == []
     assert len(report["stopped_pids"]) >= 4  # server, worker, its flow run, the second worker
@@ -37,6 +42,8 @@ def test_pipeline_deployment_through_a_worker(tmp_path, shared_data):
     assert rerun["calls"] == 0 and rerun["requests"] > 0 and set(rerun["by_status"]) == {"hit"}
     assert report["failed_run"]["state"] == "FAILED" and "does not exist" in report["failed_run"]["message"]
 
+    outage = report["outage"]  # Postgres stopped and started under the running server
+    assert "cannot reach its database" in outage["line"] and local_postgres.password not in outage["line"]
     mon = report["monitoring"]
     assert mon["subflows"] == []  # every stage inline: a flow run costs ~1 s of Prefect's heartbeat join
     assert mon["task_runs"] >= 2 * 3 + 6  # E- and M-steps, and the collect, noisy-pool, eval and report tasks
