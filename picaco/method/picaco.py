@@ -29,6 +29,7 @@ from picaco.base.prompts import TaskPrompt
 from picaco.llm.request import ChatRequest
 from picaco.method.context import RunContext, instructed_request, usable, user_prompt
 from picaco.method.estimators import p_e, q_phi
+from picaco.method.exact_pe import PE_DEMONSTRATIONS, exact_pe
 from picaco.method.objective import log_q_phi, response_weight, tc_objective
 from picaco.method.pools import AlignedEntry, NoisyEntry, select_noisy_pool, update_aligned_pool
 from picaco.method.state import (Candidate, EStepReport, EStepState, EStepTally, IterationState, MStepReport,
@@ -285,14 +286,30 @@ class Scored:
     pe_filtered: int  # its p_e samples refused by a content filter (left out of Eq. 6's mean)
 
 
-async def score_candidate(ctx: RunContext, candidate: Candidate, fixed: ScoringPools) -> Scored:
-    """Eq. (4) for one candidate; p_e(y|x) of Eq. (6) uses n samples drawn under e alone.
-    Choice: the p_e samples use the Fig. 7 system prompt with the instruction and no demonstrations:
-    the E-step's random demonstrations are shared by every candidate, so they do not tell candidates
-    apart, and leaving them out isolates e (and saves their tokens)."""
+async def score_candidate(ctx: RunContext, candidate: Candidate, fixed: ScoringPools,
+                          pools: dict[str, list[AlignedEntry]]) -> Scored:
+    """Eq. (4) for one candidate; p_e(y|x) by Eq. (6) from n samples drawn under e, or, with
+    `picaco.pe_estimator: logprob`, the target's exact log-prob of each pooled response (method/exact_pe.py).
+    Choice: the p_e samples use the Fig. 7 system prompt with the instruction and no demonstrations
+    (`PE_DEMONSTRATIONS`): the E-step's random demonstrations are shared by every candidate, so they do not
+    tell candidates apart, and leaving them out isolates e (and saves their tokens)."""
     cfg = ctx.config.picaco
+    if cfg.pe_estimator == "logprob":
+        exact = await exact_pe(ctx, candidate.instruction, pools)
+        aligned, filtered = [(exact[pid], fixed.weights[pid]) for pid in fixed.weights], 0
+    else:
+        aligned, filtered = await similarity_pe(ctx, candidate, fixed)
+    tc = tc_objective(aligned, fixed.noisy, cfg.pe_weighting)
+    rescored = candidate.model_copy(update={"tc": tc.total, "aligned_term": tc.aligned_term, "noisy_term": tc.noisy_term})
+    return Scored(rescored, filtered)
+
+
+async def similarity_pe(ctx: RunContext, candidate: Candidate, fixed: ScoringPools
+                        ) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+    """Eq. (6) per prompt (p_e of its pool, w of its pool), and how many samples a content filter refused."""
     replies = await asyncio.gather(*[
-        ctx.chat(instructed_request(ctx, candidate.instruction, [], p.text), n=cfg.n_pe_samples, start=0)
+        ctx.chat(instructed_request(ctx, candidate.instruction, list(PE_DEMONSTRATIONS), p.text),
+                 n=ctx.config.picaco.n_pe_samples, start=0)
         for p in ctx.prompts])
     per_prompt = [[s.text for s in reply.samples if usable(s)] for reply in replies]
     # one embedding request for the whole candidate: local models encode a big batch far faster
@@ -303,17 +320,15 @@ async def score_candidate(ctx: RunContext, candidate: Candidate, fixed: ScoringP
         offset += len(texts)
         if p.prompt_id in fixed.pool_vecs and texts:
             aligned.append((p_e(fixed.pool_vecs[p.prompt_id], sample_vecs), fixed.weights[p.prompt_id]))
-    tc = tc_objective(aligned, fixed.noisy, cfg.pe_weighting)
-    rescored = candidate.model_copy(update={"tc": tc.total, "aligned_term": tc.aligned_term, "noisy_term": tc.noisy_term})
-    return Scored(rescored, sum(reply.filtered for reply in replies))
+    return aligned, sum(reply.filtered for reply in replies)
 
 
 async def score(ctx: RunContext, candidates: list[Candidate], pools: dict[str, list[AlignedEntry]],
                 noisy: NoisyState) -> list[Scored]:
     """Eq. (4) for every candidate on the current pools; kept candidates cost no new target calls (their
-    p_e samples are cached)."""
+    p_e samples, or log-probs, are cached)."""
     fixed = await scoring_pools(ctx, pools, noisy)
-    return list(await asyncio.gather(*[score_candidate(ctx, c, fixed) for c in candidates]))
+    return list(await asyncio.gather(*[score_candidate(ctx, c, fixed, pools) for c in candidates]))
 
 
 def select_best(candidates: list[Candidate]) -> Candidate:
