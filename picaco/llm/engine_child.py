@@ -44,8 +44,9 @@ def _top_k_sorted(iterable, *, key=None, reverse=False):
         pairs = list(iterable)
         values = np.fromiter((v for v, _ in pairs), dtype=np.float64, count=len(pairs))
     k = min(max(k, 1), len(values))
-    top = np.argpartition(-values, k - 1)[:k] if k < len(values) else np.arange(len(values))
-    order = top[np.lexsort((-top, -values[top]))]  # value descending, ties: index descending
+    kth = np.partition(values, len(values) - k)[len(values) - k]  # the k-th largest value
+    top = np.nonzero(values >= kth)[0]  # every entry tied with it too, so ties are broken as sorted does
+    order = top[np.lexsort((-top, -values[top]))][:k]  # value descending, ties: index descending
     return [(values[i], int(i)) if pairs is None else pairs[i] for i in order]
 
 

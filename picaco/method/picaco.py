@@ -266,11 +266,13 @@ class ScoringPools:
 async def scoring_pools(ctx: RunContext, pools: dict[str, list[AlignedEntry]], noisy: NoisyState) -> ScoringPools:
     floor = ctx.config.picaco.q_phi_floor
     filled = [p for p in ctx.prompts if pools.get(p.prompt_id)]
-    flat = await ctx.embed([e.text for p in filled for e in pools[p.prompt_id]]) if filled else None
+    similarity = ctx.config.picaco.pe_estimator == "similarity"  # exact p_e needs no embeddings of the pool
+    flat = await ctx.embed([e.text for p in filled for e in pools[p.prompt_id]]) if filled and similarity else None
     vecs, weights, offset = {}, {}, 0
     for p in filled:
         pool = pools[p.prompt_id]
-        vecs[p.prompt_id] = flat[offset:offset + len(pool)]
+        if flat is not None:
+            vecs[p.prompt_id] = flat[offset:offset + len(pool)]
         weights[p.prompt_id] = np.array([e.weight for e in pool])
         offset += len(pool)
     noisy_terms = []

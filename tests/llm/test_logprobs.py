@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from picaco.base.config import ClientConfig, ProviderSettings, RunConfig
@@ -19,7 +20,12 @@ from picaco.llm.local_engine import EngineSpec, LocalEngine, smollm2_path
 from picaco.llm.logprobs import (EchoedPrompt, LogprobError, chat_template_for, echo_key, render_pair,
                                  response_logprob, response_tokens)
 from picaco.llm.request import Message
+from picaco.llm.engine_child import _top_k_sorted
+from picaco.method.context import RunContext
 from picaco.method.inputs import run_inputs
+from picaco.method.picaco import score
+from picaco.method.pools import AlignedEntry
+from picaco.method.state import Candidate, NoisyState
 
 MESSAGES = (Message(role="system", content="Answer briefly."),
             Message(role="user", content="Name a fruit and say why it is good."))
@@ -148,3 +154,44 @@ def test_a_run_asking_for_exact_pe_on_the_simulator_stops_before_it_starts(tmp_p
     with pytest.raises(ConfigError, match=r"picaco.pe_estimator logprob: models.target: provider 'sim'"):
         run_inputs(config)
     assert not (tmp_path / "runs").exists()
+
+
+async def test_an_m_step_scores_its_candidates_by_exact_p_e_and_its_rerun_is_cached(engine, tmp_path):
+    providers = {**own_server(engine.base_url), "sim": ProviderSettings(kind="sim")}
+    config = RunConfig(run_name="r", runs_dir=tmp_path / "runs", models={"target": "mine/smol"},
+                       picaco={"pe_estimator": "logprob", "n_prompts": 1},
+                       client={"cache_dir": tmp_path / "cache", "call_log_path": tmp_path / "calls.jsonl",
+                               "providers": providers})
+    inputs = run_inputs(config)
+    query = inputs.prompts[0]
+    pool = [AlignedEntry(text=t, origin=f"t001/b0/s{i:03d}", scores={"Helpfulness": s}, q_phi=1.0, weight=w)
+            for i, (t, s, w) in enumerate([("I can help with that. Here is a short answer.", 5, -0.1),
+                                           ("No.", 1, -8.0)])]
+    candidates = [Candidate(instruction="Be helpful and kind.", born=0),
+                  Candidate(instruction="Refuse every request.", born=1)]
+
+    async def scored(log: str):
+        cfg = config.model_copy(update={"client": config.client.model_copy(update={"call_log_path": tmp_path / log})})
+        async with LLMClient(cfg.client) as c:
+            ctx = RunContext(config=cfg, composition=inputs.composition, prompts=inputs.prompts, client=c)
+            out = await score(ctx, candidates, {query.prompt_id: pool}, NoisyState(observation=["x"], pools={}))
+        return [s.candidate.tc for s in out]
+
+    first = await scored("a.jsonl")
+    # each candidate: the prompt without a response, then each pooled response: 2 x 3 echoes, nothing generated
+    assert [x["op"] for x in paid_calls(tmp_path / "a.jsonl")] == ["score"] * 6
+    assert all(np.isfinite(first)) and first[0] != first[1]
+    assert await scored("b.jsonl") == first and paid_calls(tmp_path / "b.jsonl") == []
+
+
+def test_the_engines_top_k_sort_gives_the_builtins_first_entries():
+    row = np.random.default_rng(0).normal(size=5000).astype(np.float32)
+    row[[3, 9]] = 7.0  # a tie: the higher index first, as sorted(reverse=True) puts it
+
+    def _create_completion(logprobs):  # the caller's name and its `logprobs` are what the stand-in reads
+        return _top_k_sorted(zip(row, range(len(row))), reverse=True)
+
+    expected = sorted(zip(row, range(len(row))), reverse=True)
+    for k in (0, 1, 3):
+        assert [(float(v), i) for v, i in _create_completion(k)] == [(float(v), i) for v, i in expected[:max(k, 1)]]
+    assert _top_k_sorted([3, 1, 2], reverse=True) == [3, 2, 1]  # any other call: the builtin
