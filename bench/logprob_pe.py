@@ -13,8 +13,10 @@ Prints and ends with one JSON line:
   pe_rank_corr                         Spearman over the candidates between TC_e with Eq. (6) and with exact p_e
   pe_exact_tokens_ratio                target tokens the exact estimator spends / tokens Eq. (6) spends
                                        (prompt + generated, on the same candidates and pools, cold cache)
-  engine_generated_tokens_per_s        generated tokens / seconds of the engine's chat calls (Eq. 6 samples)
+  engine_generated_tokens_per_s        generated tokens / seconds of the engine's chat calls (Eq. 6 samples;
+                                       n_batch 1, so the prompt before them is evaluated token by token too)
   engine_scored_prompt_tokens_per_s    prompt tokens / seconds of the engine's echo calls (exact p_e)
+(one request in flight, so a call's latency is the engine's time for it)
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ def config(tmp: Path, n_prompts: int, estimator: str, log: str) -> RunConfig:
                    "samples_per_bucket": 3, "noisy_samples": 4, "held_out": 0, "judge_probe": False,
                    "pe_estimator": estimator},
         "client": {"cache_dir": str(tmp / "cache"), "call_log_path": str(tmp / log), "providers": {
-            "local": {"kind": "llamacpp", "options": {"gguf": "smollm2", "n_ctx": 2048, "logits_all": True,
-                                                      "n_batch": 1}},
+            # one request in flight: the server answers one at a time, so a call's latency is its engine time
+            "local": {"kind": "llamacpp", "max_concurrency": 1,
+                      "options": {"gguf": "smollm2", "n_ctx": 2048, "logits_all": True, "n_batch": 1}},
             "sim": {"kind": "sim", "options": {"world": "values"}}}},
         "runs_dir": str(tmp / "runs"), "seed": 0})
 
