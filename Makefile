@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench bench-cache-backends bench-call-layer bench-method bench-world bench-datasets bench-evaluate bench-budgets bench-pareto clean
+.PHONY: install demo test bench bench-cache-backends bench-call-layer bench-method bench-world bench-datasets bench-evaluate bench-budgets bench-pareto bench-logprob clean
 
 # torch goes in first, pinned: an unpinned torch pulls gigabytes of CUDA wheels.
 # llama-cpp-python (extra `local`) compiles from source (~10 min, once: pip caches the wheel); without
@@ -55,6 +55,10 @@ bench-budgets: $(STAMP)
 
 bench-pareto: $(STAMP)
 	$(BIN)/python bench/pareto.py
+
+# exact p_e vs Eq. (6) on one M-step with SmolLM2 on the llama.cpp engine (extra 'local'); minutes on 2 cores
+bench-logprob: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/logprob_pe.py
 
 clean:
 	rm -rf $(VENV) artifacts/cache artifacts/runs artifacts/demo artifacts/prefect artifacts/datasets

@@ -145,6 +145,9 @@ class PicacoConfig(BaseModel):
     optimizer_attempts: int = Field(3, strict=True, ge=1, le=10)
     # How p_e(y|x) of Eq. (6) weights the pool in Eq. (4); see docs/method.md.
     pe_weighting: Literal["normalized", "paper"] = "normalized"
+    # p_e(y|x) itself: "similarity" is Eq. (6); "logprob" (beyond the paper) is the target's exact mean token
+    # log-prob of y, for engines that report prompt log-probs (docs/method.md, picaco/method/exact_pe.py).
+    pe_estimator: Literal["similarity", "logprob"] = "similarity"
     q_phi_floor: float = Field(0.05, strict=True, gt=0, le=1)
     # 1 = Eq. (4) as written; 0 ablates the redundancy evaluator q_phi; -1 flips it.
     redundancy_weight: float = Field(1.0, strict=True, ge=-1, le=1)

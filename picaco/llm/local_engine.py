@@ -10,7 +10,7 @@ until it answers `/v1/models`, and `stop()` ends it by its own process id and ch
 Its output goes to a log file; an engine that dies is reported with the last line of that log.
 
 The cache key of an answer names what answered, not where it listened: `endpoint_identity(spec)` is the
-model file's sha256 plus the engine settings that change answers (n_ctx, chat_format), so an engine
+model file's sha256 plus the engine settings that change answers (n_ctx, chat_format, n_batch), so an engine
 restarted on another port hits the same cache entries. The hash is computed once per (path, size, mtime)
 and remembered in ~/.cache/picaco/gguf-sha256.json (`PICACO_HASH_MEMO_DIR` moves it).
 """
@@ -55,6 +55,10 @@ class EngineSpec(BaseModel):
     n_ctx: int = Field(4096, ge=64)
     chat_format: str | None = None  # None: the chat template inside the GGUF
     logits_all: bool = False  # needed for prompt log-probs (/v1/completions with echo); costs memory
+    # tokens evaluated per batch (None: llama.cpp's 512). The logits of a token depend on how the tokens
+    # before it were batched (0.1 nats per token on SmolLM2-135M Q4_1), so with 1 a prompt's echoed
+    # log-probs equal those reported while generating the same tokens (picaco/llm/logprobs.py)
+    n_batch: int | None = Field(None, ge=1)
     n_threads: int | None = Field(None, ge=1)
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535)  # 0: a free port
@@ -156,7 +160,8 @@ def file_sha256(path: Path) -> str:
 def endpoint_identity(spec: EngineSpec) -> str:
     """What answers: the model's content and the settings that change answers (never the port)."""
     digest = file_sha256(resolve_gguf(spec.gguf))
-    return f"llamacpp:sha256={digest};n_ctx={spec.n_ctx};chat_format={spec.chat_format or 'gguf'}"
+    batch = "" if spec.n_batch is None else f";n_batch={spec.n_batch}"  # absent by default: older keys hold
+    return f"llamacpp:sha256={digest};n_ctx={spec.n_ctx};chat_format={spec.chat_format or 'gguf'}{batch}"
 
 
 def _free_port(host: str) -> int:
@@ -208,6 +213,8 @@ class LocalEngine:
             argv += ["--chat_format", s.chat_format]
         if s.n_threads:
             argv += ["--n_threads", str(s.n_threads)]
+        if s.n_batch:
+            argv += ["--n_batch", str(s.n_batch)]
         return argv
 
     def start(self) -> "LocalEngine":

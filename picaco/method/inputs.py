@@ -19,6 +19,7 @@ from picaco.base.config import RunConfig
 from picaco.base.errors import ConfigError
 from picaco.base.prompts import TaskPrompt, select_task_prompts
 from picaco.io import check_output_path, read_prompt_table
+from picaco.llm.logprobs import chat_template_for
 from picaco.llm.providers import endpoint_identity
 from picaco.llm.request import split_model
 from picaco.method.incremental import from_run_difference, load_earlier_run
@@ -114,6 +115,11 @@ def run_inputs(config: RunConfig) -> RunInputs:
     composition = load_composition_for(config)
     prompts, where = _selected_prompts(config)
     endpoints = model_endpoints(config)
+    if config.picaco.pe_estimator == "logprob":
+        try:  # the target's server must give prompt log-probs: said before the run directory exists
+            chat_template_for(split_model(config.models.target)[0], config.client.providers)
+        except ConfigError as exc:
+            raise ConfigError(f"picaco.pe_estimator logprob: models.target: {exc}") from None
     settings = config.model_dump(mode="json", exclude=_NOT_SETTINGS)
     for unchecked in ("iterations", "judge_probe", "held_out", "held_out_bootstrap"):
         settings["picaco"].pop(unchecked)
@@ -121,6 +127,8 @@ def run_inputs(config: RunConfig) -> RunInputs:
         if settings["picaco"][key] == default:
             settings["picaco"].pop(key)
     earlier = load_earlier_run(config)
+    if settings["picaco"]["pe_estimator"] == "similarity":  # the default: runs recorded before it existed resume
+        settings["picaco"].pop("pe_estimator")
     comp = composition
     record = {
         "settings": settings,

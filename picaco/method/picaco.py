@@ -30,6 +30,7 @@ from picaco.llm.ask import ask
 from picaco.llm.request import ChatRequest
 from picaco.method.context import RunContext, instructed_request, usable, user_prompt
 from picaco.method.estimators import p_e, q_phi
+from picaco.method.exact_pe import PE_DEMONSTRATIONS, exact_pe
 from picaco.method.front import front_first, select_balanced, value_estimates
 from picaco.method.objective import log_q_phi, response_weight, tc_objective
 from picaco.method.pools import AlignedEntry, NoisyEntry, select_noisy_pool, update_aligned_pool
@@ -257,11 +258,13 @@ class ScoringPools:
 async def scoring_pools(ctx: RunContext, pools: dict[str, list[AlignedEntry]], noisy: NoisyState) -> ScoringPools:
     floor = ctx.config.picaco.q_phi_floor
     filled = [p for p in ctx.prompts if pools.get(p.prompt_id)]
-    flat = await ctx.embed([e.text for p in filled for e in pools[p.prompt_id]]) if filled else np.empty((0, 0))
+    similarity = ctx.config.picaco.pe_estimator == "similarity"  # exact p_e needs no embeddings of the pool
+    flat = await ctx.embed([e.text for p in filled for e in pools[p.prompt_id]]) if filled and similarity else None
     vecs, weights, scores, offset = {}, {}, {}, 0
     for p in filled:
         pool = pools[p.prompt_id]
-        vecs[p.prompt_id] = flat[offset:offset + len(pool)]
+        if flat is not None:
+            vecs[p.prompt_id] = flat[offset:offset + len(pool)]
         weights[p.prompt_id] = np.array([e.weight for e in pool])
         scores[p.prompt_id] = np.array([[e.scores[v] for v in ctx.value_names] for e in pool], dtype=np.float64)
         offset += len(pool)
@@ -278,38 +281,53 @@ class Scored:
     pe_filtered: int  # its p_e samples refused by a content filter (left out of Eq. 6's mean)
 
 
-async def score_candidate(ctx: RunContext, candidate: Candidate, fixed: ScoringPools) -> Scored:
-    """Eq. (4) for one candidate; p_e(y|x) of Eq. (6) uses n samples drawn under e alone.
-    Choice: the p_e samples use the Fig. 7 system prompt with the instruction and no demonstrations:
-    the E-step's random demonstrations are shared by every candidate, so they do not tell candidates
-    apart, and leaving them out isolates e (and saves their tokens)."""
+async def score_candidate(ctx: RunContext, candidate: Candidate, fixed: ScoringPools,
+                          pools: dict[str, list[AlignedEntry]]) -> Scored:
+    """Eq. (4) for one candidate; p_e(y|x) by Eq. (6) from n samples drawn under e, or, with
+    `picaco.pe_estimator: logprob`, the target's exact log-prob of each pooled response (method/exact_pe.py).
+    Choice: the p_e samples use the Fig. 7 system prompt with the instruction and no demonstrations
+    (`PE_DEMONSTRATIONS`): the E-step's random demonstrations are shared by every candidate, so they do not
+    tell candidates apart, and leaving them out isolates e (and saves their tokens)."""
     cfg = ctx.config.picaco
+    if cfg.pe_estimator == "logprob":
+        pes, filtered = await exact_pe(ctx, candidate.instruction, pools), 0
+    else:
+        pes, filtered = await similarity_pe(ctx, candidate, fixed)
+    scored_ids = [pid for pid in fixed.weights if pid in pes]  # the prompts' order, as Eq. (4) sums them
+    aligned = [(pes[pid], fixed.weights[pid]) for pid in scored_ids]
+    per_value = [(pes[pid], fixed.scores[pid]) for pid in scored_ids]
+    tc = tc_objective(aligned, fixed.noisy, cfg.pe_weighting)
+    rescored = candidate.model_copy(update={"tc": tc.total, "aligned_term": tc.aligned_term, "noisy_term": tc.noisy_term,
+                                            "value_scores": value_estimates(per_value, ctx.value_names)})
+    return Scored(rescored, filtered)
+
+
+async def similarity_pe(ctx: RunContext, candidate: Candidate, fixed: ScoringPools
+                        ) -> tuple[dict[str, np.ndarray], int]:
+    """Eq. (6) per prompt id (p_e of its pool), and how many samples a content filter refused."""
     replies = await asyncio.gather(*[
-        ctx.chat(instructed_request(ctx, candidate.instruction, [], p.text), n=cfg.n_pe_samples, start=0)
+        ctx.chat(instructed_request(ctx, candidate.instruction, list(PE_DEMONSTRATIONS), p.text),
+                 n=ctx.config.picaco.n_pe_samples, start=0)
         for p in ctx.prompts])
     per_prompt = [[s.text for s in reply.samples if usable(s)] for reply in replies]
     # one embedding request for the whole candidate: local models encode a big batch far faster
     flat = await ctx.embed([t for texts in per_prompt for t in texts]) if any(per_prompt) else np.empty((0, 0))
-    aligned, per_value, offset = [], [], 0
+    pes: dict[str, np.ndarray] = {}
+    offset = 0
     for p, texts in zip(ctx.prompts, per_prompt):
         sample_vecs = flat[offset:offset + len(texts)]
         offset += len(texts)
         if p.prompt_id in fixed.pool_vecs and texts:
-            pe = p_e(fixed.pool_vecs[p.prompt_id], sample_vecs)
-            aligned.append((pe, fixed.weights[p.prompt_id]))
-            per_value.append((pe, fixed.scores[p.prompt_id]))
-    tc = tc_objective(aligned, fixed.noisy, cfg.pe_weighting)
-    rescored = candidate.model_copy(update={"tc": tc.total, "aligned_term": tc.aligned_term, "noisy_term": tc.noisy_term,
-                                            "value_scores": value_estimates(per_value, ctx.value_names)})
-    return Scored(rescored, sum(reply.filtered for reply in replies))
+            pes[p.prompt_id] = p_e(fixed.pool_vecs[p.prompt_id], sample_vecs)
+    return pes, sum(reply.filtered for reply in replies)
 
 
 async def score(ctx: RunContext, candidates: list[Candidate], pools: dict[str, list[AlignedEntry]],
                 noisy: NoisyState) -> list[Scored]:
     """Eq. (4) for every candidate on the current pools; kept candidates cost no new target calls (their
-    p_e samples are cached)."""
+    p_e samples, or log-probs, are cached)."""
     fixed = await scoring_pools(ctx, pools, noisy)
-    return list(await asyncio.gather(*[score_candidate(ctx, c, fixed) for c in candidates]))
+    return list(await asyncio.gather(*[score_candidate(ctx, c, fixed, pools) for c in candidates]))
 
 
 def select_best(candidates: list[Candidate]) -> Candidate:
