@@ -2,11 +2,10 @@
 
     cache lookup -> in-flight de-duplication -> a slot on the endpoint -> retries -> provider
 
-All cross-cutting work lives here, once, for every provider: the content-addressed cache (sample by
-sample for chat, text by text for embeddings), identical in-flight requests shared, a concurrency limit
-per endpoint, retries with exponential backoff and jitter that honour Retry-After (bounded by count and
-by total time), token usage and cost by role, and a per-run call log. Nothing above this module knows
-whether an answer came from the cache, the simulator or a paid API.
+All cross-cutting work lives here, once, for every provider: the content-addressed cache (sample by sample
+for chat, text by text for embeddings), identical in-flight requests shared, a concurrency limit per endpoint,
+retries with backoff and jitter that honour Retry-After (bounded by count and by total time), the run's spending
+cap (llm/budget.py), usage and cost by role, a per-run call log. Nothing above knows what answered a call.
 
 Cached samples never take a slot: the lookup happens before the semaphore. And a cached answer needs
 no provider at all: the cache key's endpoint identity comes from the settings (`Provider.endpoint_for`),
@@ -29,6 +28,7 @@ from typing import Literal
 import numpy as np
 
 from picaco.base.config import ClientConfig
+from picaco.llm.budget import Budget
 from picaco.llm.cache import CacheBackend, encode_embedding, encode_sample, open_cache
 from picaco.llm.calllog import CallLog
 from picaco.llm.claims import fetch_claimed
@@ -62,6 +62,7 @@ class LLMClient:
         self._owns_cache = cache is None
         self.prices = PriceTable.load(self.config.prices_path)
         self.call_log = CallLog(self.config.call_log_path)
+        self.budget = Budget.of(self.config, self.prices)  # the run's spending caps (checked before each call)
         self.usage: dict[str, RoleUsage] = defaultdict(RoleUsage)
         self._state: _LoopState | None = None
         self._jitter_rng = random.Random(self.config.retry.jitter_seed)
@@ -301,7 +302,7 @@ class LLMClient:
                                      provider=prov.name, request_id=reply.request_id)
             return reply, t_call
 
-        (reply, t_call), tries = await self._with_retries(prov, request.role, make_call)
+        (reply, t_call), tries = await self.budget.chat(request, call.n, self._with_retries(prov, request.role, make_call))
         got = len(reply.completions)
         if got < call.n:
             self._learn_sample_limit(prov, got)
@@ -334,8 +335,7 @@ class LLMClient:
         self.call_log.write({
             "t": round(time.time(), 3), "kind": "chat", "role": request.role, "model": request.model,
             "key": keys[0], "start": start, "n": n, "hits": hits, "shared": shared, "shared_remote": shared_remote,
-            "misses": n - hits - shared - shared_remote,
-            "filtered": filtered,
+            "misses": n - hits - shared - shared_remote, "filtered": filtered,
             "status": "error" if error else ("hit" if hits == n else ("miss" if hits == 0 else "partial")),
             "provider_calls": calls, "retries": max(0, attempts - calls),
             "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
@@ -393,7 +393,7 @@ class LLMClient:
                                                      provider=prov.name, request_id=reply.request_id)
                             return reply, t_call
 
-                        (reply, t_call), tries = await self._with_retries(prov, role, make_call)
+                        (reply, t_call), tries = await self.budget.embed(model, batch, self._with_retries(prov, role, make_call))
                         self.call_log.write({
                             "t": round(time.time(), 3), "kind": "call", "op": "embed", "role": role, "model": model,
                             "key": keys[batch[0]], "n": len(batch), "calls": 1, "attempts": tries,
