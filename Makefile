@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench bench-cache-backends bench-call-layer bench-method bench-world bench-datasets bench-evaluate clean
+.PHONY: install demo test bench bench-real-engine bench-cache-backends bench-call-layer bench-method bench-world bench-datasets bench-evaluate clean
 
 # torch goes in first, pinned: an unpinned torch pulls gigabytes of CUDA wheels.
 # llama-cpp-python (extra `local`) compiles from source (~10 min, once: pip caches the wheel); without
@@ -45,6 +45,10 @@ bench-datasets: $(STAMP)
 
 bench-evaluate: $(STAMP)
 	$(BIN)/python bench/evaluate.py
+
+# SmolLM2 on the managed llama.cpp engine (extra 'local'); not in `bench`: ~30 min on 2 cores
+bench-real-engine: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/real_engine.py
 
 clean:
 	rm -rf $(VENV) artifacts/cache artifacts/runs artifacts/demo artifacts/prefect artifacts/datasets
