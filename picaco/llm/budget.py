@@ -112,8 +112,8 @@ class Budget:
             return CallBound(usd=usd)
         return CallBound(tokens=prompt + completion if chat else 0)
 
-    def _fits(self, b: CallBound, with_reserved: bool) -> bool:
-        r = self._reserved if with_reserved else CallBound()
+    def _fits(self, b: CallBound) -> bool:
+        r = self._reserved
         return ((self.usd is None or self.spent.usd + r.usd + b.usd <= self.usd)
                 and (self.tokens is None or self.spent.tokens + r.tokens + b.tokens <= self.tokens))
 
@@ -123,7 +123,7 @@ class Budget:
             return b
         while True:
             with self._lock:
-                if self._fits(b, with_reserved=True):
+                if self._fits(b):
                     self._reserved = CallBound(self._reserved.usd + b.usd, self._reserved.tokens + b.tokens)
                     self._in_flight += 1
                     return b
@@ -165,20 +165,21 @@ class Budget:
         """Like chat, for one embedding call ((EmbedReply, ...), attempts)."""
         return await self._spend(model, texts, f"embedding call of {model}", call, chat=False)
 
-    async def _spend(self, model, texts, what, call, n=1, max_tokens=None, *, chat: bool):
+    async def _spend(self, model: str, texts: Sequence[str], what: str, call: Awaitable[T], n: int = 1,
+                     max_tokens: int | None = None, *, chat: bool) -> T:
         if not self.active:
             return await call
         try:
             b = await self.reserve(self.bound(model, texts, n, max_tokens, chat), what)
         except BaseException:
-            call.close()  # never started: without this Python warns it was never awaited
+            getattr(call, "close", lambda: None)()  # a coroutine never started: else Python warns it was never awaited
             raise
         try:
             result = await call
         except BaseException:  # a call that failed holds nothing afterwards
             self.release(b)
             raise
-        reply = result[0][0]
+        reply = result[0][0]  # type: ignore[index]  # ((reply, t_call), attempts), as the client's retries return
         if chat:
             self.settle(b, model, reply.prompt_tokens, reply.completion_tokens, chat=True)
         else:
