@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench bench-cache-backends bench-call-layer bench-method bench-world bench-datasets bench-evaluate bench-budgets bench-pareto bench-logprob clean
+.PHONY: install demo test bench bench-cache-backends bench-call-layer bench-method bench-world bench-datasets bench-evaluate bench-budgets bench-pareto bench-logprob bench-real-engine clean
 
 # torch goes in first, pinned: an unpinned torch pulls gigabytes of CUDA wheels.
 # llama-cpp-python (extra `local`) compiles from source (~10 min, once: pip caches the wheel); without
@@ -59,6 +59,10 @@ bench-pareto: $(STAMP)
 # exact p_e vs Eq. (6) on one M-step with SmolLM2 on the llama.cpp engine (extra 'local'); minutes on 2 cores
 bench-logprob: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/logprob_pe.py
+
+# SmolLM2 on the managed llama.cpp engine (extra 'local'); not in `bench`: ~30 min on 2 cores
+bench-real-engine: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/real_engine.py
 
 clean:
 	rm -rf $(VENV) artifacts/cache artifacts/runs artifacts/demo artifacts/prefect artifacts/datasets

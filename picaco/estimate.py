@@ -67,11 +67,13 @@ def estimate(config: RunConfig, workdir: Path | None = None, on_event=None, *,
     run_cfg = reduced_config(config, prompts_limit, iterations_limit)
     sim_cfg = simulated_config(run_cfg, workdir)
     optimize(sim_cfg, on_event=on_event)
-    usage = calls_by_role(sim_cfg.run_dir / "calls.jsonl")
     prices = PriceTable.load(config.client.prices_path)
     s = config.sampling
     models = {"target": config.models.target, "judge": config.models.judge,
               "optimizer": config.models.optimizer_model, "embedding": config.models.embedding}
+    usage = calls_by_role(sim_cfg.run_dir / "calls.jsonl")
+    limits = {role: samples_per_call(model, config.client.providers) for role, model in models.items()}
+    _split_calls(usage, read_call_log(sim_cfg.run_dir / "calls.jsonl"), limits)
     max_tokens = {"target": s.target_max_tokens, "judge": s.judge_max_tokens, "optimizer": s.optimizer_max_tokens,
                   "embedding": 0}
     rows: dict[str, dict[str, Any]] = {}
@@ -79,7 +81,8 @@ def estimate(config: RunConfig, workdir: Path | None = None, on_event=None, *,
         model = models.get(role, "?")
         cost = prices.cost(model, u["prompt_tokens"], u["completion_tokens"])
         bound = prices.cost(model, u["prompt_tokens"], _samples_drawn(sim_cfg, role) * max_tokens.get(role, 0))
-        rows[role] = {"model": model, "calls": u["calls"], "prompt_tokens": u["prompt_tokens"],
+        rows[role] = {"model": model, "calls": u["calls"], "samples_per_call": limits.get(role),
+                      "prompt_tokens": u["prompt_tokens"],
                       "completion_tokens": u["completion_tokens"], "cost_usd": cost,
                       "cost_upper_bound_usd": bound, "priced": cost is not None}
     total = sum(r["cost_usd"] or 0.0 for r in rows.values())
@@ -96,3 +99,22 @@ def estimate(config: RunConfig, workdir: Path | None = None, on_event=None, *,
 def _samples_drawn(config: RunConfig, role: str) -> int:
     """Samples the provider drew for a role (the `n` of the call log's chat call lines)."""
     return usage_by_role(read_call_log(config.run_dir / "calls.jsonl")).get(role, {}).get("samples_drawn", 0)
+
+
+def samples_per_call(model: str, providers: dict[str, ProviderSettings]) -> int:
+    """The most samples one call of `model` returns: its provider's setting, else its kind's default
+    (1 for llama.cpp and Ollama, which ignore `n`)."""
+    cls, settings = provider_class(split_model(model)[0], providers)
+    return settings.max_samples_per_call or cls.default_max_samples_per_call
+
+
+def _split_calls(usage: dict[str, dict], lines: list[dict], limits: dict[str, int]) -> None:
+    """The simulated run draws a request's n samples in one call; a server giving at most L per call
+    needs ceil(n / L) calls, each billed for the prompt again. Adds those calls and prompt tokens."""
+    for line in lines:
+        if line.get("kind") != "call" or line.get("op") != "chat" or line.get("role") not in usage:
+            continue
+        extra = -(-int(line.get("n", 1)) // limits.get(line["role"], 1 << 30)) - 1
+        if extra > 0:
+            usage[line["role"]]["calls"] += extra
+            usage[line["role"]]["prompt_tokens"] += extra * int(line.get("prompt_tokens") or 0)

@@ -65,6 +65,10 @@ class ClientConfig(BaseModel):
     retry: RetryPolicy = RetryPolicy()
     prices_path: Path | None = None
     call_log_path: Path | None = None
+    # Spending caps for the whole run, across resumes (picaco/llm/budget.py): USD of priced calls, and
+    # tokens of unpriced chat calls (local engines). The run stops before a call that could pass one.
+    budget_usd: float | None = Field(None, gt=0, allow_inf_nan=False)
+    budget_tokens: int | None = Field(None, strict=True, ge=1)
 
     @field_validator("cache_url")
     @classmethod

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 from collections.abc import Awaitable, Callable
 
 import numpy as np
@@ -74,7 +75,8 @@ class ChatJob(Job):
                 return ChatReply([Completion("", "content_filter")] * call.n, request_id=exc.request_id)
 
         reply = await path.paid_call(prov, self, invoke, asked=call.n, least=1, key=self.keys[part[0]],
-                                     where={"request": self.prefix.hexdigest(), "first": first}, tally=tally)
+                                     where={"request": self.prefix.hexdigest(), "first": first}, tally=tally,
+                                     spend=lambda attempt: path.budget.chat(self.request, call.n, attempt))
         got = len(reply.completions)
         if got < call.n:
             path.learn_sample_limit(prov, got)
@@ -136,9 +138,11 @@ class EmbedJob(Job):
             def embed_call(batch: list[str] = batch) -> Awaitable[EmbedReply]:
                 return prov.embed(self.model_name, batch)
 
-            reply = await path.paid_call(prov, self, embed_call,
-                                         asked=len(batch), least=len(batch), key=self.keys[batch[0]], where={},
-                                         tally=tally)
+            def spend(attempt: Awaitable[Any], batch: list[str] = batch) -> Awaitable[Any]:
+                return path.budget.embed(self.model, batch, attempt)
+
+            reply = await path.paid_call(prov, self, embed_call, asked=len(batch), least=len(batch),
+                                         key=self.keys[batch[0]], where={}, tally=tally, spend=spend)
             matrix = np.asarray(reply.vectors, dtype=np.float32)
             await path.cache.write_rows([(self.keys[t], encode_embedding(vec)) for t, vec in zip(batch, matrix)])
             for t, vec in zip(batch, matrix):

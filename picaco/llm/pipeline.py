@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from picaco.base.config import ClientConfig
+from picaco.llm.budget import Budget
 from picaco.llm.cache import CacheBackend, open_cache
 from picaco.llm.calllog import CallLog
 from picaco.llm.claims import fetch_claimed
@@ -138,6 +139,7 @@ class CallPath:
         self._owns_cache = cache is None
         self.prices = PriceTable.load(self.config.prices_path)
         self.call_log = CallLog(self.config.call_log_path)
+        self.budget = Budget.of(self.config, self.prices)  # the run's spending caps (checked before each call)
         self.usage: dict[str, RoleUsage] = defaultdict(RoleUsage)
         self._state: _LoopState | None = None
         self._jitter_rng = random.Random(self.config.retry.jitter_seed)
@@ -305,7 +307,8 @@ class CallPath:
                 state.pending.pop(job.key(item), None)
 
     async def paid_call(self, prov: Provider, job: Job, invoke: Callable[[], Awaitable[Any]], *, asked: int,
-                        least: int, key: str, where: dict, tally: Tally) -> Any:
+                        least: int, key: str, where: dict, tally: Tally,
+                        spend: Callable[[Awaitable[Any]], Awaitable[Any]] | None = None) -> Any:
         """One provider call in a slot, with retries; a reply of fewer than `least` or more than `asked`
         items is malformed. The call is on the log once paid, before the job caches anything, so a kill
         cannot leave a cached item unlogged."""
@@ -318,7 +321,9 @@ class CallPath:
                                      request_id=reply.request_id)
             return reply, t_call
 
-        (reply, t_call), tries = await self._with_retries(prov, job.role, make_call)
+        attempt = self._with_retries(prov, job.role, make_call)
+        # the run's spending cap (llm/budget.py) sees the call before it starts and what it cost after
+        (reply, t_call), tries = await (spend(attempt) if spend is not None else attempt)
         m = job.measure(reply)
         self.call_log.write({
             "t": round(time.time(), 3), "kind": "call", "op": job.op, "role": job.role, "model": job.model,

@@ -22,6 +22,7 @@ from typing import TypeVar
 from picaco.base.config import RunConfig
 from picaco.base.errors import RunStateError
 from picaco.io import atomic_write_text
+from picaco.llm.budget import BudgetExceeded
 from picaco.llm.client import LLMClient
 from picaco.method.context import RunContext
 from picaco.method.inputs import RunInputs, held_out_prompts, load_composition_for, load_prompts, run_inputs
@@ -255,6 +256,17 @@ def state_before(run: Run, t: int) -> RunState:
     return RunState(noisy=_noisy_of(run), iteration=_iteration(run, t - 1))
 
 
+def left_to_do(store: RunStore, iterations: int) -> str:
+    """What a stopped run still has to compute, from its store (a budget stop says it)."""
+    done = min(store.last_complete_iteration(), iterations)
+    left = [] if store.load_noisy() is not None else ["the noisy pool"]
+    if done < iterations:
+        span = f"iteration {iterations}" if done + 1 == iterations else f"iterations {done + 1}-{iterations}"
+        saved = " (the E-step of the first is saved)" if store.load_estep(done + 1) is not None else ""
+        left.append(f"{span} of {iterations}{saved}")
+    return ", ".join(left + ["the final report"])
+
+
 # -- running: the whole loop on one client, or one step per call -------------------------------------------
 def _client_for(config: RunConfig) -> LLMClient:
     client_cfg = config.client
@@ -332,8 +344,9 @@ def optimize(config: RunConfig, on_event: Event | None = None) -> OptimizeResult
     """Run (or resume) PICACO to the end and return the result (also saved as result.json/.md)."""
     inputs = start_run(config)
 
-    async def body(run: Run) -> OptimizeResult:
-        T_ = config.picaco.iterations
+    T_ = config.picaco.iterations
+
+    async def steps(run: Run) -> OptimizeResult:
         await judge_probe(run)
         run.emit("noisy_pool", t=0)
         noisy = await noisy_pool(run)
@@ -345,5 +358,11 @@ def optimize(config: RunConfig, on_event: Event | None = None) -> OptimizeResult
             state = await iterate(run, state)
         run.emit("final", t=T_)
         return await final_report(run, state)
+
+    async def body(run: Run) -> OptimizeResult:
+        try:
+            return await steps(run)
+        except BudgetExceeded as exc:  # the budget's line, plus where the run stands
+            raise exc.with_left(left_to_do(run.store, T_)) from None
 
     return asyncio.run(_with_run(config, inputs, body, on_event))

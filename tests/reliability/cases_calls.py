@@ -37,14 +37,16 @@ def sim_gateway(**fields) -> Iterator:
 
 
 @contextlib.contextmanager
-def stub_gateway(status: int, message: str) -> Iterator[str]:
-    """An OpenAI-shaped gateway answering every request with `status`, its body echoing Authorization."""
+def stub_gateway(status: int, message: str, reply: dict | None = None) -> Iterator[str]:
+    """An OpenAI-shaped gateway answering every request with `status`, its body echoing Authorization
+    (or with `reply` as the body, e.g. a 200 with an empty choice list)."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802
             self.rfile.read(int(self.headers.get("content-length") or 0))
-            body = json.dumps({"error": {"message": f"{message} (Authorization: {self.headers.get('authorization')})",
-                                         "type": "invalid_request_error", "param": None, "code": None}}).encode()
+            body = json.dumps(reply if reply is not None else {"error": {
+                "message": f"{message} (Authorization: {self.headers.get('authorization')})",
+                "type": "invalid_request_error", "param": None, "code": None}}).encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))
@@ -157,6 +159,18 @@ def k09_gemini_bad_request(root: Path) -> Seen:
                                              noisy_samples=20, max_samples_per_call=32))
 
 
+def k10_empty_choices(root: Path) -> Seen:
+    empty = {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "m", "choices": [],
+             "usage": {"prompt_tokens": 5, "completion_tokens": 0, "total_tokens": 5}}
+    with stub_gateway(200, "", reply=empty) as url:
+        return optimize(root, gateway_config(root, url))
+
+
+def k11_gemini_empty_candidates(root: Path) -> Seen:
+    with stub_gateway(200, "", reply={"candidates": [], "usageMetadata": {"promptTokenCount": 5}}) as url:
+        return optimize(root, gateway_config(root, url, kind="gemini", name="gg"))
+
+
 CASES = [
     Case("K01", "calls", "the gateway answers 400 (n=200 > 128: max_samples_per_call set too high), echoing the key",
          NO_KEY + r"BadRequest \(gw, status 400.*'sim-target'.*'n' must be within", "no key anywhere; no run result",
@@ -183,6 +197,12 @@ CASES = [
                         "echoing the key",
          NO_KEY + r"BadRequest \(gg, status 400.*'sim-target'.*candidateCount", "no key anywhere",
          k09_gemini_bad_request, key_nowhere),
+    Case("K10", "calls", "the server answers 200 with an empty choice list, every time",
+         NO_KEY + r"RetriesExhausted \(gw, status 200.*gave up after 2 attempts.*no 'choices'", "no key anywhere",
+         k10_empty_choices, key_nowhere),
+    Case("K11", "calls", "a Gemini-API server answers 200 with no candidates, every time",
+         NO_KEY + r"RetriesExhausted \(gg, status 200.*gave up after 2 attempts.*no 'candidates'", "no key anywhere",
+         k11_gemini_empty_candidates, key_nowhere),
 ]
 
 
