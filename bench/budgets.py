@@ -49,8 +49,8 @@ from picaco.eval.stats import per_prompt_relevance, per_prompt_scores  # noqa: E
 from picaco.io import atomic_write_text  # noqa: E402
 from picaco.llm.calllog import read_call_log, usage_by_role  # noqa: E402
 from picaco.method.run import optimize  # noqa: E402
-from picaco.values import load_composition  # noqa: E402
 from picaco.stats import bootstrap_mean, fmt_interval, paired_difference, weighted_conformity  # noqa: E402
+from picaco.values import load_composition  # noqa: E402
 
 URIAL = ROOT.parent / "shared" / "data" / "urial" / "inst_1k_v4.txt"
 # label -> (N, M2, T); "paper" is App. C.1's budget (N=50, M1=10, M2=15, T=10)

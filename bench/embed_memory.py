@@ -32,9 +32,8 @@ WORDS = ("the sea river mountain honest harm help value kind answer question car
 async def one_side(backend: str, release: bool, encodes: int) -> dict:
     import psutil
 
-    from picaco.base.config import ClientConfig
+    from picaco.base.config import ClientConfig, ProviderSettings
     from picaco.llm.client import LLMClient
-    from picaco.base.config import ProviderSettings
 
     rng = random.Random(0)  # both sides encode the same batches
     tmp = Path(tempfile.mkdtemp(prefix="picaco-embed-mem-"))

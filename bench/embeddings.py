@@ -28,16 +28,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from picaco.llm.providers import st, st_onnx  # noqa: E402
 from picaco.base.config import ProviderSettings  # noqa: E402
+from picaco.llm.providers import st, st_onnx  # noqa: E402
 
 MODEL = "all-MiniLM-L6-v2"
 
 
 async def responses(count: int) -> tuple[list[str], list[str]]:
     """`count` distinct target responses of the simulated value world, and the prompts they answer."""
-    from picaco.config import load_run_config
     from picaco.base.config import ClientConfig
+    from picaco.config import load_run_config
     from picaco.llm.client import LLMClient
     from picaco.method.picaco import RunContext, instructed_request, user_prompt
     from picaco.method.run import load_composition_for, load_prompts

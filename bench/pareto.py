@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT))
 
 from picaco.config import parse_run_config  # noqa: E402
 from picaco.llm.calllog import paid_calls, read_call_log  # noqa: E402
+from picaco.method.front import non_dominated  # noqa: E402
 from picaco.method.run import optimize  # noqa: E402
 from picaco.pareto import pareto_report  # noqa: E402
-from picaco.method.front import non_dominated  # noqa: E402
 from picaco.sim.world import conformity, expected_conformity  # noqa: E402
 from picaco.sim.world_config import WorldConfig  # noqa: E402
 

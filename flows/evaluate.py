@@ -12,12 +12,16 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 from typing import cast
-
 from uuid import UUID
 
 from prefect import flow
-from prefect.artifacts import (create_image_artifact, create_markdown_artifact, create_progress_artifact,
-                               create_table_artifact, update_progress_artifact)
+from prefect.artifacts import (
+    create_image_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 
 from flows._common import artifact_key, resolve_model
 from picaco.eval.config import HIDDEN_LOCS, EvalConfig

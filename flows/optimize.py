@@ -13,15 +13,25 @@ from typing import cast
 from uuid import UUID
 
 from prefect import flow
-from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
-                               update_progress_artifact)
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 
 from flows._common import artifact_key, resolve_config
 from picaco.base.config import RunConfig
 from picaco.method.result import OptimizeResult, result_markdown
 from picaco.method.run import RunStore, start_run
-from tasks.optimize import (e_step_merge_task, e_step_shard_task, e_step_task, final_report_task, m_step_task,
-                            noisy_pool_task)
+from tasks.optimize import (
+    e_step_merge_task,
+    e_step_shard_task,
+    e_step_task,
+    final_report_task,
+    m_step_task,
+    noisy_pool_task,
+)
 
 
 def optimize_steps(config: dict, e_step_shards: int = 1, noisy_pool: bool = False) -> dict:

@@ -47,10 +47,10 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ops import calllog  # noqa: E402
-from picaco.llm.cache import ResponseCache  # noqa: E402
 from ops.api import PrefectApi  # noqa: E402
 from ops.prefect_db import database_ready  # noqa: E402
 from ops.prefect_local import REPO_ROOT, ZOMBIE_WITHIN_S, LocalPrefect, report_database, still_running  # noqa: E402
+from picaco.llm.cache import ResponseCache  # noqa: E402
 from picaco.llm.pg_local import LocalPostgres  # noqa: E402
 
 PIPELINE = ("picaco-pipeline", "pipeline-demo")

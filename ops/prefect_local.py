@@ -41,6 +41,7 @@ from picaco import procs  # noqa: E402
 from picaco.base.errors import PicacoError  # noqa: E402
 from picaco.llm.cache_pg import redact_url  # noqa: E402
 from picaco.llm.pg_local import LocalPostgres  # noqa: E402
+
 # OpsError: a local server or worker could not be started, reached or stopped. It is the supervisor's own
 # error, so that a failed start or stop and a failed API call are caught alike.
 from picaco.procs import ProcessError as OpsError

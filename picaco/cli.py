@@ -13,9 +13,8 @@ import typer
 
 from picaco.base.errors import ConfigError, PicacoError
 from picaco.config import load_run_config
-from picaco.deploy.cli import export_command, serve_command
-from picaco.stats import fmt_interval
 from picaco.demo import run_demo
+from picaco.deploy.cli import export_command, serve_command
 from picaco.estimate import estimate
 from picaco.eval.cli import evaluate_command
 from picaco.llm.cache import CACHE_URL_ENV, open_cache
@@ -23,6 +22,7 @@ from picaco.method.result import OptimizeResult
 from picaco.method.run import optimize
 from picaco.pareto import pareto_report
 from picaco.sim.server import main as server_main
+from picaco.stats import fmt_interval
 from picaco.values.draft import draft_to_file
 
 QUICK_PROMPTS, QUICK_ITERATIONS = 3, 1

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import yaml
+from tiny_run import small_run_config
 from typer.testing import CliRunner
 
 from picaco.cli import app
-from tiny_run import small_run_config
 
 runner = CliRunner()
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 
+from tiny_run import small_run_config
+
 from picaco.base.config import ProviderSettings, RunConfig
 from picaco.estimate import estimate, samples_per_call
 from picaco.llm.calllog import read_call_log
-from tiny_run import small_run_config
 
 
 def run_with_target(root, provider: dict) -> RunConfig:

@@ -15,7 +15,8 @@ from picaco.deploy.run_record import FinishedRun, load_finished_run
 from picaco.deploy.target import Target, resolve_target
 from picaco.method.inputs import _sha  # the run store's own hash of the demonstrations
 from picaco.sim.server import SimServerConfig, start_server_thread
-from picaco.sim.serving import _http_impl as http_impl, bind, start_in_thread, url_of
+from picaco.sim.serving import _http_impl as http_impl
+from picaco.sim.serving import bind, start_in_thread, url_of
 from picaco.templates.render import render_e_step
 from picaco.values import load_composition
 

@@ -7,10 +7,16 @@ report. See docs/evaluation.md.
 Imports are light: polars and matplotlib load when an evaluation writes its tables and figures.
 """
 
-from picaco.eval.config import (ALL_METHODS, METHOD_LABELS, EvalConfig, PicacoSource, PromptSet, load_eval_config,
-                                parse_eval_config)
+from picaco.eval.config import (
+                                ALL_METHODS,
+                                METHOD_LABELS,
+                                EvalConfig,
+                                PicacoSource,
+                                PromptSet,
+                                load_eval_config,
+                                parse_eval_config,
+)
 from picaco.eval.runner import evaluate
-
 
 __all__ = ["ALL_METHODS", "METHOD_LABELS", "EvalConfig", "PicacoSource", "PromptSet", "evaluate",
            "load_eval_config", "parse_eval_config"]

@@ -18,8 +18,16 @@ from pathlib import Path
 
 from picaco.eval.config import ALL_METHODS, EvalConfig
 from picaco.eval.plots import write_figures
-from picaco.eval.rows import (interval_rows, jailbreak_rows, paired_rows, response_rows, score_rows, summary_rows,
-                              value_rows, value_set_rows)
+from picaco.eval.rows import (
+    interval_rows,
+    jailbreak_rows,
+    paired_rows,
+    response_rows,
+    score_rows,
+    summary_rows,
+    value_rows,
+    value_set_rows,
+)
 from picaco.eval.stats import RELEVANCE, WEIGHTED, fmt_interval
 from picaco.eval.store import MethodRun
 from picaco.io import atomic_write_bytes, atomic_write_text

@@ -30,7 +30,14 @@ from picaco.base.errors import ConfigError
 from picaco.base.prompts import TaskPrompt
 from picaco.config import load_run_config
 from picaco.eval.config import METHOD_LABELS, EvalConfig, PicacoSource, PromptSet
-from picaco.eval.inputs import UrialPrompt, check_disjoint, load_jailbreak_template, load_prompt_set, load_urial_prompt, wrap_prompts
+from picaco.eval.inputs import (
+    UrialPrompt,
+    check_disjoint,
+    load_jailbreak_template,
+    load_prompt_set,
+    load_urial_prompt,
+    wrap_prompts,
+)
 from picaco.eval.judging import JudgeSetup, judge_setup
 from picaco.eval.methods import METHODS, EvalContext
 from picaco.eval.metrics import summarize

@@ -30,8 +30,7 @@ import diskcache
 from diskcache.core import DBNAME, MODE_BINARY, MODE_PICKLE, MODE_RAW, MODE_TEXT, UNKNOWN
 
 from picaco.base.errors import CacheError
-from picaco.llm.cache_base import (CACHE_MODES, STAT_FIELDS, CacheBackend, encode_embedding,  # noqa: F401 (re-exported)
-                                   encode_sample)
+from picaco.llm.cache_base import CACHE_MODES, STAT_FIELDS, CacheBackend, encode_embedding, encode_sample  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import os
 import runpy
 import sys
 import threading
-from typing import Any, cast
 import time
+from typing import Any, cast
 
 import numpy as np
 

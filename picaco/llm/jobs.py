@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import numpy as np
 

@@ -15,6 +15,7 @@ import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from picaco.base.errors import ConfigError
 
 # Bump when the meaning of a cached entry changes; old entries then simply stop matching.

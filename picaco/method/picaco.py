@@ -34,8 +34,19 @@ from picaco.method.exact_pe import PE_DEMONSTRATIONS, exact_pe
 from picaco.method.front import front_first, select_balanced, value_estimates
 from picaco.method.objective import log_q_phi, response_weight, tc_objective
 from picaco.method.pools import AlignedEntry, NoisyEntry, select_noisy_pool, update_aligned_pool
-from picaco.method.state import (Candidate, EStepReport, EStepState, EStepTally, IterationState, MStepReport,
-                                 NoisyState, Proposal, best_first, is_scored, tc_rank)
+from picaco.method.state import (
+    Candidate,
+    EStepReport,
+    EStepState,
+    EStepTally,
+    IterationState,
+    MStepReport,
+    NoisyState,
+    Proposal,
+    best_first,
+    is_scored,
+    tc_rank,
+)
 from picaco.rng import derive_rng
 from picaco.templates import TECHNIQUES, parse_instruction, render_m_step, render_value_elaboration
 

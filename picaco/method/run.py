@@ -25,13 +25,20 @@ from picaco.io import atomic_write_text
 from picaco.llm.budget import BudgetExceeded
 from picaco.llm.client import LLMClient
 from picaco.method.context import RunContext
-from picaco.method.inputs import RunInputs, held_out_prompts, load_composition_for, load_prompts, run_inputs
 from picaco.method.held_out import held_out_comparison
-from picaco.method.probe import JudgeProbe, probe_error, probe_judge
+from picaco.method.inputs import RunInputs, held_out_prompts, load_composition_for, load_prompts, run_inputs
 from picaco.method.picaco import e_step, m_step, merge_aligned_pools, noisy_pool_step, sample_and_judge
+from picaco.method.probe import JudgeProbe, probe_error, probe_judge
 from picaco.method.result import OptimizeResult, history_row, result_markdown
-from picaco.method.state import (EStepShard, EStepState, EStepTally, IterationState, NoisyState, filtered_replies,
-                                 initial_iteration)
+from picaco.method.state import (
+    EStepShard,
+    EStepState,
+    EStepTally,
+    IterationState,
+    NoisyState,
+    filtered_replies,
+    initial_iteration,
+)
 from picaco.method.store import RunStore
 
 Event = Callable[..., None]

@@ -29,8 +29,8 @@ import sys
 
 from picaco.sim.server_app import SimApp
 from picaco.sim.server_cli import build_parser, config_from_args, main
-from picaco.sim.server_flags import config_to_argv
 from picaco.sim.server_config import FAULTS, SimServerConfig
+from picaco.sim.server_flags import config_to_argv
 from picaco.sim.serving import (
     ProcessServer,
     RunningServer,

@@ -23,10 +23,10 @@ from picaco.base.errors import ConfigError
 from picaco.io import check_output_path
 from picaco.sim import wire_gemini, wire_openai
 from picaco.sim.engine import SimEngine, stable_seed
-from picaco.sim.worlds import make_world
 from picaco.sim.request_body import BodyNotJSON, BodyTooLarge, parse_json_object, read_body
 from picaco.sim.server_config import FAULTS, SimServerConfig
 from picaco.sim.wire import BadRequest, dumps
+from picaco.sim.worlds import make_world
 
 WIRES = {wire_openai.API: wire_openai, wire_gemini.API: wire_gemini}
 

@@ -12,8 +12,8 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 from picaco import procs
 from picaco.sim.server_app import SimApp, install_drop_filter

@@ -30,13 +30,25 @@ from functools import lru_cache
 from picaco.sim.world_config import WorldConfig
 from picaco.sim.world_lexicon import Lexicon, tokens, word_count
 from picaco.sim.world_model import (
-    RESPONSE_QUERY_SLOTS, Expression, WorldModel, conformity, expected_conformity, expected_relevance,
-    instruction_part, model_for, read_instruction,
+    RESPONSE_QUERY_SLOTS,
+    Expression,
+    WorldModel,
+    conformity,
+    expected_conformity,
+    expected_relevance,
+    instruction_part,
+    model_for,
+    read_instruction,
 )
 from picaco.sim.world_optimizer import answer_fig8, answer_opro
 from picaco.sim.world_optimum import Optimum, optimum
 from picaco.sim.world_prompts import (
-    SENT_SPLIT, cap, parse_relevance_judge, parse_value_judge, qa_blocks, strip_fences,
+    SENT_SPLIT,
+    cap,
+    parse_relevance_judge,
+    parse_value_judge,
+    qa_blocks,
+    strip_fences,
 )
 
 __all__ = [

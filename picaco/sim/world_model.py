@@ -20,7 +20,15 @@ from functools import lru_cache
 
 from picaco.sim.world_config import WorldConfig
 from picaco.sim.world_lexicon import (
-    CONCEPT, DISCOURAGE, GUIDANCE, INTEGRATE, INVITE, NAME, Lexicon, ValueSpec, load_lexicon,
+    CONCEPT,
+    DISCOURAGE,
+    GUIDANCE,
+    INTEGRATE,
+    INVITE,
+    NAME,
+    Lexicon,
+    ValueSpec,
+    load_lexicon,
 )
 
 RESPONSE_QUERY_SLOTS = 4  # query-specific sentences a fully relevant response carries (relevance 1 + z)

@@ -8,9 +8,9 @@ realise it at exactly its minimal word cost. See docs/world.md, "How the optimum
 from __future__ import annotations
 
 import math
-from typing import Any
 from dataclasses import dataclass
 from itertools import product
+from typing import Any
 
 import numpy as np
 

@@ -23,10 +23,10 @@ from datasets_prep import (
     build_all,
     load_data_config,
     load_source,
+    loading,
     resolve_compositions,
     write_all,
 )
-from datasets_prep import loading
 
 
 def _one_line(err: BaseException) -> str:

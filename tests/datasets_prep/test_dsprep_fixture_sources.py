@@ -9,8 +9,7 @@ import json
 import datasets
 import pytest
 
-from datasets_prep import HubRef, SourceConfig, load_source
-from datasets_prep import loading
+from datasets_prep import HubRef, SourceConfig, load_source, loading
 from datasets_prep.synthetic import BEAVERTAILS_KEYS
 
 

@@ -12,12 +12,12 @@ import socket
 import openai
 import pytest
 import yaml
+from serve_upstreams import AsgiThread, GatedStream, RecordingSim
 from typer.testing import CliRunner
 
 from picaco.cli import app
 from picaco.deploy.serving import Served, ServeThread
 from picaco.sim.server import SimServerConfig
-from serve_upstreams import AsgiThread, GatedStream, RecordingSim
 
 SERVER_KEY = "sk-serverside-0123456789abcdefXYZ"
 APP_KEY = "sk-application-should-not-travel-42"

@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
+from eval_helpers import URIAL_FILE, eval_raw
 
 from picaco.eval.config import parse_eval_config
 from picaco.eval.runner import plan_jobs, run_job
 from picaco.templates import render_query
 from picaco.values import get_value, load_composition, load_demo_prompts
-
-from eval_helpers import URIAL_FILE, eval_raw
 
 FIG7_HEADER = ("Below is a list of conversations between humans and an assistant (you). Each conversation consists "
                "of a query, marked with '# Query,' and a response, marked with \"# Answer.\"")

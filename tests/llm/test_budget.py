@@ -7,17 +7,16 @@ import json
 
 import pytest
 import yaml
+from tiny_run import small_run_config
+from typer.testing import CliRunner
 
 from picaco.base.config import RunConfig
+from picaco.cli import app
 from picaco.config import load_run_config
 from picaco.llm.budget import BudgetExceeded, Spent, prompt_token_bound, spent_in_log
 from picaco.llm.calllog import read_call_log
 from picaco.llm.request import ChatRequest
 from picaco.method.run import optimize
-from tiny_run import small_run_config
-from typer.testing import CliRunner
-
-from picaco.cli import app
 
 
 def local_run(root, **client) -> dict:

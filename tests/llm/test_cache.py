@@ -173,8 +173,8 @@ def test_a_damaged_database_is_one_line_naming_it(tmp_path, how):
                                    __import__("sqlite3").OperationalError("database or disk is full")],
                          ids=["ENOSPC", "SQLITE_FULL"])
 async def test_disk_full_while_writing_is_one_line_and_stops_later_writes(tmp_path, monkeypatch, error):
-    from picaco.llm import cache as cache_mod
     from picaco.base.errors import CacheError
+    from picaco.llm import cache as cache_mod
 
     cache = ResponseCache(tmp_path / "cache")
 

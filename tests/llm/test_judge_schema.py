@@ -14,8 +14,7 @@ from picaco.base.errors import ConfigError
 from picaco.llm.errors import TransientError
 from picaco.llm.providers.base import ChatCall
 from picaco.llm.providers.openai import OpenAIProvider
-from picaco.llm.request import (KEY_SCHEMA_VERSION, ChatRequest, Message, SamplingParams, canonical_json,
-                                scores_schema)
+from picaco.llm.request import KEY_SCHEMA_VERSION, ChatRequest, Message, SamplingParams, canonical_json, scores_schema
 
 SCHEMA = scores_schema(["honesty", "kindness"])
 MESSAGES = (Message(role="user", content="Rate the response."),)

@@ -15,13 +15,12 @@ import socket
 import pytest
 from typer.testing import CliRunner
 
+from picaco.base.config import ClientConfig, ProviderSettings
+from picaco.base.errors import ConfigError
 from picaco.cli import app
 from picaco.llm import local_engine
-from picaco.base.config import ClientConfig
 from picaco.llm.client import LLMClient
-from picaco.base.errors import ConfigError
 from picaco.llm.local_engine import EngineError, EngineSpec, LocalEngine, endpoint_identity, file_sha256, smollm2_path
-from picaco.base.config import ProviderSettings
 from picaco.llm.request import ChatRequest
 
 pytest.importorskip("llama_cpp", reason="the extra 'local' is not installed (make install installs it)")

@@ -16,11 +16,18 @@ from picaco.llm import local_engine
 from picaco.llm.chat_template import ChatTemplate, load_template, template_from_gguf
 from picaco.llm.client import LLMClient
 from picaco.llm.engine_check import check_engine
-from picaco.llm.local_engine import EngineSpec, LocalEngine, smollm2_path
-from picaco.llm.logprobs import (EchoedPrompt, LogprobError, chat_template_for, echo_key, render_pair,
-                                 response_logprob, response_tokens)
-from picaco.llm.request import Message
 from picaco.llm.engine_child import _top_k_sorted
+from picaco.llm.local_engine import EngineSpec, LocalEngine, smollm2_path
+from picaco.llm.logprobs import (
+    EchoedPrompt,
+    LogprobError,
+    chat_template_for,
+    echo_key,
+    render_pair,
+    response_logprob,
+    response_tokens,
+)
+from picaco.llm.request import Message
 from picaco.method.context import RunContext
 from picaco.method.inputs import run_inputs
 from picaco.method.picaco import score

@@ -9,12 +9,11 @@ import logging
 
 import pytest
 
+from picaco.base.config import ClientConfig, ProviderSettings
 from picaco.config import parse_run_config
-from picaco.base.config import ClientConfig
 from picaco.llm.client import LLMClient
 from picaco.llm.errors import MalformedReply
 from picaco.llm.providers import PROVIDER_KINDS, register_kind
-from picaco.base.config import ProviderSettings
 from picaco.llm.providers.base import ChatReply, Completion, Provider
 from picaco.llm.request import ChatRequest
 from picaco.method.run import optimize

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import yaml
+from tiny_run import small_run_config
 from typer.testing import CliRunner
 
 from picaco.base.errors import ConfigError
@@ -15,7 +16,6 @@ from picaco.config import parse_run_config
 from picaco.estimate import estimate
 from picaco.method.inputs import run_inputs
 from picaco.method.run import optimize
-from tiny_run import small_run_config
 
 runner = CliRunner()
 PAIR = ["Tradition", "Hedonism"]

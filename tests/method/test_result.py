@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import math
 
-from picaco.method.result import (HistoryRow, OptimizeResult, history_row, iteration_markdown, iteration_table,
-                                  result_markdown)
+from picaco.method.result import (
+    HistoryRow,
+    OptimizeResult,
+    history_row,
+    iteration_markdown,
+    iteration_table,
+    result_markdown,
+)
 from picaco.method.state import Candidate, EStepReport, IterationState, MStepReport
 
 

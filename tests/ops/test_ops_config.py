@@ -92,8 +92,8 @@ def test_pipeline_takes_x_from_the_collected_composition():
 
 def test_pipeline_eval_config_evaluates_this_run_on_the_collected_test_set(tmp_path):
     from flows.pipeline import pipeline_eval_config
-    from picaco.config import load_run_config
     from picaco.base.errors import ConfigError
+    from picaco.config import load_run_config
 
     cfg = load_run_config(ROOT / "configs" / "pipeline_demo.yaml", run_name="other-run")
     raw = pipeline_eval_config(str(ROOT / "configs" / "ops_eval.yaml"), cfg, {"hh_balance": {"x": 8, "test": 5}},

@@ -15,7 +15,8 @@ from reliability_campaign import small_run_config
 
 from picaco.base.errors import ConfigError, FileWriteError, RunStateError
 from picaco.config import parse_run_config
-from picaco.method import run as runner, store as store_module
+from picaco.method import run as runner
+from picaco.method import store as store_module
 from picaco.method.run import optimize
 
 

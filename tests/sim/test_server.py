@@ -15,7 +15,6 @@ import pytest
 from pydantic import ValidationError
 
 from picaco.sim.engine import SimEngine
-from picaco.sim.worlds import make_world
 from picaco.sim.server import (
     SimServerConfig,
     build_parser,
@@ -25,6 +24,7 @@ from picaco.sim.server import (
     start_server_process,
 )
 from picaco.sim.server_flags import FLAGS as _FLAGS
+from picaco.sim.worlds import make_world
 
 HTTP = httpx.Client()  # keep-alive: a fresh client per request costs ~30 ms here
 PROMPT = "Which fruit keeps longest in a cold cellar, apples or pears, and why does it matter for winter storage?"

@@ -19,11 +19,17 @@ from pydantic import ValidationError
 from picaco.base.errors import ConfigError
 from picaco.sim.engine import EchoWorld, SimEngine
 from picaco.sim.world import (
-    Optimum, ValueWorld, WorldConfig, conformity, expected_conformity, expected_relevance, optimum,
+    Optimum,
+    ValueWorld,
+    WorldConfig,
+    conformity,
+    expected_conformity,
+    expected_relevance,
+    optimum,
 )
-from picaco.sim.worlds import make_world
 from picaco.sim.world_lexicon import load_lexicon, word_count
 from picaco.sim.world_model import Articulation, model_for, noisy_mean, read_instruction, score_distribution
+from picaco.sim.worlds import make_world
 
 CONF = ["Benevolence", "Conformity", "Tradition", "Security"]
 LIB = ["Universalism", "Self-direction", "Hedonism", "Stimulation"]

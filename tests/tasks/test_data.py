@@ -9,8 +9,8 @@ import pytest
 from datasets_prep.build import build_composition
 from datasets_prep.config import CompositionConfig, SourceConfig
 from datasets_prep.demos import demonstration_queries
-from picaco.values import CompositionError
 from datasets_prep.synthetic import write_fixtures
+from picaco.values import CompositionError
 from tasks.data import build_composition_task, demonstration_queries_task, load_source_task, write_datasets_task
 
 

@@ -9,8 +9,14 @@ from tiny_run import small_run_config
 from picaco.base.errors import RunStateError
 from picaco.config import parse_run_config
 from picaco.method.run import RunStore, optimize
-from tasks.optimize import (e_step_merge_task, e_step_shard_task, e_step_task, final_report_task, m_step_task,
-                            noisy_pool_task)
+from tasks.optimize import (
+    e_step_merge_task,
+    e_step_shard_task,
+    e_step_task,
+    final_report_task,
+    m_step_task,
+    noisy_pool_task,
+)
 
 T = 2
 

@@ -20,7 +20,7 @@ import asyncio
 import math
 from typing import Any
 
-from picaco.eval.judging import judge_values, judge_setup
+from picaco.eval.judging import judge_setup, judge_values
 from picaco.eval.methods.base import Method
 from picaco.eval.methods.picaco import fig7_request
 from picaco.eval.texts import render

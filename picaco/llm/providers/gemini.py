@@ -17,8 +17,18 @@ from typing import Any
 
 from picaco.base.config import ProviderSettings
 from picaco.base.errors import ConfigError
-from picaco.llm.errors import (AuthError, BadRequest, ContentFiltered, ContextTooLong, MalformedReply, ProviderError,
-                               RateLimited, TransientError, Unreachable, error_for_status)
+from picaco.llm.errors import (
+    AuthError,
+    BadRequest,
+    ContentFiltered,
+    ContextTooLong,
+    MalformedReply,
+    ProviderError,
+    RateLimited,
+    TransientError,
+    Unreachable,
+    error_for_status,
+)
 from picaco.llm.providers.base import NO_KEY, ChatCall, ChatReply, Completion, EmbedReply, SDKProvider, one_line
 from picaco.llm.providers.openai import parse_retry_after
 

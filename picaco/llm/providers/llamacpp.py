@@ -18,10 +18,10 @@ one request at a time, so a managed engine's defaults are 4 requests in flight a
 
 from __future__ import annotations
 
+from picaco.base.config import ProviderSettings
 from picaco.base.errors import ConfigError
 from picaco.llm.errors import ProviderError
 from picaco.llm.local_engine import EngineSpec, LocalEngine, endpoint_identity
-from picaco.base.config import ProviderSettings
 from picaco.llm.providers.base import ChatCall, ChatReply
 from picaco.llm.providers.openai import OpenAIProvider
 

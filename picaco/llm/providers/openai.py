@@ -32,8 +32,17 @@ from typing import Any
 
 from picaco.base.config import ProviderSettings
 from picaco.base.errors import ConfigError
-from picaco.llm.errors import (AuthError, BadRequest, ContextTooLong, MalformedReply, ProviderError,
-                               RateLimited, TransientError, Unreachable, error_for_status)
+from picaco.llm.errors import (
+    AuthError,
+    BadRequest,
+    ContextTooLong,
+    MalformedReply,
+    ProviderError,
+    RateLimited,
+    TransientError,
+    Unreachable,
+    error_for_status,
+)
 from picaco.llm.providers.base import NO_KEY, ChatCall, ChatReply, Completion, EmbedReply, SDKProvider, one_line
 
 OPENAI_API_BASE = "https://api.openai.com/v1"

@@ -13,8 +13,8 @@ import threading
 
 import numpy as np
 
-from picaco.llm.errors import ContextTooLong
 from picaco.base.config import ProviderSettings
+from picaco.llm.errors import ContextTooLong
 from picaco.llm.providers.base import ChatCall, ChatReply, Completion, EmbedReply, Provider
 from picaco.sim.engine import SimEngine, count_tokens
 from picaco.sim.worlds import make_world

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from picaco.io import atomic_write_bytes, atomic_write_text
 from picaco.base.errors import ConfigError
+from picaco.io import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 

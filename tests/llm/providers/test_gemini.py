@@ -13,8 +13,16 @@ import pytest
 
 from picaco.base.config import ProviderSettings
 from picaco.base.errors import ConfigError
-from picaco.llm.errors import (AuthError, BadRequest, ContentFiltered, ContextTooLong, MalformedReply, RateLimited,
-                               TransientError, Unreachable)
+from picaco.llm.errors import (
+    AuthError,
+    BadRequest,
+    ContentFiltered,
+    ContextTooLong,
+    MalformedReply,
+    RateLimited,
+    TransientError,
+    Unreachable,
+)
 from picaco.llm.providers import make_provider
 from picaco.llm.providers.base import ChatCall
 from picaco.llm.providers.gemini import GeminiProvider, _retry_delay, finish_reason_of

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from picaco.base.config import ProviderSettings
 from picaco.base.errors import ConfigError
 from picaco.llm.providers import st, st_onnx
-from picaco.base.config import ProviderSettings
 
 MODEL = "all-MiniLM-L6-v2"
 # short and long texts, one past max_seq_length (256 tokens) so truncation is compared too
