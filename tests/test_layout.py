@@ -74,6 +74,15 @@ EXEMPT: dict[str, str] = {
                                 "base of both cache backends",
     "picaco/llm/calllog.py": "tested by tests/llm/test_client.py: the call log a client writes (also "
                              "tests/ops/test_ops_calllog.py)",
+    "picaco/llm/chat_template.py": "tested by tests/llm/test_logprobs.py: the GGUF template rendered as the engine does",
+    "picaco/llm/engine_check.py": "tested by tests/llm/test_logprobs.py: picaco's scores against the engine's own",
+    "picaco/llm/jobs.py": "tested by tests/llm/test_client.py: chat and embed jobs through the client (also "
+                          "tests/llm/test_cached_run_builds_no_provider.py)",
+    "picaco/llm/pipeline.py": "tested by tests/llm/test_client.py: the one call path every client call takes (also "
+                              "tests/llm/test_cached_run_builds_no_provider.py)",
+    "picaco/method/exact_pe.py": "tested by tests/llm/test_logprobs.py: an M-step scored by exact p_e on the engine",
+    "picaco/method/incremental.py": "tested by tests/method/test_pareto_and_from_run.py: --from-run runs",
+    "picaco/pareto.py": "tested by tests/method/test_pareto_and_from_run.py: picaco pareto on a finished run",
     "picaco/llm/engine_child.py": "tested by tests/llm/test_local_engine.py: the engine process the client starts",
     "picaco/llm/errors.py": "tested by tests/llm/test_secrets.py: errors one line, credentials masked (also "
                             "tests/llm/providers/test_openai.py, test_gemini.py)",
