@@ -200,14 +200,8 @@ async def echo_prompt(client, model: str, prompt: str, *, role: str = "target",
         "request": request_id, "n": 1, "calls": 1, "attempts": tries, "prompt_tokens": echoed.prompt_tokens,
         "completion_tokens": echoed.generated, "cost_usd": cost, "filtered": 0,
         "latency_ms": round((time.perf_counter() - t_call) * 1000, 3)})
-    usage.calls += 1
     usage.samples_miss += 1
-    usage.prompt_tokens += echoed.prompt_tokens
-    usage.completion_tokens += echoed.generated
-    if cost is None:
-        usage.unpriced_tokens += echoed.prompt_tokens + echoed.generated
-    else:
-        usage.cost_usd += cost
+    client.charge(usage, model, 1, echoed.prompt_tokens, echoed.generated)
     await client.cache.write_rows([(key, encode_sample({
         "text": "", "kind": KIND, "tokens": list(echoed.tokens), "text_offset": list(echoed.offsets),
         "token_logprobs": list(echoed.logprobs), "generated": echoed.generated,

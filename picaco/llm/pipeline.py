@@ -337,21 +337,26 @@ class CallPath:
         tally.completion_tokens += m.completion_tokens
         return reply
 
+    def charge(self, usage: RoleUsage, model: str, calls: int, prompt_tokens: int, completion_tokens: int) -> None:
+        """Book paid calls and their tokens on a role's usage: cost where the model is priced, else unpriced
+        tokens (also for the exact-p_e scoring calls of llm/logprobs.py)."""
+        cost = self.prices.cost(model, prompt_tokens, completion_tokens)
+        usage.calls += calls
+        usage.prompt_tokens += prompt_tokens
+        usage.completion_tokens += completion_tokens
+        if cost is None:
+            usage.unpriced_tokens += prompt_tokens + completion_tokens
+        else:
+            usage.cost_usd += cost
+
     def _account(self, usage: RoleUsage, job: Job, tally: Tally, *, hits: list, shared: int, remote: int,
                  missed: int, filtered: int) -> None:
-        cost = self.prices.cost(job.model, tally.prompt_tokens, tally.completion_tokens)
-        usage.calls += tally.calls
         usage.samples_hit += len(hits)
         usage.samples_shared += shared
         usage.samples_shared_remote += remote
         usage.samples_miss += missed
         usage.samples_filtered += filtered
-        usage.prompt_tokens += tally.prompt_tokens
-        usage.completion_tokens += tally.completion_tokens
-        if cost is None:
-            usage.unpriced_tokens += tally.prompt_tokens + tally.completion_tokens
-        else:
-            usage.cost_usd += cost
+        self.charge(usage, job.model, tally.calls, tally.prompt_tokens, tally.completion_tokens)
         saved = job.saved(hits)
         if saved is not None:
             usage.saved_prompt_tokens += saved[0]
