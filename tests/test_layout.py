@@ -76,8 +76,6 @@ EXEMPT: dict[str, str] = {
                              "tests/ops/test_ops_calllog.py)",
     "picaco/llm/chat_template.py": "tested by tests/llm/test_logprobs.py: the GGUF template rendered as the engine does",
     "picaco/llm/engine_check.py": "tested by tests/llm/test_logprobs.py: picaco's scores against the engine's own",
-    "picaco/llm/jobs.py": "tested by tests/llm/test_client.py: chat and embed jobs through the client (also "
-                          "tests/llm/test_cached_run_builds_no_provider.py)",
     "picaco/llm/pipeline.py": "tested by tests/llm/test_client.py: the one call path every client call takes (also "
                               "tests/llm/test_cached_run_builds_no_provider.py)",
     "picaco/method/exact_pe.py": "tested by tests/llm/test_logprobs.py: an M-step scored by exact p_e on the engine",

@@ -1,8 +1,9 @@
 """A run's spending cap: `client.budget_usd` and `client.budget_tokens`.
 
 - `budget_usd` caps the money of priced calls (chat and embeddings, at the price table's rates).
-- `budget_tokens` caps the tokens (prompt + completion) of *unpriced* chat calls: models with no entry in
-  the price table, such as a local llama.cpp engine, whose cost is compute time, not money.
+- `budget_tokens` caps the tokens (prompt + completion) of *unpriced* chat calls and exact-p_e echo calls
+  (picaco/llm/logprobs.py): models with no entry in the price table, such as a local llama.cpp engine,
+  whose cost is compute time, not money.
 
 The cap is for the whole run, across resumes: what was spent before is read from the run's call log
 (every paid call has its line there, written before its answer is cached; picaco/llm/calllog.py), so a
@@ -12,7 +13,8 @@ Before a call is sent, its cost is bounded from its request alone, and the call 
 `spent + in flight + bound` would pass the cap. The bound is an upper bound, so a cap is never passed:
 prompt tokens <= UTF-8 bytes of the messages (a byte-level BPE token holds at least one byte) plus
 `TEMPLATE_TOKENS` for the chat template and `MESSAGE_TOKENS` per message; completion tokens <= n x
-max_tokens. (The bound is loose, about 4 bytes per English token, so a run may stop with a little of
+max_tokens; an echo call's prompt is its rendered text, bounded the same way, and it generates one
+token. (The bound is loose, about 4 bytes per English token, so a run may stop with a little of
 its budget left unused; the line says how much.) Calls in flight hold their bound until their answer
 settles it with the tokens the provider reported. A call that does not fit while others are in flight
 waits for them; a call that does not fit alone stops the run with `BudgetExceeded`, before it is sent.
@@ -56,7 +58,7 @@ class BudgetExceeded(PicacoError):
 @dataclass
 class Spent:
     usd: float = 0.0
-    tokens: int = 0  # of unpriced chat calls
+    tokens: int = 0  # of unpriced chat and echo calls
     calls: int = 0
 
 
@@ -83,7 +85,7 @@ def spent_in_log(path: Path | None) -> Spent:
         cost = line.get("cost_usd")
         if cost is not None:
             spent.usd += float(cost)
-        elif line.get("op") == "chat":
+        elif line.get("op") in ("chat", "score"):
             spent.tokens += int(line.get("prompt_tokens") or 0) + int(line.get("completion_tokens") or 0)
     return spent
 
@@ -164,6 +166,12 @@ class Budget:
     async def embed(self, model: str, texts: Sequence[str], call: Awaitable[T]) -> T:
         """Like chat, for one embedding call ((EmbedReply, ...), attempts)."""
         return await self._spend(model, texts, f"embedding call of {model}", call, chat=False)
+
+    async def score(self, model: str, prompt: str, call: Awaitable[T]) -> T:
+        """Like chat, for one echo call of exact p_e (picaco/llm/logprobs.py): `prompt` is the rendered text,
+        of which one token is generated ((EchoedPrompt, ...), attempts)."""
+        # counted like chat (tokens of an unpriced model are capped); the template allowance covers a BOS token
+        return await self._spend(model, [prompt], f"scoring call of {model}", call, 1, 1, chat=True)
 
     async def _spend(self, model: str, texts: Sequence[str], what: str, call: Awaitable[T], n: int = 1,
                      max_tokens: int | None = None, *, chat: bool) -> T:

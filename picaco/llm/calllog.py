@@ -5,12 +5,12 @@ One JSON line per event, appended line-buffered, so a process killed with -9 los
 - `"kind": "call"`: one provider call that answered. Written as soon as the answer arrives and *before*
   its samples are cached, so every paid call, and every sample in the cache, has its line, even when the
   process dies while the client request that made the call is still running (a request of n samples
-  may take several calls). Fields: `op` ("chat" or "embed"), `role`, `model`, `key` (cache key of the
-  call's first sample or text), chat only: `request` (the request's key without its sample index) and
+  may take several calls). Fields: `op` ("chat", "embed" or "score": an exact-p_e echo), `role`, `model`,
+  `key` (cache key of the call's first sample or text), chat only: `request` (the request's key without its sample index) and
   `first` (index of its first sample); `n` (samples or texts drawn), `calls` (1), `attempts` (tries,
   failed ones included), `prompt_tokens`, `completion_tokens`, `cost_usd`, `filtered` (samples refused
   by a content filter), `latency_ms`, `t`.
-- `"kind": "chat"` or `"embed"`: one client request, when it ends: `key` (cache key of its first
+- `"kind": "chat"`, `"embed"` or `"score"`: one client request, when it ends: `key` (cache key of its first
   sample), `start`, `n`, `hits`, `shared`, `misses`, `filtered`, `status` (hit, miss, partial, error),
   `provider_calls`, `retries`, `latency_ms`, and `error`/`error_status` when it failed.
 

@@ -3,7 +3,7 @@
     cache lookup -> in-flight de-duplication -> claims -> a slot on the endpoint -> retries -> provider
 
 All cross-cutting work lives on that one path (picaco/llm/pipeline.py), once, for every provider and for
-chat and embeddings alike (picaco/llm/jobs.py says what differs): the content-addressed cache (sample by
+chat, embeddings and exact-p_e echoes alike (picaco/llm/jobs.py says what differs): the content-addressed cache (sample by
 sample for chat, text by text for embeddings), identical in-flight requests shared, a concurrency limit
 per endpoint, retries with exponential backoff and jitter that honour Retry-After (bounded by count and
 by total time), token usage and cost by role, and a per-run call log. Nothing above this module knows
@@ -26,7 +26,8 @@ import numpy as np
 from picaco.base.config import ClientConfig
 from picaco.llm.cache import CacheBackend
 from picaco.llm.errors import ProviderError
-from picaco.llm.jobs import ChatJob, EmbedJob
+from picaco.llm.jobs import ChatJob, EmbedJob, ScoreJob
+from picaco.llm.logprobs import EchoedPrompt
 from picaco.llm.pipeline import CallPath
 from picaco.llm.providers import endpoint_identity
 from picaco.llm.request import ChatRequest, ChatResponse, split_model
@@ -72,6 +73,14 @@ class LLMClient(CallPath):
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([vectors[t] for t in texts])
+
+    async def echo(self, model: str, prompt: str, *, role: str = "target",
+                   key_extra: tuple[tuple[str, str], ...] = ()) -> EchoedPrompt:
+        """The engine's tokens and log-probs of the text `prompt` (exact p_e, picaco/llm/logprobs.py),
+        cached per text."""
+        t0 = time.perf_counter()
+        job = ScoreJob(model, prompt, role=role, key_extra=key_extra, endpoint_of=self._endpoint)
+        return (await self.serve(job, t0))[prompt]
 
     # -- reporting and shutdown -------------------------------------------------------------------
     def usage_by_role(self) -> dict[str, dict]:

@@ -1,4 +1,4 @@
-"""The two kinds of request on the one path (picaco/llm/pipeline.py): what differs between them.
+"""The three kinds of request on the one path (picaco/llm/pipeline.py): what differs between them.
 
 - `ChatJob`: items are the sample positions of a request; sample i is cached under the request's key
   prefix and its index (picaco/llm/request.py), drawn with seed + i in calls of contiguous samples (an
@@ -6,6 +6,8 @@
   samples are returned but never cached.
 - `EmbedJob`: items are the distinct texts, each cached per (provider, model, endpoint, text), fetched
   in the provider's batch size.
+- `ScoreJob`: one item, a rendered prompt text, echoed with its tokens' log-probs (exact p_e;
+  picaco/llm/logprobs.py), cached per (provider, model, endpoint, text, key extra) in the sample cache.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from picaco.base.errors import ConfigError
 from picaco.llm.cache import CacheBackend, encode_embedding, encode_sample
 from picaco.llm.errors import ContentFiltered
+from picaco.llm.logprobs import EchoedPrompt, chat_template_for, echo_key, echo_record, echoed_from_record, fetch_echo
 from picaco.llm.pipeline import CallPath, Job, Measure, Outcome, Tally
 from picaco.llm.providers.base import ChatCall, ChatReply, Completion, EmbedReply, Provider
+from picaco.llm.providers.openai import OpenAIProvider
 from picaco.llm.request import ChatRequest, Sample, Usage, embedding_key, keys_from_prefix, split_model
 from picaco.llm.usage import contiguous_runs, split_evenly
 
@@ -154,4 +159,54 @@ class EmbedJob(Job):
     def line(self, o: Outcome) -> dict:
         return {"t": round(time.time(), 3), "kind": "embed", "role": self.role, "model": self.model, "n": o.n,
                 "hits": o.hits, "shared_remote": o.remote, "misses": o.n - o.hits - o.remote, **o.summary(),
+                **({"error": type(o.error).__name__} if o.error else {})}
+
+
+class ScoreJob(Job):
+    op = "score"
+    noun = "echoed prompts"
+
+    def __init__(self, model: str, prompt: str, *, role: str, key_extra: tuple[tuple[str, str], ...],
+                 endpoint_of: Callable[[str], str]) -> None:
+        self.model, self.role = model, role
+        self.provider_name, self.model_name = split_model(model)
+        self.items = [prompt]
+        self._key = echo_key(model, endpoint_of(self.provider_name), prompt, key_extra)
+
+    def key(self, prompt: str) -> str:
+        return self._key
+
+    def read(self, cache: CacheBackend, key: str) -> EchoedPrompt | None:
+        record = cache.get_sample(key)
+        return None if record is None else echoed_from_record(record)
+
+    def check(self, path: CallPath) -> None:
+        chat_template_for(self.provider_name, path.config.providers)  # one clear line for a provider that cannot
+
+    async def fetch(self, path: CallPath, prov: Provider, prompts: list[str], deliver, tally: Tally) -> None:
+        if not isinstance(prov, OpenAIProvider):  # chat_template_for admits only these: a bug if reached
+            raise ConfigError(f"provider {prov.name!r} cannot echo prompt log-probs")
+        for prompt in prompts:
+            def echo_call(prompt: str = prompt) -> Awaitable[EchoedPrompt]:
+                return fetch_echo(prov, self.model_name, prompt)
+
+            def spend(attempt: Awaitable[Any], prompt: str = prompt) -> Awaitable[Any]:
+                return path.budget.score(self.model, prompt, attempt)
+
+            echoed = await path.paid_call(prov, self, echo_call, asked=1, least=1, key=self._key, where={},
+                                          tally=tally, spend=spend)
+            await path.cache.write_rows([(self._key, encode_sample(echo_record(echoed)))])
+            deliver(prompt, echoed)
+
+    def measure(self, reply: EchoedPrompt) -> Measure:
+        return Measure(1, reply.prompt_tokens, reply.generated)
+
+    def saved(self, hits: list[EchoedPrompt]) -> tuple[int, int] | None:
+        # the prompt is what an echo pays for; its one generated token is never used
+        return (sum(e.prompt_tokens for e in hits), 0) if hits else None
+
+    def line(self, o: Outcome) -> dict:
+        return {"t": round(time.time(), 3), "kind": "score", "role": self.role, "model": self.model,
+                "key": self._key, "n": o.n, "hits": o.hits, "shared": o.shared, "shared_remote": o.remote,
+                "misses": o.n - o.hits - o.shared - o.remote, **o.summary(),
                 **({"error": type(o.error).__name__} if o.error else {})}

@@ -10,8 +10,11 @@
 Each echoed text is one cache entry (a row like a chat sample: `{"text": "", "kind": "prompt_logprobs",
 tokens, text_offset, token_logprobs, usage}`) keyed by the provider, model, endpoint identity (for a managed
 engine the GGUF's content hash and the settings that change answers) and the rendered text itself, so a
-rerun makes no call and another engine or template makes other keys. Calls take the provider's slot and
-retries, and are written to the call log (`"op": "score"`) and the role's usage like chat calls.
+rerun makes no call and another engine or template makes other keys. An echo is a request on the client's
+one call path (`LLMClient.echo`, `ScoreJob` in picaco/llm/jobs.py) like chat and embeddings: cache, in-flight
+sharing, claims between workers, the provider's slot and retries, the run's budget, the role's usage and
+the call log (`"op": "score"`). This module keeps what is particular to it: the template, the wire call
+and the record, and finding a response's tokens.
 
 Who can answer (`chat_template_for`): a managed llama.cpp engine started with `logits_all: true` (its
 template is the GGUF's), or an OpenAI-compatible server with options `prompt_logprobs: true` and
@@ -24,12 +27,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from dataclasses import dataclass
 
 from picaco.base.config import ProviderSettings
 from picaco.base.errors import ConfigError, PicacoError
-from picaco.llm.cache import encode_sample
 from picaco.llm.chat_template import ChatTemplate, load_template, template_from_gguf
 from picaco.llm.errors import MalformedReply, ProviderError
 from picaco.llm.local_engine import resolve_gguf
@@ -66,6 +67,11 @@ class EchoedPrompt:
         if n < len(self.tokens):
             return self.offsets[n]
         return self.offsets[-1] + len(self.tokens[-1]) if self.tokens else 0
+
+    @property
+    def completion_tokens(self) -> int:
+        """Tokens generated (and billed as completion): the budget settles a call with these."""
+        return self.generated
 
 
 @dataclass(frozen=True)
@@ -126,14 +132,25 @@ def echo_key(model: str, endpoint: str, prompt: str, key_extra: tuple[tuple[str,
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
-def _from_record(rec: dict) -> EchoedPrompt:
+def echoed_from_record(rec: dict) -> EchoedPrompt | None:
+    """The echo cached in `rec` (a row of the sample cache), or None when the row is not one."""
+    if rec.get("kind") != KIND:
+        return None
     usage = rec.get("usage", {})
     return EchoedPrompt(tuple(rec["tokens"]), tuple(rec["text_offset"]), tuple(rec["token_logprobs"]),
                         int(usage.get("prompt_tokens", 0)), int(rec.get("generated", 0)))
 
 
-async def _fetch_echo(prov: OpenAIProvider, model_name: str, prompt: str) -> tuple[EchoedPrompt, str | None]:
-    """One `/completions` call with echo; maps the reply (a malformed one is MalformedReply)."""
+def echo_record(echoed: EchoedPrompt) -> dict:
+    """The cache row of an echo: shaped like a chat sample's (empty text), so the sample cache holds it."""
+    return {"text": "", "kind": KIND, "tokens": list(echoed.tokens), "text_offset": list(echoed.offsets),
+            "token_logprobs": list(echoed.logprobs), "generated": echoed.generated,
+            "usage": {"prompt_tokens": echoed.prompt_tokens, "completion_tokens": echoed.generated}}
+
+
+async def fetch_echo(prov: OpenAIProvider, model_name: str, prompt: str) -> EchoedPrompt:
+    """One `/completions` call with echo; maps the reply (a malformed one is MalformedReply). The client's
+    one call path (ScoreJob in picaco/llm/jobs.py) makes it, in a slot, with retries and the budget."""
     client = prov._client()
     body = {"model": model_name, "prompt": prompt, "echo": True, "logprobs": 1, "max_tokens": 1,
             "temperature": 0.0}
@@ -161,61 +178,8 @@ async def _fetch_echo(prov: OpenAIProvider, model_name: str, prompt: str) -> tup
         raise MalformedReply(f"prompt log-probs with model {model_name!r}: not an echoed completion with "
                              f"logprobs ({exc})", provider=prov.name, status=200,
                              request_id=request_id if isinstance(request_id, str) else None) from None
-    echoed = EchoedPrompt(tuple(tokens), tuple(offsets), tuple(None if x is None else float(x) for x in logprobs),
-                          int(usage.get("prompt_tokens", 0) or 0), generated)
-    return echoed, request_id if isinstance(request_id, str) else None
-
-
-async def echo_prompt(client, model: str, prompt: str, *, role: str = "target",
-                      key_extra: tuple[tuple[str, str], ...] = ()) -> EchoedPrompt:
-    """The engine's tokens and log-probs of `prompt`, from the cache or one call (then cached)."""
-    provider_name, model_name = split_model(model)
-    t0 = time.perf_counter()
-    key = echo_key(model, client.endpoint_of(model), prompt, key_extra)
-    usage = client.usage[role]
-    usage.requests += 1
-    rec = client.cache.get_sample(key)
-    if rec is not None and rec.get("kind") == KIND:
-        echoed = _from_record(rec)
-        usage.samples_hit += 1
-        usage.saved_prompt_tokens += echoed.prompt_tokens
-        _log(client, role, model, key, "hit", 0, 0, t0)
-        return echoed
-    chat_template_for(provider_name, client.config.providers)  # one clear line for a provider that cannot
-    prov = client.provider(provider_name)
-
-    async def make_call():
-        t_call = time.perf_counter()
-        return await _fetch_echo(prov, model_name, prompt), t_call
-
-    try:
-        ((echoed, request_id), t_call), tries = await client._with_retries(prov, role, make_call)
-    except ProviderError as exc:
-        usage.errors += 1
-        _log(client, role, model, key, "error", 0, 0, t0, error=exc)
-        raise
-    cost = client.prices.cost(model, echoed.prompt_tokens, echoed.generated)
-    client.call_log.write({
-        "t": round(time.time(), 3), "kind": "call", "op": "score", "role": role, "model": model, "key": key,
-        "request": request_id, "n": 1, "calls": 1, "attempts": tries, "prompt_tokens": echoed.prompt_tokens,
-        "completion_tokens": echoed.generated, "cost_usd": cost, "filtered": 0,
-        "latency_ms": round((time.perf_counter() - t_call) * 1000, 3)})
-    usage.samples_miss += 1
-    client.charge(usage, model, 1, echoed.prompt_tokens, echoed.generated)
-    await client.cache.write_rows([(key, encode_sample({
-        "text": "", "kind": KIND, "tokens": list(echoed.tokens), "text_offset": list(echoed.offsets),
-        "token_logprobs": list(echoed.logprobs), "generated": echoed.generated,
-        "usage": {"prompt_tokens": echoed.prompt_tokens, "completion_tokens": echoed.generated}}))])
-    _log(client, role, model, key, "miss", 1, tries, t0)
-    return echoed
-
-
-def _log(client, role, model, key, status, calls, attempts, t0, error: Exception | None = None) -> None:
-    client.call_log.write({
-        "t": round(time.time(), 3), "kind": "score", "role": role, "model": model, "key": key, "n": 1,
-        "hits": int(status == "hit"), "misses": int(status != "hit"), "status": status, "provider_calls": calls,
-        "retries": max(0, attempts - calls), "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
-        **({"error": type(error).__name__} if error else {})})
+    return EchoedPrompt(tuple(tokens), tuple(offsets), tuple(None if x is None else float(x) for x in logprobs),
+                        int(usage.get("prompt_tokens", 0) or 0), generated)
 
 
 # -- a response inside its rendered prompt ----------------------------------------------------------------
@@ -255,8 +219,8 @@ async def response_logprob(client, model: str, messages: tuple[Message, ...], re
     without the response, when the caller already has it (it is shared by every response to one prompt)."""
     prefix_text, full_text = render_pair(template, messages, response)
     if prefix is None:
-        prefix = await echo_prompt(client, model, prefix_text, role=role, key_extra=key_extra)
-    full = await echo_prompt(client, model, full_text, role=role, key_extra=key_extra)
+        prefix = await client.echo(model, prefix_text, role=role, key_extra=key_extra)
+    full = await client.echo(model, full_text, role=role, key_extra=key_extra)
     return response_tokens(prefix, full, response)
 
 
@@ -264,5 +228,5 @@ async def prefix_echo(client, model: str, messages: tuple[Message, ...], templat
                       role: str = "target", key_extra: tuple[tuple[str, str], ...] = ()) -> EchoedPrompt:
     """The echo of the prompt without a response: fetch it once and pass it to `response_logprob`."""
     turns = [{"role": m.role, "content": m.content} for m in messages]
-    return await echo_prompt(client, model, template.render(turns, add_generation_prompt=True), role=role,
+    return await client.echo(model, template.render(turns, add_generation_prompt=True), role=role,
                              key_extra=key_extra)

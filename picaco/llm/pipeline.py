@@ -1,4 +1,4 @@
-"""The one path of every request, chat and embeddings alike:
+"""The one path of every request, chat, embeddings and exact-p_e echoes alike:
 
     keys -> cache lookup -> in-flight de-duplication -> claims -> fetch (a slot, retries, a provider)
          -> store -> account
@@ -89,7 +89,7 @@ class Outcome:
 
 
 class Job(ABC):
-    """What one kind of request (chat, embed) brings to the path; `items` each have their own cache key."""
+    """What one kind of request (chat, embed, score) brings to the path; `items` each have their own cache key."""
 
     op: str  # the call log's name of the operation
     noun: str  # what an item is called in an error message
@@ -108,6 +108,10 @@ class Job(ABC):
     def cached(self, item: Any, record: Any) -> Any:
         """The value of `item` from its cached record."""
         return record
+
+    def check(self, path: "CallPath") -> None:
+        """Raise (one clear line) when the provider cannot serve this kind of request; run before the
+        provider is built, only when something must be fetched."""
 
     @abstractmethod
     async def fetch(self, path: "CallPath", prov: Provider, items: list, deliver: Callable[[Any, Any], None],
@@ -288,6 +292,7 @@ class CallPath:
 
         async def fetch(some: list) -> None:
             # the provider is built (its key looked up, its engine started) only now that something is fetched
+            job.check(self)
             await job.fetch(self, self.provider(job.provider_name), some, deliver, tally)
 
         try:
@@ -339,7 +344,7 @@ class CallPath:
 
     def charge(self, usage: RoleUsage, model: str, calls: int, prompt_tokens: int, completion_tokens: int) -> None:
         """Book paid calls and their tokens on a role's usage: cost where the model is priced, else unpriced
-        tokens (also for the exact-p_e scoring calls of llm/logprobs.py)."""
+        tokens."""
         cost = self.prices.cost(model, prompt_tokens, completion_tokens)
         usage.calls += calls
         usage.prompt_tokens += prompt_tokens
