@@ -9,6 +9,9 @@
    a second run: backend calls (goal 0).
 3. The null optimizer (returns an instruction it was shown, unchanged), on the demo configuration:
    its ground-truth gain over the seed (goal: none), next to the real optimizer's gain.
+4. The simulated target's reply time (`target_reply_ms`, goal < 0.5 ms on a quiet machine): one reply to a
+   Fig. 7 prompt (the optimum instruction, three demonstrations, a Schwartz prompt), as a run asks for it
+   thousands of times. `--reply-only` prints this figure alone (seconds, not the minutes of 1-3).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +34,18 @@ sys.path.insert(0, str(ROOT / "bench"))
 from picaco.config import load_run_config, parse_run_config  # noqa: E402
 from picaco.demo import compare_on_held_out, ground_truth  # noqa: E402
 from picaco.method.run import load_composition_for, optimize  # noqa: E402
+from picaco.sim.world import ValueWorld, WorldConfig, optimum  # noqa: E402
+from picaco.templates import render_e_step  # noqa: E402
+from picaco.values.model import load_demo_prompts  # noqa: E402
+
+REPLY_VALUES = ["Benevolence", "Conformity", "Tradition", "Security"]
+REPLIES = 3000
+
+
+@dataclass(frozen=True)
+class Demo:
+    query: str
+    answer: str
 
 
 def paper_figures() -> dict:
@@ -95,11 +111,37 @@ def null_optimizer_figures() -> dict:
     return {"null_optimizer_gain": gains["values-null"], "demo_config_method_gain": gains["values"]}
 
 
+def reply_figures() -> dict:
+    """Per-reply time of the simulated target on Fig. 7 prompts (was a timed unit test; a bound is a goal
+    here, not an assertion)."""
+    world = ValueWorld(WorldConfig(judge_noise=0.0, malformed_rate=0.0, fence_rate=0.0))
+    instruction = optimum(REPLY_VALUES, 150).instruction
+    prompts = [r["prompt"] for r in load_demo_prompts("schwartz")]
+    system = [{"role": "system", "content": instruction}]
+    demos = [Demo(q, world.respond("t", system + [{"role": "user", "content": q}], seed=i, temperature=1,
+                                   max_tokens=None)) for i, q in enumerate(prompts[:3])]
+    messages = []
+    for q in prompts[3:15]:
+        sys_text, user = render_e_step(instruction, demos, q)
+        messages.append([{"role": "system", "content": sys_text}, {"role": "user", "content": user}])
+    world.respond("t", messages[0], seed=0, temperature=1, max_tokens=None)  # parse once, as in a run
+    t0 = time.perf_counter()
+    for k in range(REPLIES):
+        world.respond("t", messages[k % len(messages)], seed=k, temperature=1, max_tokens=None)
+    ms = (time.perf_counter() - t0) / REPLIES * 1000
+    print(f"simulated target reply: {ms:.3f} ms per reply over {REPLIES} Fig. 7 prompts (goal < 0.5 ms, quiet)")
+    return {"target_reply_ms": ms}
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--reply-only"]:
+        print(json.dumps(reply_figures()))
+        sys.exit(0)
     figures = {}
     figures.update(paper_figures())
     figures.update(demo_figures())
     figures.update(null_optimizer_figures())
+    figures.update(reply_figures())
     keys = ["optimality_ratio", "optimized_gt_conformity", "seed_gt_conformity", "null_optimizer_gain", "demo_wall_s",
-            "demo_peak_rss_mb", "demo_rerun_calls"]
+            "demo_peak_rss_mb", "demo_rerun_calls", "target_reply_ms"]
     print(json.dumps({**{k: figures[k] for k in keys}, **{k: v for k, v in figures.items() if k not in keys}}))

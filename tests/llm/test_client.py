@@ -143,9 +143,10 @@ async def test_concurrency_limit_per_endpoint_and_cache_hits_skip_the_queue(tmp_
         fake_provider.delay_s = 0.3
         slow = [asyncio.create_task(client.chat(req(f"q{i}"), n=1)) for i in range(6)]
         await asyncio.sleep(0.01)
-        t0 = time.perf_counter()
         hit = await client.chat(req("cached"), n=1)
-        assert time.perf_counter() - t0 < 0.1 and hit.samples[0].cached
+        # answered while every slow call still holds or waits for a slot: a hit that queued for a slot
+        # would come back only after a slow one finished
+        assert hit.samples[0].cached and not any(t.done() for t in slow)
         await asyncio.gather(*slow)
     assert fake_provider.max_in_flight == 3
 
@@ -182,10 +183,9 @@ async def test_retries_are_bounded_by_count_and_by_time(tmp_path, fake_provider)
         assert info.value.attempts == 3 and isinstance(info.value.last, TransientError)
     fake_provider.script = [RateLimited("x", provider="fake", status=429, retry_after=5.0)] * 10
     async with make_client(tmp_path, retry=RetryPolicy(max_attempts=50, max_total_s=1.0)) as client:
-        t0 = time.perf_counter()
-        with pytest.raises(RetriesExhausted):
+        with pytest.raises(RetriesExhausted) as info:
             await client.chat(req("other"), n=1)
-        assert time.perf_counter() - t0 < 0.5, "a Retry-After beyond the time budget gives up at once"
+        assert info.value.attempts == 1, "a Retry-After beyond the time budget gives up at once, without waiting"
     assert len(client.cache) == 0
 
 

@@ -201,7 +201,7 @@ def test_latency_and_jitter(make_server):
     s = make_server(latency_ms=120, jitter_ms=40, seed=1)
     t = time.perf_counter()
     assert chat(s.url).status_code == 200
-    assert 0.12 <= time.perf_counter() - t < 1.0
+    assert time.perf_counter() - t >= 0.12  # the injected latency was waited (how much longer is the machine's)
     logged = s.request_log()[-1]["latency_ms"]
     assert 120 <= logged <= 160 + 50
 
@@ -211,7 +211,7 @@ def test_hang_past_client_timeout_is_logged_as_client_gone(make_server):
     t = time.perf_counter()
     with pytest.raises(httpx.ReadTimeout):
         chat(s.url, timeout=0.3)
-    assert time.perf_counter() - t < 1.0
+    assert time.perf_counter() - t < 5.0  # the client's timeout ended it, not the 5 s hang
     deadline = time.monotonic() + 3
     while not s.request_log() and time.monotonic() < deadline:
         time.sleep(0.02)

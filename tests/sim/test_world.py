@@ -10,7 +10,6 @@ import itertools
 import json
 import re
 import statistics
-import time
 
 import numpy as np
 import pytest
@@ -476,18 +475,6 @@ def test_target_handles_baselines_and_elaboration(world):
     pos, _neg = lex.marker_counts(el)
     assert "Tradition" in el and "Hedonism" in el
     assert pos[lex.index("Tradition")] >= 3 and pos[lex.index("Hedonism")] >= 3
-
-
-def test_target_reply_is_fast(world):
-    sysm = fig7_system(optimum(CONF, 150).instruction)
-    msgs = [[{"role": "system", "content": sysm}, {"role": "user", "content": user_turn(q)}] for q in QUERIES]
-    world.respond("t", msgs[0], seed=0, temperature=1, max_tokens=None)  # parse once, as in a run
-    n = 3000
-    t0 = time.perf_counter()
-    for k in range(n):
-        world.respond("t", msgs[k % len(msgs)], seed=k, temperature=1, max_tokens=None)
-    per_call = (time.perf_counter() - t0) / n
-    assert per_call < 0.5e-3, f"{per_call * 1e3:.3f} ms per target reply"
 
 
 # -------------------------------------------------------------------------------------------- ground truth
