@@ -18,6 +18,8 @@ from picaco.deploy.cli import export_command, serve_command
 from picaco.estimate import estimate
 from picaco.eval.cli import evaluate_command
 from picaco.llm.cache import CACHE_URL_ENV, open_cache
+from picaco.llm.local_engine import EngineSpec
+from picaco.llm.local_engine import serve as serve_engine
 from picaco.method.result import OptimizeResult
 from picaco.method.run import optimize
 from picaco.pareto import pareto_report
@@ -74,10 +76,8 @@ def local_server(gguf: str = typer.Option("smollm2", help="a GGUF model file, or
                  chat_format: Optional[str] = typer.Option(None, help="llama.cpp chat format (default: the GGUF's)")
                  ) -> None:
     """Start llama.cpp's OpenAI-compatible server (extra 'local') on 127.0.0.1; serve until Ctrl-C."""
-    from picaco.llm.local_engine import EngineSpec, serve
-
     try:
-        serve(EngineSpec.from_options({"gguf": gguf, "port": port, "n_ctx": n_ctx, "logits_all": logits_all,
+        serve_engine(EngineSpec.from_options({"gguf": gguf, "port": port, "n_ctx": n_ctx, "logits_all": logits_all,
                                        "chat_format": chat_format}, "local-server", flags=True), echo=typer.echo)
     except PicacoError as exc:
         _fail(exc)

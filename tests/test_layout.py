@@ -1,15 +1,21 @@
 """Tests mirror the code file by file: picaco/<pkg>/<mod>.py is tested in tests/<pkg>/test_<mod>.py, and
 flows/<mod>.py, tasks/<mod>.py in tests/flows/test_<mod>.py, tests/tasks/test_<mod>.py. A module without its
 mirrored test file is listed in EXEMPT (the one table of exceptions) with the reason; a module that is tested
-elsewhere names that test file, which must exist."""
+elsewhere names that test file, which must exist.
+
+And the imports of picaco/, flows/, tasks/: no import cycle between modules (imports at module level, not under
+TYPE_CHECKING), and a first-party import inside a function (a heavy optional dependency loaded lazily on
+purpose, or a way around an error at import) says why in a comment on its line or the line above."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("picaco", "flows", "tasks")
+FIRST_PARTY = PACKAGES + ("datasets_prep",)
 
 _REEXPORTS = "package marker: docstring and re-exports only; what it exports is tested with its module"
 
@@ -74,10 +80,7 @@ EXEMPT: dict[str, str] = {
                                 "base of both cache backends",
     "picaco/llm/calllog.py": "tested by tests/llm/test_client.py: the call log a client writes (also "
                              "tests/ops/test_ops_calllog.py)",
-    "picaco/llm/chat_template.py": "tested by tests/llm/test_logprobs.py: the GGUF template rendered as the engine does",
     "picaco/llm/engine_check.py": "tested by tests/llm/test_logprobs.py: picaco's scores against the engine's own",
-    "picaco/llm/pipeline.py": "tested by tests/llm/test_client.py: the one call path every client call takes (also "
-                              "tests/llm/test_cached_run_builds_no_provider.py)",
     "picaco/method/exact_pe.py": "tested by tests/llm/test_logprobs.py: an M-step scored by exact p_e on the engine",
     "picaco/method/incremental.py": "tested by tests/method/test_pareto_and_from_run.py: --from-run runs",
     "picaco/pareto.py": "tested by tests/method/test_pareto_and_from_run.py: picaco pareto on a finished run",
@@ -149,3 +152,120 @@ def test_the_exemption_table_is_current():
         assert reason.strip(), f"{module}: an exemption needs a reason"
         for named in re.findall(r"tests/[\w/]+\.py", reason):
             assert (ROOT / named).is_file(), f"{module}: its exemption names {named}, which does not exist"
+
+
+# -- imports ----------------------------------------------------------------------------------------------------
+def module_name(path: str) -> str:
+    parts = list(Path(path).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported(node: ast.Import | ast.ImportFrom, package: str) -> list[str]:
+    """The dotted names an import statement may load: a module, or a name inside one (both tried)."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    base = node.module or ""
+    if node.level:
+        up = package.split(".")[:len(package.split(".")) - node.level + 1]
+        base = ".".join(up + ([base] if base else []))
+    return [base] + [f"{base}.{a.name}" for a in node.names]
+
+
+def imports_of(path: str) -> tuple[set[str], list[tuple[int, bool]]]:
+    """(first-party names imported at module level, [(line, says why) of each first-party import in a function])."""
+    source = (ROOT / path).read_text(encoding="utf-8")
+    lines = source.splitlines()
+    name = module_name(path)
+    package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
+    top: set[str] = set()
+    inner: list[tuple[int, bool]] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                names = [n for n in imported(child, package) if n.split(".")[0] in FIRST_PARTY]
+                if names and in_function:
+                    said = "#" in lines[child.lineno - 1] or lines[child.lineno - 2].strip().startswith("#")
+                    inner.append((child.lineno, said))
+                elif names:
+                    top.update(names)
+            elif isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue  # for the type checker only: never imported at run time
+            else:
+                visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+    visit(ast.parse(source), False)
+    return top, inner
+
+
+def import_graph() -> dict[str, set[str]]:
+    known = {module_name(m): m for m in modules()}
+
+    def owner(dotted: str) -> str | None:  # the module a dotted name lives in
+        while dotted and dotted not in known:
+            dotted = dotted.rpartition(".")[0]
+        return dotted or None
+
+    graph = {}
+    for name, path in known.items():
+        owners = {owner(n) for n in imports_of(path)[0]}
+        graph[name] = {o for o in owners if o is not None and o != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm, iteratively)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            v, children = work[-1]
+            w = next(children, None)
+            if w is not None:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(sorted(graph[w]))))
+                elif w in on_stack:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                component = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    component.append(w)
+                    if w == v:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_cycles_finds_a_cycle_and_nothing_else():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles():
+    found = cycles(import_graph())
+    assert not found, f"import cycles (module-level imports): {found}"
+
+
+def test_first_party_imports_inside_functions_say_why():
+    silent = [f"{m}:{line}" for m in modules() for line, said in imports_of(m)[1] if not said]
+    assert not silent, ("first-party imports inside a function without a comment saying why (move them to the "
+                        "top of the module, or say why they wait):\n  " + "\n  ".join(silent))
+

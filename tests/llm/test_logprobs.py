@@ -13,7 +13,7 @@ import pytest
 from picaco.base.config import ClientConfig, ProviderSettings, RunConfig
 from picaco.base.errors import ConfigError
 from picaco.llm import local_engine
-from picaco.llm.chat_template import ChatTemplate, load_template, template_from_gguf
+from picaco.llm.chat_template import ChatTemplate
 from picaco.llm.client import LLMClient
 from picaco.llm.engine_check import check_engine
 from picaco.llm.engine_child import _top_k_sorted
@@ -93,14 +93,6 @@ async def test_another_instruction_gives_the_same_text_another_score(engine, tmp
 
 
 # -- the template and the token span, without an engine -----------------------------------------------------
-def test_the_gguf_template_is_smollm2s_own_with_its_default_system_prompt():
-    template = template_from_gguf(smollm2_path())
-    assert (template.bos_token, template.eos_token) == ("<|im_start|>", "<|im_end|>")
-    prefix, full = render_pair(template, MESSAGES[1:], "Apple.")
-    assert prefix.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
-    assert prefix.endswith("<|im_start|>assistant\n") and full == prefix + "Apple.<|im_end|>\n"
-
-
 def test_a_template_that_changes_the_response_text_is_refused_in_one_line():
     trims = ChatTemplate("{% for m in messages %}[{{ m.role }}]{{ m.content | trim }}\n{% endfor %}"
                          "{% if add_generation_prompt %}[assistant]{% endif %}", source="test")
@@ -147,12 +139,9 @@ def test_a_provider_without_prompt_log_probs_is_one_config_error(settings, says)
         chat_template_for("t", {"t": ProviderSettings(**settings)})
 
 
-def test_a_managed_engine_with_logits_all_and_a_jinja_file_give_templates(tmp_path):
+def test_a_managed_engine_with_logits_all_gives_the_ggufs_template():
     managed = chat_template_for("t", {"t": ProviderSettings(kind="llamacpp", options={"logits_all": True})})
     assert "<|im_start|>" in managed.template
-    jinja = tmp_path / "t.jinja"
-    jinja.write_text("{% for m in messages %}{{ m.content }}{% endfor %}")
-    assert load_template(jinja).render([{"role": "user", "content": "x"}], True) == "x"
 
 
 def test_a_run_asking_for_exact_pe_on_the_simulator_stops_before_it_starts(tmp_path):
