@@ -81,7 +81,6 @@ EXEMPT: dict[str, str] = {
     "picaco/llm/calllog.py": "tested by tests/llm/test_client.py: the call log a client writes (also "
                              "tests/ops/test_ops_calllog.py)",
     "picaco/llm/engine_check.py": "tested by tests/llm/test_logprobs.py: picaco's scores against the engine's own",
-    "picaco/method/exact_pe.py": "tested by tests/llm/test_logprobs.py: an M-step scored by exact p_e on the engine",
     "picaco/method/incremental.py": "tested by tests/method/test_pareto_and_from_run.py: --from-run runs",
     "picaco/pareto.py": "tested by tests/method/test_pareto_and_from_run.py: picaco pareto on a finished run",
     "picaco/llm/engine_child.py": "tested by tests/llm/test_local_engine.py: the engine process the client starts",

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import threading
 
 import pytest
+from fake_llm import ECHO_ENDPOINT, EchoingEngine, echoing_engine_registered, echoing_settings
 
 from picaco.base.config import ClientConfig, ProviderSettings
 from picaco.base.errors import ConfigError
@@ -20,11 +20,9 @@ from picaco.llm.calllog import read_call_log
 from picaco.llm.client import LLMClient
 from picaco.llm.errors import MalformedReply, RetriesExhausted
 from picaco.llm.logprobs import EchoedPrompt, echo_key
-from picaco.llm.providers import PROVIDER_KINDS, register_kind
-from picaco.llm.providers.openai import OpenAIProvider
 
 MODEL = "eng/smol"
-ENDPOINT = "http://127.0.0.1:9/v1"  # never reached: the stand-in answers in-process
+ENDPOINT = ECHO_ENDPOINT
 PROMPT = "<s>user: Name a fruit.\nassistant: Apple."
 EXTRA = (("world", "values"),)
 
@@ -35,51 +33,15 @@ OLD_ROW = (b'{"text":"","kind":"prompt_logprobs","tokens":["<s>user:"," ","Name"
            b'"token_logprobs":[null,-0.5,-1.25],"generated":1,"usage":{"prompt_tokens":2,"completion_tokens":1}}')
 
 
-class EchoingEngine(OpenAIProvider):
-    """/completions with echo: the prompt's words and spaces as tokens, each word -0.5 per character, then
-    one generated token. Counts the echo calls it answers (all clients together)."""
-
-    lock = threading.Lock()  # the clients of the claims test run in two threads
-    calls: list[str] = []
-    fail_next = 0  # replies to spoil (a malformed body), to see the retries
-    latency_s = 0.05  # long enough for a second identical request to find this one in flight
-
-    def _client(self):
-
-        class Client:
-            async def post(self, path, body, cast_to, options):
-                assert path == "/completions" and body["echo"] is True and body["max_tokens"] == 1
-                await asyncio.sleep(EchoingEngine.latency_s)
-                with EchoingEngine.lock:
-                    spoil = EchoingEngine.fail_next > 0
-                    EchoingEngine.fail_next -= spoil
-                    if not spoil:
-                        EchoingEngine.calls.append(body["prompt"])
-                if spoil:
-                    return {"id": "bad", "choices": []}
-                tokens = re.findall(r"\S+|\s+", body["prompt"]) + ["!"]
-                offsets = [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
-                logprobs = [None] + [-0.5 * len(t.strip() or " ") for t in tokens[1:]]
-                return {"id": f"cmpl-{len(EchoingEngine.calls)}", "choices": [{"logprobs": {
-                    "tokens": tokens, "text_offset": offsets, "token_logprobs": logprobs}}],
-                    "usage": {"prompt_tokens": len(tokens) - 1, "completion_tokens": 1}}
-        return Client()
-
-
 @pytest.fixture
-def engine(tmp_path):
-    register_kind("echoing", EchoingEngine)
-    EchoingEngine.calls, EchoingEngine.fail_next, EchoingEngine.latency_s = [], 0, 0.05
-    (tmp_path / "t.jinja").write_text("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}")
-    yield
-    PROVIDER_KINDS.pop("echoing", None)
+def engine():
+    with echoing_engine_registered():
+        yield
 
 
 def config(tmp_path, log: str = "calls.jsonl", **extra) -> ClientConfig:
-    eng = ProviderSettings(kind="echoing", base_url=ENDPOINT,
-                           options={"prompt_logprobs": True, "chat_template": str(tmp_path / "t.jinja")})
     return ClientConfig(cache_dir=tmp_path / "cache", call_log_path=tmp_path / log,
-                        providers={"eng": eng, "plain": ProviderSettings(kind="sim")}, **extra)
+                        providers={"eng": echoing_settings(tmp_path), "plain": ProviderSettings(kind="sim")}, **extra)
 
 
 def lines(path, kind: str) -> list[dict]:
