@@ -194,7 +194,8 @@ class OpenAIProvider(SDKProvider):
             request_id = None
         choices = getattr(resp, "choices", None)
         if not isinstance(choices, list) or not choices:
-            raise MalformedReply("the reply has no 'choices' (not a chat completion)", provider=self.name,
+            raise MalformedReply(f"chat with model {call.model!r}: the reply has no 'choices' (not a chat completion)",
+                                 provider=self.name,
                                  status=200, request_id=request_id)
         try:
             ordered = sorted(choices, key=lambda c: c.index if isinstance(c.index, int) else 0)
