@@ -1,6 +1,12 @@
 """picaco on a real model: SmolLM2-135M-Instruct on the managed llama.cpp engine (extra 'local').
 
-    .venv/bin/python bench/real_engine.py [--judge-n 100] [--skip-judge] [--skip-local] [--skip-target]
+    .venv/bin/python bench/real_engine.py [--judge-n 100] [--held-out N] [--skip-judge] [--skip-local]
+                                          [--skip-target] [--smoke]
+
+Each part runs alone with the others skipped (e.g. `--skip-judge --skip-local` for the local_target part,
+`--skip-local --skip-target` for the judge rates); `--smoke` shrinks every part (judge N 4, whole runs with
+2 prompts, 1 iteration, 2 held-out prompts, 16-token replies) to check the script end to end in minutes:
+its figures are not the benchmark's.
 
 1. The engine's generation speed: sequential chat completions of up to 128 tokens, generated tokens / wall s.
 2. Judge replies with and without the reply schema (bench/judge_schema.py's protocol: Fig. 9 judge, two
@@ -109,12 +115,17 @@ async def judge_figures(work: Path, judge_n: int) -> dict:
 
 
 # -- 3 and 4: whole runs --------------------------------------------------------------------------------------
-def prepared(config: Path, work: Path, run_name: str, **picaco_fields) -> Path:
+SMOKE_PICACO = {"n_prompts": 2, "iterations": 1, "held_out": 2}
+SMOKE_SAMPLING = {"target_max_tokens": 16}
+
+
+def prepared(config: Path, work: Path, run_name: str, sampling: dict | None = None, **picaco_fields) -> Path:
     raw = yaml.safe_load(config.read_text())
     raw["run_name"] = run_name
     raw["runs_dir"] = str(work / "runs")
     raw["client"]["cache_dir"] = str(work / "cache")
     raw["picaco"].update(picaco_fields)
+    raw["sampling"] = {**(raw.get("sampling") or {}), **(sampling or {})}
     path = work / f"{run_name}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
@@ -169,9 +180,9 @@ def result_of(run_dir: Path) -> dict:
     return {k: data.get(k) for k in RESULT_FIELDS}, data
 
 
-def whole_run(label: str, config: Path, work: Path, **picaco_fields) -> dict:
+def whole_run(label: str, config: Path, work: Path, sampling: dict | None = None, **picaco_fields) -> dict:
     work.mkdir(parents=True, exist_ok=True)
-    cfg = prepared(config, work, "killed", **picaco_fields)
+    cfg = prepared(config, work, "killed", sampling, **picaco_fields)
     run_dir = work / "runs" / "killed"
     t0 = time.perf_counter()
     killed = kill_midway(cfg, run_dir)
@@ -188,7 +199,7 @@ def whole_run(label: str, config: Path, work: Path, **picaco_fields) -> dict:
     out[f"{label}_rerun_calls"] = paid(run_dir / "calls.jsonl") - before
     out[f"{label}_rerun_s"] = round(rerun_s, 1)
     say(f"{label}_rerun_calls", out[f"{label}_rerun_calls"])
-    fresh_cfg = prepared(config, work, "uninterrupted", **picaco_fields)
+    fresh_cfg = prepared(config, work, "uninterrupted", sampling, **picaco_fields)
     code, _, last = run_to_end(fresh_cfg)
     resumed, data = result_of(run_dir)
     if code != 0:
@@ -212,7 +223,10 @@ def main() -> None:
     ap.add_argument("--skip-judge", action="store_true")
     ap.add_argument("--skip-local", action="store_true")
     ap.add_argument("--skip-target", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script, measures nothing")
     args = ap.parse_args()
+    smoke = {"sampling": SMOKE_SAMPLING, **SMOKE_PICACO} if args.smoke else {}
+    judge_n = min(args.judge_n, 4) if args.smoke else args.judge_n
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     figures: dict = {}
     with tempfile.TemporaryDirectory(prefix="picaco-real-engine-") as d:
@@ -223,11 +237,12 @@ def main() -> None:
         parts = {}
         with ThreadPoolExecutor(max_workers=3) as pool:
             if not args.skip_judge:
-                parts["judge"] = pool.submit(lambda: asyncio.run(judge_figures(work, args.judge_n)))
+                parts["judge"] = pool.submit(lambda: asyncio.run(judge_figures(work, judge_n)))
             if not args.skip_local:
-                parts["local"] = pool.submit(whole_run, "local", ROOT / "configs" / "local.yaml", work / "local")
+                parts["local"] = pool.submit(whole_run, "local", ROOT / "configs" / "local.yaml", work / "local",
+                                             **smoke)
             if not args.skip_target:
-                extra = {} if args.held_out is None else {"held_out": args.held_out}
+                extra = {**smoke, **({} if args.held_out is None else {"held_out": args.held_out})}
                 parts["target"] = pool.submit(whole_run, "local_target", ROOT / "configs" / "local_target.yaml",
                                               work / "target", **extra)
         for name in ("judge", "local", "target"):
@@ -252,6 +267,7 @@ def main() -> None:
     local_held = figures.pop("local_held_out", None) or {}
     if local_held:
         figures["local_held_out_gain"] = (local_held.get("difference") or {}).get("mean")
+    figures["smoke"] = args.smoke
     print(json.dumps(figures, default=str))
 
 

@@ -355,6 +355,10 @@ def estimate_cmd(config: Path = typer.Option(..., "--config", help="run config Y
     console.print(table)
     console.print("Token counts are the simulator's (its answers run 40-150 words); the upper bound puts every "
                   "completion at max_tokens.")
+    for role, r in sorted(out["by_role"].items()):
+        if r.get("score_calls"):
+            console.print(f"{role}: {r['score_calls']:,} of its calls are exact-p_e echo calls (prompt log-probs, "
+                          f"1 generated token each; picaco.pe_estimator logprob).")
     if out["reduced"]:
         (n, full_n), (t, full_t) = out["reduced"]["n_prompts"], out["reduced"]["iterations"]
         console.print(f"Reduced run: {n} of {full_n} prompts, {t} of {full_t} iterations; these figures are the "

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from picaco.base.config import ProviderSettings, RunConfig
-from picaco.demo import calls_by_role
+from picaco.estimate_exact_pe import exact_pe_lines
 from picaco.llm.calllog import read_call_log, usage_by_role
+from picaco.llm.logprobs import chat_template_for
 from picaco.llm.pricing import PriceTable
 from picaco.llm.providers import provider_class
 from picaco.llm.request import split_model
@@ -32,7 +33,10 @@ def simulated_config(config: RunConfig, workdir: Path) -> RunConfig:
     # the tokens a paid embedding API would bill) are the same, and they cost no CPU time.
     # A from_run config is estimated as a fresh run: the earlier run's cache is what makes it cheaper, and
     # the estimate's own empty cache has none of it, so the figure is an upper bound.
+    # Exact p_e needs log-probs the simulator cannot give: the run uses Eq. 6 and its M-step sample calls are
+    # replaced by the echo calls afterwards (picaco/estimate_exact_pe.py).
     return config.model_copy(update={
+        "picaco": config.picaco.model_copy(update={"pe_estimator": "similarity"}),
         "run_name": f"estimate-{config.run_name}",
         "runs_dir": workdir / "runs",
         "from_run": None,
@@ -64,6 +68,8 @@ def estimate(config: RunConfig, workdir: Path | None = None, on_event=None, *,
              prompts_limit: int | None = None, iterations_limit: int | None = None) -> dict:
     workdir = Path(workdir or tempfile.mkdtemp(prefix="picaco-estimate-"))
     check_providers(config)
+    if config.picaco.pe_estimator == "logprob":  # the target's template, or one line before the simulated run
+        chat_template_for(split_model(config.models.target)[0], config.client.providers)
     run_cfg = reduced_config(config, prompts_limit, iterations_limit)
     sim_cfg = simulated_config(run_cfg, workdir)
     optimize(sim_cfg, on_event=on_event)
@@ -71,17 +77,23 @@ def estimate(config: RunConfig, workdir: Path | None = None, on_event=None, *,
     s = config.sampling
     models = {"target": config.models.target, "judge": config.models.judge,
               "optimizer": config.models.optimizer_model, "embedding": config.models.embedding}
-    usage = calls_by_role(sim_cfg.run_dir / "calls.jsonl")
+    lines = read_call_log(sim_cfg.run_dir / "calls.jsonl")
+    if config.picaco.pe_estimator == "logprob":
+        lines = exact_pe_lines(run_cfg, sim_cfg, lines)
+    usage = usage_by_role(lines)
     limits = {role: samples_per_call(model, config.client.providers) for role, model in models.items()}
-    _split_calls(usage, read_call_log(sim_cfg.run_dir / "calls.jsonl"), limits)
+    _split_calls(usage, lines, limits)
     max_tokens = {"target": s.target_max_tokens, "judge": s.judge_max_tokens, "optimizer": s.optimizer_max_tokens,
                   "embedding": 0}
     rows: dict[str, dict[str, Any]] = {}
     for role, u in usage.items():
         model = models.get(role, "?")
         cost = prices.cost(model, u["prompt_tokens"], u["completion_tokens"])
-        bound = prices.cost(model, u["prompt_tokens"], _samples_drawn(sim_cfg, role) * max_tokens.get(role, 0))
+        scored = [x for x in lines if x.get("kind") == "call" and x.get("op") == "score" and x.get("role") == role]
+        bound = prices.cost(model, u["prompt_tokens"] + sum(x["prompt_tokens_bound"] - x["prompt_tokens"] for x in scored),
+                            u["samples_drawn"] * max_tokens.get(role, 0) + len(scored))
         rows[role] = {"model": model, "calls": u["calls"], "samples_per_call": limits.get(role),
+                      "score_calls": len(scored),
                       "prompt_tokens": u["prompt_tokens"],
                       "completion_tokens": u["completion_tokens"], "cost_usd": cost,
                       "cost_upper_bound_usd": bound, "priced": cost is not None}
@@ -94,11 +106,6 @@ def estimate(config: RunConfig, workdir: Path | None = None, on_event=None, *,
                    "iterations": [run_cfg.picaco.iterations, config.picaco.iterations]}
     return {"by_role": rows, "total_usd": total, "total_upper_bound_usd": total_bound, "unpriced_models": unpriced,
             "reduced": reduced, "workdir": str(workdir)}
-
-
-def _samples_drawn(config: RunConfig, role: str) -> int:
-    """Samples the provider drew for a role (the `n` of the call log's chat call lines)."""
-    return usage_by_role(read_call_log(config.run_dir / "calls.jsonl")).get(role, {}).get("samples_drawn", 0)
 
 
 def samples_per_call(model: str, providers: dict[str, ProviderSettings]) -> int:

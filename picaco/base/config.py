@@ -147,6 +147,10 @@ class PicacoConfig(BaseModel):
     beta: float | None = Field(None, strict=True, allow_inf_nan=False, description="overrides the composition's beta")
     judge_attempts: int = Field(3, strict=True, ge=1, le=10)
     optimizer_attempts: int = Field(3, strict=True, ge=1, le=10)
+    # Ask the optimizer for a JSON reply {"instruction": ...} beside Fig. 8's <INS> tags (docs/method.md,
+    # "Optimizer reply schema"): auto = only on self-hosted engines (llamacpp, vllm, ollama), where small
+    # models that never write the tags run; the simulator and hosted APIs keep the paper's free text.
+    optimizer_schema: Literal["auto", "on", "off"] = "auto"
     # How p_e(y|x) of Eq. (6) weights the pool in Eq. (4); see docs/method.md.
     pe_weighting: Literal["normalized", "paper"] = "normalized"
     # p_e(y|x) itself: "similarity" is Eq. (6); "logprob" (beyond the paper) is the target's exact mean token

@@ -149,6 +149,13 @@ def scores_schema(values: list[str] | tuple[str, ...], low: int = 1, high: int =
                            "additionalProperties": False})
 
 
+def instruction_schema() -> str:
+    """The optimizer's reply schema (picaco.optimizer_schema): an object with one non-empty string
+    `instruction`, as canonical JSON."""
+    return canonical_json({"type": "object", "properties": {"instruction": {"type": "string", "minLength": 1}},
+                           "required": ["instruction"], "additionalProperties": False})
+
+
 def keys_from_prefix(prefix: "hashlib._Hash", start: int, n: int) -> list[str]:
     """The keys of samples start..start+n-1 from a request's `key_prefix`."""
     keys = []

@@ -29,7 +29,7 @@ from picaco.values import Composition, load_composition, load_demo_prompts
 _NOT_SETTINGS = {"client", "runs_dir", "run_name", "composition", "prompts", "from_run"}
 # picaco's extensions recorded only when not at their default, so a default run's fingerprint is the one
 # it had before they existed (a run started then still resumes)
-_EXTENSION_DEFAULTS = {"selection": "tc", "judge_per_value": False}
+_EXTENSION_DEFAULTS = {"selection": "tc", "judge_per_value": False, "optimizer_schema": "auto"}
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from picaco.base.config import RunConfig
 from picaco.base.errors import PicacoError
 from picaco.base.prompts import TaskPrompt
 from picaco.llm.ask import ask
-from picaco.llm.request import ChatRequest
+from picaco.llm.providers import provider_class
+from picaco.llm.providers.openai import is_self_hosted
+from picaco.llm.request import ChatRequest, instruction_schema, split_model
 from picaco.method.context import RunContext, instructed_request, usable, user_prompt
 from picaco.method.estimators import p_e, q_phi
 from picaco.method.exact_pe import PE_DEMONSTRATIONS, exact_pe
@@ -48,7 +51,7 @@ from picaco.method.state import (
     tc_rank,
 )
 from picaco.rng import derive_rng
-from picaco.templates import TECHNIQUES, parse_instruction, render_m_step, render_value_elaboration
+from picaco.templates import TECHNIQUES, parse_proposal, render_m_step, render_value_elaboration
 
 log = logging.getLogger(__name__)
 
@@ -200,9 +203,22 @@ def stratified_examples(candidates: list[Candidate], rng, k: int = 4) -> list[st
     return [c.instruction for c in picks]
 
 
-async def propose_one(ctx: RunContext, t: int, slot: int, existing: list[Candidate]) -> Proposal:
+def optimizer_schema(config: RunConfig) -> str | None:
+    """The optimizer's reply schema {"instruction": ...}, or None for Fig. 8's free text alone
+    (`picaco.optimizer_schema`; auto: on for a self-hosted engine that takes a schema). Choice: docs/method.md."""
+    mode = config.picaco.optimizer_schema
+    if mode == "auto":
+        name = split_model(config.models.optimizer_model)[0]
+        _, settings = provider_class(name, config.client.providers)
+        mode = "on" if is_self_hosted(name, settings) and settings.options.get("schema_form") != "none" else "off"
+    return instruction_schema() if mode == "on" else None
+
+
+async def propose_one(ctx: RunContext, t: int, slot: int, existing: list[Candidate],
+                      schema: str | None = None) -> Proposal:
     """One optimizer call (Fig. 8) for candidate slot `slot`; retried on an unusable or content-filtered
-    reply, up to picaco.optimizer_attempts."""
+    reply, up to picaco.optimizer_attempts. With a reply `schema` the prompt is the same and the instruction is
+    read from the tags or the schema's JSON."""
     cfg, s = ctx.config.picaco, ctx.config.sampling
     rng = derive_rng(ctx.config.seed, "mstep-propose", t, slot)
     ranked = stratified_examples(existing, rng)
@@ -211,8 +227,10 @@ async def propose_one(ctx: RunContext, t: int, slot: int, existing: list[Candida
     system, user = render_m_step(ctx.composition.values, demos, ranked, technique, cfg.instruction_length)
     request = ChatRequest.of(ctx.config.models.optimizer_model, system, user, role="optimizer",
                              key_extra=ctx.key_extra, seed=ctx.config.seed,
-                             temperature=s.optimizer_temperature, max_tokens=s.optimizer_max_tokens)
-    answer = await ask(ctx.calls(), request, lambda reply: parse_instruction(reply, length=cfg.instruction_length),
+                             temperature=s.optimizer_temperature, max_tokens=s.optimizer_max_tokens,
+                             response_schema=schema)
+    answer = await ask(ctx.calls(), request,
+                       lambda reply: parse_proposal(reply, length=cfg.instruction_length, schema=schema is not None),
                        cfg.optimizer_attempts, what=f"optimizer reply (t={t}, slot {slot})")
     reason = None if answer.value is not None else f"slot {slot}: {answer.reason}"
     return Proposal(slot=slot, instruction=answer.value, reason=reason, attempts=answer.attempts,
@@ -221,7 +239,9 @@ async def propose_one(ctx: RunContext, t: int, slot: int, existing: list[Candida
 
 async def propose(ctx: RunContext, t: int, existing: list[Candidate]) -> list[Proposal]:
     """Alg. 1 line 13: M2 optimizer slots, each shown instructions of `existing` at four TC_e levels."""
-    return list(await asyncio.gather(*[propose_one(ctx, t, slot, existing) for slot in range(ctx.config.picaco.m2)]))
+    schema = optimizer_schema(ctx.config)
+    return list(await asyncio.gather(*[propose_one(ctx, t, slot, existing, schema)
+                                       for slot in range(ctx.config.picaco.m2)]))
 
 
 @dataclass(frozen=True)

@@ -286,7 +286,11 @@ async def _with_run(config: RunConfig, inputs: RunInputs, body: Callable[[Run], 
     async with _client_for(config) as client:
         ctx = RunContext(config=config, composition=inputs.composition, prompts=inputs.prompts, client=client,
                          seeds=inputs.seeds, block_offset=inputs.block_offset)
-        return await body(Run(ctx=ctx, store=RunStore(config.run_dir), emit=emit or _quiet))
+        run = Run(ctx=ctx, store=RunStore(config.run_dir), emit=emit or _quiet)
+        try:
+            return await body(run)
+        except BudgetExceeded as exc:  # the budget's line, plus where the run stands: whole loop or one step
+            raise exc.with_left(left_to_do(run.store, config.picaco.iterations)) from None
 
 
 def _step(config: RunConfig, body: Callable[[Run], Awaitable]):
@@ -366,10 +370,4 @@ def optimize(config: RunConfig, on_event: Event | None = None) -> OptimizeResult
         run.emit("final", t=T_)
         return await final_report(run, state)
 
-    async def body(run: Run) -> OptimizeResult:
-        try:
-            return await steps(run)
-        except BudgetExceeded as exc:  # the budget's line, plus where the run stands
-            raise exc.with_left(left_to_do(run.store, T_)) from None
-
-    return asyncio.run(_with_run(config, inputs, body, on_event))
+    return asyncio.run(_with_run(config, inputs, steps, on_event))

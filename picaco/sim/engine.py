@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,6 +24,19 @@ def count_tokens(text: str) -> int:
     """A stable stand-in for a tokenizer: ~1.3 tokens per word, like English BPE vocabularies."""
     words = len(_WORD.findall(text))
     return max(1, (words * 4 + 2) // 3) if text else 0
+
+
+_INS = re.compile(r"<INS>(.*?)</INS>", re.DOTALL | re.IGNORECASE)
+
+
+def schema_reply(text: str, schema: dict | None) -> str:
+    """A reply as a server that honours the request's reply schema writes it. The worlds' judges already
+    answer JSON; the optimizer's schema ({"instruction": ...}, picaco.optimizer_schema) gets the instruction
+    of its <INS> tags as that object. Other schemas leave the text as it is."""
+    if not schema or schema.get("required") != ["instruction"]:
+        return text
+    found = _INS.findall(text)
+    return json.dumps({"instruction": found[-1].strip()}) if found else text
 
 
 def stable_seed(*parts) -> int:
@@ -74,7 +88,7 @@ class SimEngine:
         self.embed_dim = embed_dim
 
     def chat(self, model: str, messages: list[dict[str, str]], *, n: int = 1, seed: int | None = None,
-             temperature: float = 1.0, max_tokens: int | None = None) -> SimReply:
+             temperature: float = 1.0, max_tokens: int | None = None, response_schema: dict | None = None) -> SimReply:
         base = 0 if seed is None else int(seed)
         digest, prompt_tokens = _prompt_facts(model, tuple((m["role"], m["content"]) for m in messages),
                                               float(temperature), max_tokens)
@@ -82,8 +96,8 @@ class SimEngine:
         for k in range(n):
             # at temperature 0 every sample is the same draw, as with a greedy decoder
             sample_seed = stable_seed(digest, base + k if temperature > 0 else 0)
-            text = self.world.respond(model, messages, seed=sample_seed, temperature=temperature,
-                                      max_tokens=max_tokens)
+            text = schema_reply(self.world.respond(model, messages, seed=sample_seed, temperature=temperature,
+                                                   max_tokens=max_tokens), response_schema)
             reason = "stop"
             if max_tokens is not None and count_tokens(text) > max_tokens:
                 words = text.split()

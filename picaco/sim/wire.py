@@ -40,6 +40,7 @@ class Sampling:
     temperature: float
     max_tokens: int | None
     stop: list[str]
+    schema: dict | None = None  # the reply schema the request carried (engine.schema_reply)
 
 
 def sampling(p: dict, *, n: tuple[str, int], max_choices: int | None, top_p: str, max_tokens: tuple[str, ...],
@@ -65,7 +66,8 @@ def prompt_tokens(messages: list[dict]) -> int:
 def draw(engine: SimEngine, model: str, messages: list[dict], s: Sampling):
     """The engine's n replies cut at the stop sequences: (its reply, [(text, stopped, engine finish reason)],
     completion tokens of the texts as cut)."""
-    reply = engine.chat(model, messages, n=s.n, seed=s.seed, temperature=s.temperature, max_tokens=s.max_tokens)
+    reply = engine.chat(model, messages, n=s.n, seed=s.seed, temperature=s.temperature, max_tokens=s.max_tokens,
+                        response_schema=s.schema)
     drawn, completion_tokens = [], 0
     for text, reason in zip(reply.texts, reply.finish_reasons):
         text, stopped = apply_stop(text, s.stop)

@@ -7,6 +7,7 @@ Each request function turns a parsed body into `(model, n, prompt_tokens, answer
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from picaco.sim.engine import SimEngine
@@ -61,6 +62,8 @@ def chat(engine: SimEngine, model: str, p: dict, max_choices: int | None = None)
         raise BadRequest("generationConfig must be an object", "generationConfig")
     s = sampling(g, n=("candidateCount", 8), max_choices=max_choices, top_p="topP", max_tokens=("maxOutputTokens",),
                  stop=("stopSequences", "generationConfig.stopSequences", 5))
+    schema = g.get("responseSchema")
+    s = replace(s, schema=schema if isinstance(schema, dict) else None)
 
     def answer(request_id: str) -> dict:
         reply, drawn, completion_tokens = draw(engine, model, messages, s)

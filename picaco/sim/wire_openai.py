@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import time
+from dataclasses import replace
 from typing import Any
 
 from picaco.sim.engine import SimEngine, count_tokens
@@ -59,6 +60,7 @@ def chat(engine: SimEngine, p: dict, max_choices: int | None = None):
         messages.append({"role": role, "content": _text_of(m.get("content"), f"messages[{i}].content")})
     s = sampling(p, n=("n", 128), max_choices=max_choices, top_p="top_p",
                  max_tokens=("max_completion_tokens", "max_tokens"), stop=("stop", "stop", 4))
+    s = replace(s, schema=_reply_schema(p.get("response_format")))
 
     def answer(request_id: str) -> dict:
         reply, drawn, completion_tokens = draw(engine, model, messages, s)
@@ -71,6 +73,15 @@ def chat(engine: SimEngine, p: dict, max_choices: int | None = None):
                           "total_tokens": reply.prompt_tokens + completion_tokens}}
 
     return model, s.n, prompt_tokens(messages), answer
+
+
+def _reply_schema(fmt: Any) -> dict | None:
+    """The schema of `response_format` in either form picaco sends: json_schema (OpenAI) or json_object with
+    a schema (llama.cpp, vLLM)."""
+    if not isinstance(fmt, dict):
+        return None
+    schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else fmt.get("schema")
+    return schema if isinstance(schema, dict) else None
 
 
 def embeddings(engine: SimEngine, p: dict):

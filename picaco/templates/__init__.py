@@ -9,6 +9,7 @@ from picaco.templates.parse import (
     ReplyParseError,
     normalize_key,
     parse_instruction,
+    parse_proposal,
     parse_relevance,
     parse_value_scores,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "join_names",
     "normalize_key",
     "parse_instruction",
+    "parse_proposal",
     "parse_relevance",
     "parse_value_scores",
     "render_cot_turns",

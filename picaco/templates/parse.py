@@ -61,12 +61,34 @@ def parse_instruction(reply: str, *, length: int = DEFAULT_INSTRUCTION_WORDS) ->
     found = _INS.findall(reply)
     if not found:
         raise ReplyParseError("no_tag", "no complete <INS>...</INS> pair", reply)
-    text = found[-1].strip()
+    return _checked_instruction(found[-1], reply, length, "inside <INS>...</INS>")
+
+
+def parse_proposal(reply: str, *, length: int = DEFAULT_INSTRUCTION_WORDS, schema: bool = False) -> str:
+    """The optimizer's instruction: from the <INS> tags of Fig. 8, or, when the request carried the reply
+    schema (`request.instruction_schema`), from its JSON object {"instruction": "..."}. The tags win when both
+    are there (a model may write them inside the JSON string). Same checks as `parse_instruction`; a reply
+    with neither is "no_tag" (with a schema: "no_instruction")."""
+    if not schema or (isinstance(reply, str) and _INS.search(reply)):
+        return parse_instruction(reply, length=length)
+    text = None
+    for span in reversed(_object_spans(reply)):
+        obj = _load_object(span)
+        if obj is not None and isinstance(obj.get("instruction"), str):
+            text = obj["instruction"]
+            break
+    if text is None:
+        raise ReplyParseError("no_instruction", 'neither <INS>...</INS> nor a JSON {"instruction": "..."}', reply)
+    return _checked_instruction(text, reply, length, 'in {"instruction": ...}')
+
+
+def _checked_instruction(text: str, reply: str, length: int, where: str) -> str:
+    text = text.strip()
     fenced = _FENCE.match(text)
     if fenced:
         text = fenced.group(1).strip()
     if not text:
-        raise ReplyParseError("empty", "the instruction inside <INS>...</INS> is empty", reply)
+        raise ReplyParseError("empty", f"the instruction {where} is empty", reply)
     words = len(text.split())
     limit = int(INSTRUCTION_LENGTH_FACTOR * length)
     if words > limit:

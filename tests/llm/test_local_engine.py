@@ -205,3 +205,21 @@ async def test_a_judge_reply_under_the_schema_parses(engine, tmp_path):
                                             max_tokens=40, response_schema=scores_schema(names)), n=1)
     scores = parse_value_scores(reply.text, names)
     assert set(json.loads(reply.text)) == set(names) and all(1 <= s <= 5 for s in scores.values())
+
+
+async def test_an_optimizer_reply_under_the_schema_is_an_instruction(engine, tmp_path):
+    """SmolLM2 does not write Fig. 8's <INS> tags; under the optimizer's schema the engine's reply is
+    {"instruction": "..."}, which the M-step's parser reads (picaco.optimizer_schema)."""
+    from picaco.llm.request import instruction_schema
+    from picaco.templates import ReplyParseError, parse_proposal
+
+    providers = {"mine": {"kind": "llamacpp", "base_url": engine.base_url}}
+    async with client(tmp_path, providers) as c:
+        reply = await c.chat(ChatRequest.of("mine/smol", "You are an expert in LLM instructions.",
+                                            "Write a one-sentence instruction that makes an assistant's answers "
+                                            "helpful and honest.", role="optimizer", seed=3, temperature=0.0,
+                                            max_tokens=80, response_schema=instruction_schema()), n=1)
+    assert set(json.loads(reply.text)) == {"instruction"}
+    assert parse_proposal(reply.text, length=60, schema=True) == json.loads(reply.text)["instruction"].strip()
+    with pytest.raises(ReplyParseError, match="no_tag"):  # the paper's parser alone reads nothing
+        parse_proposal(reply.text, length=60)

@@ -198,10 +198,10 @@ CASES = [
          NO_KEY + r"BadRequest \(gg, status 400.*'sim-target'.*candidateCount", "no key anywhere",
          k09_gemini_bad_request, key_nowhere),
     Case("K10", "calls", "the server answers 200 with an empty choice list, every time",
-         NO_KEY + r"RetriesExhausted \(gw, status 200.*gave up after 2 attempts.*no 'choices'", "no key anywhere",
+         NO_KEY + r"RetriesExhausted \(gw, status 200.*gave up after 2 attempts.*'sim-(?:judge|target)': the reply has no 'choices'", "no key anywhere",
          k10_empty_choices, key_nowhere),
     Case("K11", "calls", "a Gemini-API server answers 200 with no candidates, every time",
-         NO_KEY + r"RetriesExhausted \(gg, status 200.*gave up after 2 attempts.*no 'candidates'", "no key anywhere",
+         NO_KEY + r"RetriesExhausted \(gg, status 200.*gave up after 2 attempts.*'sim-(?:judge|target)': the reply has no 'candidates'", "no key anywhere",
          k11_gemini_empty_candidates, key_nowhere),
 ]
 

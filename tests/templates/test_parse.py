@@ -7,7 +7,7 @@ import pickle
 import pytest
 
 from picaco.base.errors import PicacoError
-from picaco.templates import ReplyParseError, parse_instruction, parse_relevance, parse_value_scores
+from picaco.templates import ReplyParseError, parse_instruction, parse_proposal, parse_relevance, parse_value_scores
 
 HH4 = ["Non-Toxicity", "Fairness", "Information Safety", "Responsible Uses"]
 
@@ -177,3 +177,31 @@ def test_reply_parse_error_type_and_pickling():
     assert isinstance(err, ValueError) and isinstance(err, PicacoError)
     again = pickle.loads(pickle.dumps(err))
     assert (again.problem, str(again)) == (err.problem, str(err))
+
+
+# ----------------------------------------------------------------------------------- parse_proposal
+
+
+@pytest.mark.parametrize("reply,expected", [
+    ('{"instruction": "Be kind."}', "Be kind."),
+    ('Here: {"instruction": "  Be exact.  "} done', "Be exact."),
+    ('{"instruction": "<INS>Tagged inside.</INS>"}', "Tagged inside."),  # the tags win
+    ("<INS>Only tags.</INS>", "Only tags."),  # the paper's reply is still read with a schema
+])
+def test_parse_proposal_reads_the_schema_object_or_the_tags(reply, expected):
+    assert parse_proposal(reply, schema=True) == expected
+
+
+@pytest.mark.parametrize("reply,problem", [
+    ('{"instruction": ""}', "empty"),
+    ('{"instruction": "Be', "no_instruction"),  # cut off by max_tokens: asked again, never guessed
+    ('{"text": "Be kind."}', "no_instruction"),
+    ('{"instruction": 3}', "no_instruction"),
+    ('{"instruction": "' + "w " * 41 + '"}', "too_long"),
+])
+def test_parse_proposal_refuses_what_is_not_an_instruction(reply, problem):
+    assert _problem(lambda r: parse_proposal(r, length=20, schema=True), reply) == problem
+
+
+def test_without_a_schema_only_the_tags_count():
+    assert _problem(parse_proposal, '{"instruction": "Be kind."}') == "no_tag"

@@ -141,7 +141,8 @@ class GeminiProvider(SDKProvider):
             raise ContentFiltered(f"the prompt to {call.model!r} was blocked ({reason})", **kw)
         candidates = getattr(resp, "candidates", None)
         if not candidates:
-            raise MalformedReply("the reply has no 'candidates' (not a generateContent response)", **kw)
+            raise MalformedReply(f"chat with model {call.model!r}: the reply has no 'candidates' (not a "
+                                 f"generateContent response)", **kw)
         ordered = sorted(enumerate(candidates), key=lambda ic: (ic[1].index if ic[1].index is not None else ic[0]))
         completions = []
         for _, cand in ordered:

@@ -61,6 +61,12 @@ def response_format(schema: dict, form: str) -> dict | None:
     return None
 
 
+def is_self_hosted(name: str, settings: ProviderSettings) -> bool:
+    """A self-hosted engine (llama.cpp, vLLM, Ollama: the json_object schema form by default), where small
+    models that need a reply schema run."""
+    return (settings.kind or name) in _JSON_OBJECT_KINDS or name in _JSON_OBJECT_KINDS
+
+
 def rejects_schema(err: ProviderError) -> bool:
     """A server's refusal of the response_format it was sent (llama.cpp answers 500, others 400/422)."""
     return err.status in (400, 422, 500) and "response_format" in err.message
@@ -117,8 +123,7 @@ class OpenAIProvider(SDKProvider):
             raise ConfigError(f"provider {name!r}: options.max_tokens_param must be 'max_tokens' or "
                               f"'max_completion_tokens', got {param!r}")
         self._max_tokens_param = param
-        kind = settings.kind or name
-        default_form = "json_object" if kind in _JSON_OBJECT_KINDS or name in _JSON_OBJECT_KINDS else "openai"
+        default_form = "json_object" if is_self_hosted(name, settings) else "openai"
         form = str(settings.options.get("schema_form", default_form))
         if form not in SCHEMA_FORMS:
             raise ConfigError(f"provider {name!r}: options.schema_form must be one of {', '.join(SCHEMA_FORMS)}, "
@@ -170,8 +175,8 @@ class OpenAIProvider(SDKProvider):
                 raise
             if self.schema_form != "none":
                 self.schema_form = "none"
-                log.warning("provider %r at %s rejects response_format (%s form): judge replies are free text for "
-                            "the rest of the run (options.schema_form: none says so up front): %s",
+                log.warning("provider %r at %s rejects response_format (%s form): judge and optimizer replies are "
+                            "free text for the rest of the run (options.schema_form: none says so up front): %s",
                             self.name, self.base_url, form, err.message)
             kwargs.pop("response_format")
             resp = await self._post_chat(call, kwargs)
@@ -189,7 +194,8 @@ class OpenAIProvider(SDKProvider):
             request_id = None
         choices = getattr(resp, "choices", None)
         if not isinstance(choices, list) or not choices:
-            raise MalformedReply("the reply has no 'choices' (not a chat completion)", provider=self.name,
+            raise MalformedReply(f"chat with model {call.model!r}: the reply has no 'choices' (not a chat completion)",
+                                 provider=self.name,
                                  status=200, request_id=request_id)
         try:
             ordered = sorted(choices, key=lambda c: c.index if isinstance(c.index, int) else 0)

@@ -63,7 +63,7 @@ class SimProvider(Provider):
                                      provider=self.name, status=400)
         seed = call.seed if call.seed is not None else call.first_index
         reply = self._engine.chat(call.model, messages, n=call.n, seed=seed, temperature=call.params.temperature,
-                                  max_tokens=call.params.max_tokens)
+                                  max_tokens=call.params.max_tokens, response_schema=call.params.schema_dict())
         return ChatReply(completions=[Completion(t, r) for t, r in zip(reply.texts, reply.finish_reasons)],
                          prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens)
 
