@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench bench-cache-backends bench-call-layer bench-method bench-world bench-datasets bench-evaluate bench-budgets bench-pareto bench-logprob bench-real-engine clean
+.PHONY: install demo test bench bench-cache-backends bench-call-layer bench-method bench-world bench-datasets bench-evaluate bench-budgets bench-pareto bench-logprob bench-real-engine bench-overlap bench-paper-config clean
 
 # torch goes in first, pinned: an unpinned torch pulls gigabytes of CUDA wheels.
 # llama-cpp-python (extra `local`) compiles from source (~10 min, once: pip caches the wheel); without
@@ -63,6 +63,15 @@ bench-logprob: $(STAMP)
 # SmolLM2 on the managed llama.cpp engine (extra 'local'); not in `bench`: ~30 min on 2 cores
 bench-real-engine: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/real_engine.py
+
+# issue 14: one iteration against the sim server at 500 ms / 64 at once: wall / max(latency bound, embedding)
+bench-overlap: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/overlap.py
+
+# issue 14: the paper configuration (N=50, M1=10, M2=15, T=10) per embedding backend: wall, CPU, peak RSS,
+# same selection; ~25 min per side on 2 cores (the torch fp32 reference takes longer)
+bench-paper-config: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/paper_config.py
 
 clean:
 	rm -rf $(VENV) artifacts/cache artifacts/runs artifacts/demo artifacts/prefect artifacts/datasets

@@ -1,0 +1,125 @@
+"""Embedding overlapped with the calls: one iteration (E-step + M-step) against the simulator's HTTP
+server (500 ms per call, 64 calls at once), on this tree (and, with --sides before,after, on an older
+revision beside it). Prints each figure and ends
+with one JSON line.
+
+    .venv/bin/python bench/overlap.py [--prompts 50 --m2 15 --n-pe 10] [--sides after|before,after] [--before REV]
+
+Per side (a child process on that side's source tree; `before` is `git archive REV`), three runs of
+iteration 1 on fresh run directories, after an untimed start (judge probe, noisy pool), same seed:
+- `wall`: chat and embeddings fresh (cache C1): what a user with a real provider waits;
+- `calls_s` (the latency bound): chats fresh (cache C2), embeddings by the in-process simulator's
+  `sim/embedding` (no model, ~free); the calls of iteration 1 do not depend on the vectors (every response
+  is judged, the M-step scores every proposal; proposals depend only on e^0 and the seed);
+- `embed_s` (the embedding time): every chat answered by cache C1, embeddings fresh (the st provider under
+  another name, so none of its vectors is cached).
+ratio = wall / max(calls_s, embed_s); goal <= 1.2. On this shared 2-core machine the three runs see
+different load, so the ratio is noisy; the load average is printed with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BEFORE = "b7871e6"  # main before session 4 merges: the reference the overlap branch was measured against
+
+
+def run_config(work: Path, name: str, cache: str, embedding: str, base_url: str, args) -> dict:
+    p = {"n_prompts": args.prompts, "m1": args.m1, "m2": args.m2, "iterations": 1, "n_pe_samples": args.n_pe,
+         "noisy_samples": max(args.m2, 20 if args.m2 > 8 else 8), "buckets": 3, "samples_per_bucket": 3,
+         "held_out": 0}
+    return {"run_name": name, "composition": "hh_balance", "prompts": {"demo_family": "hh"},
+            "runs_dir": str(work / "runs"), "picaco": p,
+            "models": {"target": "http/target", "judge": "http/judge", "embedding": embedding},
+            "client": {"cache_dir": str(work / cache), "providers": {
+                "http": {"kind": "openai", "base_url": base_url, "max_concurrency": args.concurrency},
+                "st2": {"kind": "st"}, "sim": {"kind": "sim", "options": {"world": "values"}}}}}
+
+
+def child(args) -> None:
+    """One side: three timed iterations; prints one JSON line."""
+    import picaco
+    from picaco.config import parse_run_config
+    from picaco.method.run import run_e_step, run_m_step, run_noisy_pool
+    from picaco.sim.server import SimServerConfig, start_server_process
+
+    work = Path(tempfile.mkdtemp(prefix="picaco-bench-overlap-"))
+    server = start_server_process(SimServerConfig(world="values", latency_ms=args.latency_ms))
+    out = {"source": str(Path(picaco.__file__).parents[1])}
+    try:
+        for key, cache, embedding in (("calls_s", "c2", "sim/embedding"), ("wall_s", "c1", "st/all-MiniLM-L6-v2"),
+                                      ("embed_s", "c1", "st2/all-MiniLM-L6-v2")):
+            cfg = parse_run_config(run_config(work, key.split("_")[0], cache, embedding, server.openai_base_url, args))
+            run_noisy_pool(cfg)  # untimed: judge probe, noisy pool, the model loaded
+            t0, c0 = time.perf_counter(), time.process_time()
+            run_e_step(cfg, 1)
+            estep = time.perf_counter() - t0
+            it = run_m_step(cfg, 1)
+            out[key] = time.perf_counter() - t0
+            out[key.replace("_s", "_estep_s")] = estep
+            out[key.replace("_s", "_cpu_s")] = time.process_time() - c0
+            out[key.replace("_s", "_best")] = it.best.instruction
+            out[key.replace("_s", "_load")] = os.getloadavg()[0]
+            print(f"  {key}: {out[key]:.1f} s (E-step {estep:.1f} s; load average {out[key.replace('_s', '_load')]:.1f})",
+                  file=sys.stderr, flush=True)
+    finally:
+        server.stop()
+    print(json.dumps(out))
+
+
+def side(name: str, source: Path, args) -> dict:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(source))
+    cmd = [sys.executable, __file__, "--child", "--prompts", str(args.prompts), "--m1", str(args.m1), "--m2",
+           str(args.m2), "--n-pe", str(args.n_pe), "--latency-ms", str(args.latency_ms), "--concurrency",
+           str(args.concurrency)]
+    print(f"{name} ({source}):", flush=True)
+    done = subprocess.run(cmd, env=env, cwd=source, stdout=subprocess.PIPE, text=True, check=True)
+    r = json.loads(done.stdout.strip().splitlines()[-1])
+    r["ratio"] = r["wall_s"] / max(r["calls_s"], r["embed_s"])
+    r["sum_ratio"] = r["wall_s"] / (r["calls_s"] + r["embed_s"])
+    print(f"{name}: iteration wall {r['wall_s']:.1f} s; latency bound {r['calls_s']:.1f} s; embedding {r['embed_s']:.1f} s "
+          f"-> wall / max = {r['ratio']:.2f} (goal <= 1.2), wall / sum = {r['sum_ratio']:.2f}", flush=True)
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--prompts", type=int, default=50)
+    ap.add_argument("--m1", type=int, default=10)
+    ap.add_argument("--m2", type=int, default=15)
+    ap.add_argument("--n-pe", type=int, default=10)
+    ap.add_argument("--latency-ms", type=float, default=500.0)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--sides", default="after", help="after = this tree; before = --before REV")
+    ap.add_argument("--before", default=BEFORE, help="the git revision measured as `before`")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args)
+        return
+    figures: dict = {"prompts": args.prompts, "m2": args.m2, "n_pe": args.n_pe, "latency_ms": args.latency_ms,
+                     "concurrency": args.concurrency}
+    for name in args.sides.split(","):
+        if name == "before":
+            tree = Path(tempfile.mkdtemp(prefix="picaco-before-"))
+            archive = subprocess.run(["git", "archive", args.before], cwd=ROOT, capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        else:
+            tree = ROOT
+        figures[name] = side(name, tree, args)
+        figures[f"{name}_ratio"] = round(figures[name]["ratio"], 3)
+    if "before" in figures and "after" in figures:
+        figures["same_best"] = figures["before"]["wall_best"] == figures["after"]["wall_best"]
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
