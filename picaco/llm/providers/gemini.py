@@ -17,18 +17,7 @@ from typing import Any
 
 from picaco.base.config import ProviderSettings
 from picaco.base.errors import ConfigError
-from picaco.llm.errors import (
-    AuthError,
-    BadRequest,
-    ContentFiltered,
-    ContextTooLong,
-    MalformedReply,
-    ProviderError,
-    RateLimited,
-    TransientError,
-    Unreachable,
-    error_for_status,
-)
+from picaco.llm import errors as llm_errors
 from picaco.llm.providers.base import NO_KEY, ChatCall, ChatReply, Completion, EmbedReply, SDKProvider, one_line
 from picaco.llm.providers.openai import parse_retry_after
 
@@ -112,8 +101,8 @@ class GeminiProvider(SDKProvider):
         contents = [types.Content(role="user" if m.role == "user" else "model", parts=[types.Part(text=m.content)])
                     for m in call.messages if m.role != "system"]
         if not contents:
-            raise BadRequest("Gemini needs at least one user message; got only a system message",
-                             provider=self.name)
+            raise llm_errors.BadRequest("Gemini needs at least one user message; got only a system message",
+                                        provider=self.name)
         config = types.GenerateContentConfig(
             system_instruction=system,
             candidate_count=call.n,
@@ -138,10 +127,10 @@ class GeminiProvider(SDKProvider):
         block = getattr(feedback, "block_reason", None) if feedback is not None else None
         if block is not None:
             reason = getattr(block, "value", block)
-            raise ContentFiltered(f"the prompt to {call.model!r} was blocked ({reason})", **kw)
+            raise llm_errors.ContentFiltered(f"the prompt to {call.model!r} was blocked ({reason})", **kw)
         candidates = getattr(resp, "candidates", None)
         if not candidates:
-            raise MalformedReply(f"chat with model {call.model!r}: the reply has no 'candidates' (not a "
+            raise llm_errors.MalformedReply(f"chat with model {call.model!r}: the reply has no 'candidates' (not a "
                                  f"generateContent response)", **kw)
         ordered = sorted(enumerate(candidates), key=lambda ic: (ic[1].index if ic[1].index is not None else ic[0]))
         completions = []
@@ -163,7 +152,7 @@ class GeminiProvider(SDKProvider):
 
     # ---- errors ------------------------------------------------------------------------------------
 
-    def _map_error(self, exc: BaseException, *, what: str) -> ProviderError | None:
+    def _map_error(self, exc: BaseException, *, what: str) -> llm_errors.ProviderError | None:
         """The typed error for an exception raised by google-genai during a call; None when it is not one."""
         import json
 
@@ -174,23 +163,24 @@ class GeminiProvider(SDKProvider):
         if isinstance(exc, genai_errors.APIError):
             return self._map_api_error(exc, what)
         if isinstance(exc, genai_errors.UnknownApiResponseError):
-            return MalformedReply(f"{what}: the reply body is not valid JSON (truncated or malformed)",
-                                  provider=self.name, status=200)
+            return llm_errors.MalformedReply(f"{what}: the reply body is not valid JSON (truncated or malformed)",
+                                             provider=self.name, status=200)
         if isinstance(exc, (json.JSONDecodeError, pydantic.ValidationError)):
-            return MalformedReply(f"{what}: the reply is not the API's shape: {one_line(exc, 160)}",
-                                  provider=self.name, status=200)
+            return llm_errors.MalformedReply(f"{what}: the reply is not the API's shape: {one_line(exc, 160)}",
+                                             provider=self.name, status=200)
         kind = _transport_kind(exc)
         if kind == "timeout":
-            return TransientError(f"{what} timed out after {self.settings.timeout_s:g}s at {where}",
-                                  provider=self.name)
+            return llm_errors.TransientError(f"{what} timed out after {self.settings.timeout_s:g}s at {where}",
+                                             provider=self.name)
         if kind == "connect":
-            return Unreachable(f"cannot connect to {where} ({type(exc).__name__})", provider=self.name)
+            return llm_errors.Unreachable(f"cannot connect to {where} ({type(exc).__name__})", provider=self.name)
         if kind == "transport":
-            return TransientError(f"connection to {where} failed mid-request: "
-                                  f"{one_line(self._scrub(f'{type(exc).__name__}: {exc}'), 200)}", provider=self.name)
+            return llm_errors.TransientError(f"connection to {where} failed mid-request: "
+                                             f"{one_line(self._scrub(f'{type(exc).__name__}: {exc}'), 200)}",
+                                             provider=self.name)
         return None
 
-    def _map_api_error(self, exc: Any, what: str) -> ProviderError:
+    def _map_api_error(self, exc: Any, what: str) -> llm_errors.ProviderError:
         status = int(exc.code) if isinstance(exc.code, int) else 0
         response = getattr(exc, "response", None)
         headers = getattr(response, "headers", None)
@@ -205,19 +195,19 @@ class GeminiProvider(SDKProvider):
             retry_after = parse_retry_after(headers)
             if retry_after is None:
                 retry_after = _retry_delay(details)
-            return RateLimited(text, retry_after=retry_after, **code, **kw)
+            return llm_errors.RateLimited(text, retry_after=retry_after, **code, **kw)
         if status in (401, 403) or any(d.get("reason") == "API_KEY_INVALID" for d in details) \
                 or "api key not valid" in message.lower():
-            return AuthError(f"{text} (at {self.endpoint})", **code, **kw)
+            return llm_errors.AuthError(f"{text} (at {self.endpoint})", **code, **kw)
         if status == 404:
-            return BadRequest(f"{text} (unknown model?)", **code, **kw)
+            return llm_errors.BadRequest(f"{text} (unknown model?)", **code, **kw)
         if status == 400 and any(p in message.lower() for p in _CONTEXT_PATTERNS):
-            return ContextTooLong(text, **code, **kw)
+            return llm_errors.ContextTooLong(text, **code, **kw)
         if status >= 500:
-            return TransientError(text, **code, **kw)
+            return llm_errors.TransientError(text, **code, **kw)
         if not status:
-            return BadRequest(f"{text} (at {self.endpoint})", **kw)
-        return error_for_status(status, f"{text} (at {self.endpoint})", **kw)
+            return llm_errors.BadRequest(f"{text} (at {self.endpoint})", **kw)
+        return llm_errors.error_for_status(status, f"{text} (at {self.endpoint})", **kw)
 
 
 def _transport_kind(exc: BaseException) -> str | None:

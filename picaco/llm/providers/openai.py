@@ -32,17 +32,7 @@ from typing import Any
 
 from picaco.base.config import ProviderSettings
 from picaco.base.errors import ConfigError
-from picaco.llm.errors import (
-    AuthError,
-    BadRequest,
-    ContextTooLong,
-    MalformedReply,
-    ProviderError,
-    RateLimited,
-    TransientError,
-    Unreachable,
-    error_for_status,
-)
+from picaco.llm import errors as llm_errors
 from picaco.llm.providers.base import NO_KEY, ChatCall, ChatReply, Completion, EmbedReply, SDKProvider, one_line
 
 OPENAI_API_BASE = "https://api.openai.com/v1"
@@ -67,7 +57,7 @@ def is_self_hosted(name: str, settings: ProviderSettings) -> bool:
     return (settings.kind or name) in _JSON_OBJECT_KINDS or name in _JSON_OBJECT_KINDS
 
 
-def rejects_schema(err: ProviderError) -> bool:
+def rejects_schema(err: llm_errors.ProviderError) -> bool:
     """A server's refusal of the response_format it was sent (llama.cpp answers 500, others 400/422)."""
     return err.status in (400, 422, 500) and "response_format" in err.message
 
@@ -170,7 +160,7 @@ class OpenAIProvider(SDKProvider):
             kwargs["response_format"] = fmt
         try:
             resp = await self._post_chat(call, kwargs)
-        except ProviderError as err:
+        except llm_errors.ProviderError as err:
             if fmt is None or not rejects_schema(err):
                 raise
             if self.schema_form != "none":
@@ -194,9 +184,9 @@ class OpenAIProvider(SDKProvider):
             request_id = None
         choices = getattr(resp, "choices", None)
         if not isinstance(choices, list) or not choices:
-            raise MalformedReply(f"chat with model {call.model!r}: the reply has no 'choices' (not a chat completion)",
-                                 provider=self.name,
-                                 status=200, request_id=request_id)
+            raise llm_errors.MalformedReply(
+                f"chat with model {call.model!r}: the reply has no 'choices' (not a chat completion)",
+                provider=self.name, status=200, request_id=request_id)
         try:
             ordered = sorted(choices, key=lambda c: c.index if isinstance(c.index, int) else 0)
             completions = []
@@ -206,8 +196,8 @@ class OpenAIProvider(SDKProvider):
                     raise TypeError(f"message.content is {type(content).__name__}")
                 completions.append(Completion(text=content or "", finish_reason=c.finish_reason))
         except (AttributeError, TypeError) as exc:
-            raise MalformedReply(f"a choice is not a chat completion choice: {one_line(exc)}", provider=self.name,
-                                 status=200, request_id=request_id) from None
+            raise llm_errors.MalformedReply(f"a choice is not a chat completion choice: {one_line(exc)}",
+                                            provider=self.name, status=200, request_id=request_id) from None
         return self._checked_reply(completions, call, getattr(resp, "usage", None),
                                    ("prompt_tokens", "completion_tokens"), request_id)
 
@@ -231,7 +221,7 @@ class OpenAIProvider(SDKProvider):
 
     # ---- errors ------------------------------------------------------------------------------------
 
-    def _map_error(self, exc: BaseException, *, what: str) -> ProviderError | None:
+    def _map_error(self, exc: BaseException, *, what: str) -> llm_errors.ProviderError | None:
         """The typed error for an exception raised by the SDK during a call; None when it is not one."""
         import openai
         import pydantic
@@ -239,30 +229,33 @@ class OpenAIProvider(SDKProvider):
         name = self.name
         if isinstance(exc, openai.APITimeoutError):
             if type(_root_cause(exc)).__name__ == "ConnectTimeout":
-                return Unreachable(f"cannot connect to {self.base_url} (no answer within "
+                return llm_errors.Unreachable(f"cannot connect to {self.base_url} (no answer within "
                                    f"{self.settings.timeout_s:g}s)", provider=name)
-            return TransientError(f"{what} timed out after {self.settings.timeout_s:g}s at {self.base_url}",
-                                  provider=name)
+            return llm_errors.TransientError(f"{what} timed out after {self.settings.timeout_s:g}s at {self.base_url}",
+                                             provider=name)
         if isinstance(exc, openai.APIConnectionError):
             cause = _root_cause(exc)
             if _is_connect_failure(cause):
-                return Unreachable(f"cannot connect to {self.base_url} ({type(cause).__name__})", provider=name)
-            return TransientError(f"connection to {self.base_url} failed mid-request: "
-                                  f"{one_line(self._scrub(f'{type(cause).__name__}: {cause}'), 200)}", provider=name)
+                return llm_errors.Unreachable(f"cannot connect to {self.base_url} ({type(cause).__name__})",
+                                              provider=name)
+            return llm_errors.TransientError(f"connection to {self.base_url} failed mid-request: "
+                                             f"{one_line(self._scrub(f'{type(cause).__name__}: {cause}'), 200)}",
+                                             provider=name)
         if isinstance(exc, openai.APIResponseValidationError):
-            return MalformedReply(f"{what}: the reply does not match the API schema", provider=name,
-                                  status=exc.status_code, request_id=exc.response.headers.get("x-request-id"))
+            return llm_errors.MalformedReply(f"{what}: the reply does not match the API schema", provider=name,
+                                             status=exc.status_code,
+                                             request_id=exc.response.headers.get("x-request-id"))
         if isinstance(exc, openai.APIStatusError):
             return self._map_status(exc, what)
         if isinstance(exc, (json.JSONDecodeError, pydantic.ValidationError)):
-            return MalformedReply(f"{what}: the reply body is not valid API JSON (truncated or malformed): "
-                                  f"{one_line(exc, 120)}", provider=name, status=200)
+            return llm_errors.MalformedReply(f"{what}: the reply body is not valid API JSON (truncated or malformed): "
+                                             f"{one_line(exc, 120)}", provider=name, status=200)
         if isinstance(exc, openai.OpenAIError):
-            return ProviderError(f"{what}: {one_line(self._scrub(str(exc)))}", provider=name)
+            return llm_errors.ProviderError(f"{what}: {one_line(self._scrub(str(exc)))}", provider=name)
         # not an SDK failure (a bug of ours, a cancellation): the caller re-raises it unchanged
         return None
 
-    def _map_status(self, exc: Any, what: str) -> ProviderError:
+    def _map_status(self, exc: Any, what: str) -> llm_errors.ProviderError:
         import openai
 
         status = exc.status_code
@@ -272,17 +265,18 @@ class OpenAIProvider(SDKProvider):
         code = body.get("code") if isinstance(body.get("code"), str) else None
         kw = {"provider": self.name, "request_id": exc.request_id}
         if isinstance(exc, openai.RateLimitError) or status == 429:
-            return RateLimited(f"{what}: {message}", status=status,
-                               retry_after=parse_retry_after(exc.response.headers), **kw)
+            return llm_errors.RateLimited(f"{what}: {message}", status=status,
+                                          retry_after=parse_retry_after(exc.response.headers), **kw)
         if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)) or status in (401, 403):
-            return AuthError(f"{what} at {self.base_url}: {message}", status=status, **kw)
+            return llm_errors.AuthError(f"{what} at {self.base_url}: {message}", status=status, **kw)
         if isinstance(exc, openai.NotFoundError) or status == 404:
-            return BadRequest(f"{what} at {self.base_url}: not found (unknown model?): {message}", status=status, **kw)
+            return llm_errors.BadRequest(f"{what} at {self.base_url}: not found (unknown model?): {message}",
+                                         status=status, **kw)
         if status == 400 and code in _CONTEXT_CODES:
-            return ContextTooLong(f"{what}: {message}", status=status, **kw)
+            return llm_errors.ContextTooLong(f"{what}: {message}", status=status, **kw)
         if status >= 500:
-            return TransientError(f"{what}: server error: {message}", status=status, **kw)
-        return error_for_status(status, f"{what} at {self.base_url}: {message}", **kw)
+            return llm_errors.TransientError(f"{what}: server error: {message}", status=status, **kw)
+        return llm_errors.error_for_status(status, f"{what} at {self.base_url}: {message}", **kw)
 
 
 def _root_cause(exc: BaseException) -> BaseException:
