@@ -84,6 +84,8 @@ def options(cache_dir: Path) -> dict[str, tuple[str, callable]]:
         "torch": ("today: sentence-transformers encode, fp32, batch 64 (it sorts by length itself)",
                   provider_encode("torch")),
         "torch-bf16": ("the same encode, weights and activations in bf16, batch 64", provider_encode("torch-bf16")),
+        "openvino": ("the pipeline converted to OpenVINO, bf16 on a bf16 CPU (else fp32), length-sorted batches of 64",
+                     provider_encode("openvino")),
         "torch-autocast": ("fp32 weights, CPU autocast to bf16 (layer norms, softmax in fp32), batch 64", autocast()),
         "torch-bf16-b32": ("bf16, batch 32", provider_encode("torch-bf16", 32)),
         "torch-bf16-b128": ("bf16, batch 128", provider_encode("torch-bf16", 128)),
@@ -164,8 +166,10 @@ def main() -> dict:
     ap.add_argument("--onnx-dir", type=Path, default=st_onnx.default_dir())
     ap.add_argument("--demo", choices=["yes", "no", "only"], default="yes",
                     help="also run configs/demo.yaml per backend and compare the best instruction per iteration")
+    ap.add_argument("--demo-backends", default="torch,auto,torch-bf16,onnx-int8",
+                    help="the first is the reference the others are compared with")
     args = ap.parse_args()
-    demo_backends = ["torch", "auto", "onnx-int8"]
+    demo_backends = args.demo_backends.split(",")
     if args.demo == "only":
         print(json.dumps({"demo": demo_runs(demo_backends)}))
         return {}

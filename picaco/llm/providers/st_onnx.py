@@ -47,7 +47,7 @@ def require(module: str, backend: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        need = "onnxruntime" if module == "onnxruntime" else "onnx onnxscript"
+        need = module if module in ("onnxruntime", "openvino") else "onnx onnxscript"
         raise ConfigError(f"the st provider's backend {backend!r} needs the Python package(s) {need}: "
                           f"pip install {need} (or set the st provider's option backend: torch)") from None
 
@@ -120,15 +120,13 @@ def _quiet():
     return stack
 
 
-def export_bytes(model_dir: Path) -> bytes:
-    """The sentence-transformers pipeline of the package's weights as an ONNX model (fp32), checked
-    against torch on a few texts before anyone can load it."""
-    require("onnx", "onnx")
-    require("onnxscript", "onnx")
-    import torch
-    from sentence_transformers import SentenceTransformer
+PROBE = ["a short probe", "a longer probe sentence, so that the two rows are padded differently"]
 
-    st_model = SentenceTransformer(str(model_dir), device="cpu").eval()
+
+def st_pipeline(st_model):
+    """The sentence-transformers model as one module of the three token inputs -> the unit vector, for
+    exporters (ONNX here, OpenVINO in st_openvino.py)."""
+    import torch
 
     class Pipeline(torch.nn.Module):
         def __init__(self) -> None:
@@ -139,15 +137,26 @@ def export_bytes(model_dir: Path) -> bytes:
             features = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
             return self.st(features)["sentence_embedding"]
 
-    probe = ["a short probe", "a longer probe sentence, so that the two rows are padded differently"]
-    features = st_model.preprocess(probe)
+    return Pipeline().eval()
+
+
+def export_bytes(model_dir: Path) -> bytes:
+    """The sentence-transformers pipeline of the package's weights as an ONNX model (fp32), checked
+    against torch on a few texts before anyone can load it."""
+    require("onnx", "onnx")
+    require("onnxscript", "onnx")
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    st_model = SentenceTransformer(str(model_dir), device="cpu").eval()
+    features = st_model.preprocess(PROBE)
     args = tuple(features[k] for k in INPUTS)
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", max=512)
     with _quiet(), torch.no_grad():
-        program = torch.onnx.export(Pipeline().eval(), args, dynamo=True, verbose=False, input_names=list(INPUTS),
+        program = torch.onnx.export(st_pipeline(st_model), args, dynamo=True, verbose=False, input_names=list(INPUTS),
                                     output_names=["sentence_embedding"], external_data=False,
                                     dynamic_shapes=tuple({0: batch, 1: seq} for _ in INPUTS))
-        want = st_model.encode(probe, normalize_embeddings=True, convert_to_numpy=True)
+        want = st_model.encode(PROBE, normalize_embeddings=True, convert_to_numpy=True)
     if program is None:
         raise RuntimeError("torch.onnx.export returned no program")
     data = program.model_proto.SerializeToString()
@@ -182,23 +191,21 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-class OnnxEncoder:
+class LengthSortedEncoder:
     """Tokenize with the package's tokenizer.json as sentence-transformers does (truncation at the
-    model's max_seq_length), sort by token count so a batch pads little, run, restore the order."""
+    model's max_seq_length), sort by token count so a batch pads little, run, restore the order. A
+    backend gives `run(feeds) -> (rows, dim) vectors`."""
 
-    def __init__(self, model_dir: Path, cache_dir: Path, backend: str, threads: int | None = None) -> None:
-        ort = require("onnxruntime", backend)
+    def __init__(self, model_dir: Path) -> None:
         from tokenizers import Tokenizer
 
-        self.path = exported_model(model_dir, cache_dir, int8=backend == "onnx-int8")
         self.max_seq_length = int(json.loads((model_dir / "sentence_bert_config.json").read_text())["max_seq_length"])
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=self.max_seq_length)
         self.tokenizer.no_padding()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or cores()
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         return [enc.ids for enc in self.tokenizer.encode_batch(texts)]
@@ -207,7 +214,7 @@ class OnnxEncoder:
         ids = self.token_ids(texts)
         lengths = np.array([len(x) for x in ids])
         order = np.argsort(-lengths, kind="stable") if length_sorted else np.arange(len(ids))
-        out = np.empty((len(ids), self.session.get_outputs()[0].shape[-1]), dtype=np.float32)
+        out: np.ndarray | None = None
         for start in range(0, len(ids), batch_size):
             rows = order[start:start + batch_size]
             input_ids = np.zeros((len(rows), int(lengths[rows].max())), dtype=np.int64)
@@ -215,9 +222,26 @@ class OnnxEncoder:
             for r, i in enumerate(rows):
                 input_ids[r, :lengths[i]] = ids[i]
                 mask[r, :lengths[i]] = 1
-            feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
-            out[rows] = self.session.run(None, feeds)[0]
-        return out
+            vectors = self.run({"input_ids": input_ids, "attention_mask": mask,
+                                "token_type_ids": np.zeros_like(input_ids)})
+            if out is None:
+                out = np.empty((len(ids), vectors.shape[-1]), dtype=np.float32)
+            out[rows] = vectors
+        return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+
+class OnnxEncoder(LengthSortedEncoder):
+    def __init__(self, model_dir: Path, cache_dir: Path, backend: str, threads: int | None = None) -> None:
+        ort = require("onnxruntime", backend)
+        super().__init__(model_dir)
+        self.path = exported_model(model_dir, cache_dir, int8=backend == "onnx-int8")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or cores()
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(None, feeds)[0]
 
 
 _ENCODERS: dict[tuple, OnnxEncoder] = {}

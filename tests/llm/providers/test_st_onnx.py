@@ -42,7 +42,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-@pytest.mark.parametrize("backend", ["auto", "torch-bf16", "onnx"])
+@pytest.mark.parametrize("backend", ["auto", "torch-bf16", "openvino", "onnx"])
 async def test_exact_equivalent_backends_agree_with_torch(backend, onnx_dir, torch_vectors):
     reply = await provider(backend=backend, onnx_dir=str(onnx_dir)).embed(MODEL, TEXTS)
     assert reply.vectors.shape == (len(TEXTS), 384) and reply.vectors.dtype == np.float32
@@ -50,8 +50,10 @@ async def test_exact_equivalent_backends_agree_with_torch(backend, onnx_dir, tor
     np.testing.assert_allclose(np.linalg.norm(reply.vectors, axis=1), 1.0, atol=1e-5)
 
 
-def test_auto_is_bf16_only_for_the_embedded_model_on_a_bf16_cpu(monkeypatch):
+def test_auto_is_openvino_for_the_embedded_model_else_bf16_only_on_a_bf16_cpu(monkeypatch):
     p = provider()
+    assert p.backend_for(MODEL) == "openvino" and p.backend_for("jinaai/jina-embeddings-v3") == "torch"
+    monkeypatch.setattr(st, "openvino_available", lambda: False)
     monkeypatch.setattr(st, "native_bf16", lambda: True)
     assert p.backend_for(MODEL) == "torch-bf16" and p.backend_for("jinaai/jina-embeddings-v3") == "torch"
     monkeypatch.setattr(st, "native_bf16", lambda: False)
