@@ -32,6 +32,7 @@ class OpenVinoEncoder(LengthSortedEncoder):
         from sentence_transformers import SentenceTransformer
 
         super().__init__(model_dir)
+        # loaded here, not through st.load_model's cache, so its torch weights are freed after the conversion
         st_model = SentenceTransformer(str(model_dir), device="cpu").eval()
         features = st_model.preprocess(PROBE)
         example = {k: features[k] for k in INPUTS}

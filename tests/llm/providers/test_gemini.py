@@ -10,32 +10,20 @@ import warnings
 
 import numpy as np
 import pytest
+from wire_calls import MESSAGES, chat_call, generate_once
 
 from picaco.base.config import ProviderSettings
 from picaco.base.errors import ConfigError
-from picaco.llm.errors import (
-    AuthError,
-    BadRequest,
-    ContentFiltered,
-    ContextTooLong,
-    MalformedReply,
-    RateLimited,
-    TransientError,
-    Unreachable,
-)
+from picaco.llm import errors as llm_errors
 from picaco.llm.providers import make_provider
 from picaco.llm.providers.base import ChatCall
 from picaco.llm.providers.gemini import GeminiProvider, _retry_delay, finish_reason_of
-from picaco.llm.request import Message, SamplingParams
 from picaco.sim.engine import SimEngine
 from picaco.sim.worlds import make_world
 
-PROMPT = "Which fruit keeps longest in a cold cellar, apples or pears, and why does it matter for winter storage?"
-MESSAGES = (Message(role="system", content="Be brief."), Message(role="user", content=PROMPT))
-
 
 def make_call(n: int = 1, seed: int | None = 1, model: str = "gemini-sim", **params) -> ChatCall:
-    return ChatCall(model=model, messages=MESSAGES, params=SamplingParams(seed=seed, **params), n=n, seed=seed)
+    return chat_call(model, n, seed, **params)
 
 
 def provider_for(url: str, timeout_s: float = 0.5, **kw) -> GeminiProvider:
@@ -43,11 +31,7 @@ def provider_for(url: str, timeout_s: float = 0.5, **kw) -> GeminiProvider:
 
 
 async def generate(url: str, call: ChatCall | None = None, **kw):
-    p = provider_for(url, **kw)
-    try:
-        return await p.generate(call or make_call())
-    finally:
-        await p.aclose()
+    return await generate_once(provider_for(url, **kw), call or make_call())
 
 
 async def test_candidates_usage_and_response_id(server):
@@ -95,7 +79,7 @@ async def test_embeddings_shape_and_order(server):
 
 async def test_429_is_rate_limited_with_retry_after_and_no_sdk_retry(make_server):
     s = make_server(rate_429=1.0, retry_after_s=0.05)
-    with pytest.raises(RateLimited) as ei:
+    with pytest.raises(llm_errors.RateLimited) as ei:
         await generate(s.gemini_base_url)
     assert ei.value.status == 429 and ei.value.retry_after == pytest.approx(0.05)
     assert ei.value.request_id == s.request_log()[0]["request_id"]
@@ -104,52 +88,53 @@ async def test_429_is_rate_limited_with_retry_after_and_no_sdk_retry(make_server
 
 async def test_500_is_transient_and_not_retried(make_server):
     s = make_server(rate_500=1.0)
-    with pytest.raises(TransientError) as ei:
+    with pytest.raises(llm_errors.TransientError) as ei:
         await generate(s.gemini_base_url)
-    assert type(ei.value) is TransientError and ei.value.status == 500
+    assert type(ei.value) is llm_errors.TransientError and ei.value.status == 500
     assert len(s.request_log()) == 1
 
 
 async def test_hang_times_out_quickly(make_server):
     s = make_server(rate_hang=1.0, hang_s=5.0)
     t = time.perf_counter()
-    with pytest.raises(TransientError, match="timed out") as ei:
+    with pytest.raises(llm_errors.TransientError, match="timed out") as ei:
         await generate(s.gemini_base_url, timeout_s=0.3)
-    assert time.perf_counter() - t < 5.0 and type(ei.value) is TransientError  # the timeout ended it, not the hang
+    # the timeout ended it, not the hang
+    assert time.perf_counter() - t < 5.0 and type(ei.value) is llm_errors.TransientError
 
 
 @pytest.mark.parametrize("fault", ["truncated", "malformed"])
 async def test_bad_bodies_are_malformed_replies(make_server, fault):
     s = make_server(**{f"rate_{fault}": 1.0})
-    with pytest.raises(MalformedReply):
+    with pytest.raises(llm_errors.MalformedReply):
         await generate(s.gemini_base_url)
 
 
 async def test_bad_embedding_bodies_are_malformed_replies(make_server):
     for fault in ("truncated", "malformed"):
         p = provider_for(make_server(**{f"rate_{fault}": 1.0}).gemini_base_url)
-        with pytest.raises(MalformedReply):
+        with pytest.raises(llm_errors.MalformedReply):
             await p.embed("text-embedding-sim", ["a b", "c d"])
         await p.aclose()
 
 
 async def test_blocked_prompt_is_content_filtered(make_server):
     s = make_server(rate_filtered=1.0)
-    with pytest.raises(ContentFiltered, match="SAFETY") as ei:
+    with pytest.raises(llm_errors.ContentFiltered, match="SAFETY") as ei:
         await generate(s.gemini_base_url)
     assert ei.value.request_id == s.request_log()[0]["request_id"]
 
 
 async def test_context_too_long(make_server):
     s = make_server(max_context_tokens=12)
-    with pytest.raises(ContextTooLong, match="exceeds the maximum number of tokens") as ei:
+    with pytest.raises(llm_errors.ContextTooLong, match="exceeds the maximum number of tokens") as ei:
         await generate(s.gemini_base_url)
     assert ei.value.status == 400
 
 
 async def test_unknown_model_is_bad_request(make_server):
     s = make_server(models=["known"])
-    with pytest.raises(BadRequest, match="not found") as ei:
+    with pytest.raises(llm_errors.BadRequest, match="not found") as ei:
         await generate(s.gemini_base_url, make_call(model="nope"))
     assert ei.value.status == 404
 
@@ -157,7 +142,7 @@ async def test_unknown_model_is_bad_request(make_server):
 async def test_wrong_or_missing_key_is_auth_error_without_the_key(make_server, monkeypatch):
     s = make_server(api_key="right-key-42")
     monkeypatch.setenv("PICACO_TEST_GEMINI_KEY", "wrong-key-secret-9876")
-    with pytest.raises(AuthError) as ei:
+    with pytest.raises(llm_errors.AuthError) as ei:
         await generate(s.gemini_base_url, api_key_env="PICACO_TEST_GEMINI_KEY")
     assert ei.value.status == 400 and "wrong-key-secret-9876" not in str(ei.value)  # Gemini says 400 API_KEY_INVALID
     monkeypatch.setenv("PICACO_TEST_GEMINI_KEY", "right-key-42")
@@ -170,7 +155,7 @@ async def test_unreachable_base_url_fails_fast():
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     sock.close()
     t = time.perf_counter()
-    with pytest.raises(Unreachable) as ei:
+    with pytest.raises(llm_errors.Unreachable) as ei:
         await generate(url, timeout_s=5.0)
     assert time.perf_counter() - t < 5.0 and url in str(ei.value)  # refused, not waited out to the timeout
 
@@ -215,7 +200,7 @@ def test_safety_finish_keeps_partial_text_as_content_filter():
     reply = p._chat_reply(resp, make_call(n=2))
     assert [(c.text, c.finish_reason) for c in reply.completions] == [("", "content_filter"), ("fine", "stop")]
     resp.candidates[1] = types.Candidate(index=1, finish_reason="PROHIBITED_CONTENT")
-    with pytest.raises(ContentFiltered):
+    with pytest.raises(llm_errors.ContentFiltered):
         p._chat_reply(resp, make_call(n=2))
 
 

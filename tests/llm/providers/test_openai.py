@@ -14,32 +14,21 @@ import warnings
 
 import numpy as np
 import pytest
+from wire_calls import MESSAGES, chat_call, generate_once
 
 from picaco.base.config import ProviderSettings
 from picaco.base.errors import ConfigError
-from picaco.llm.errors import (
-    AuthError,
-    BadRequest,
-    ContentFiltered,
-    ContextTooLong,
-    MalformedReply,
-    RateLimited,
-    TransientError,
-    Unreachable,
-)
+from picaco.llm import errors as llm_errors
 from picaco.llm.providers import make_provider
 from picaco.llm.providers.base import ChatCall
 from picaco.llm.providers.openai import OpenAIProvider, parse_retry_after
-from picaco.llm.request import Message, SamplingParams
+from picaco.llm.request import SamplingParams
 from picaco.sim.engine import SimEngine
 from picaco.sim.worlds import make_world
 
-PROMPT = "Which fruit keeps longest in a cold cellar, apples or pears, and why does it matter for winter storage?"
-MESSAGES = (Message(role="system", content="Be brief."), Message(role="user", content=PROMPT))
-
 
 def make_call(n: int = 1, seed: int | None = 1, model: str = "sim-a", **params) -> ChatCall:
-    return ChatCall(model=model, messages=MESSAGES, params=SamplingParams(seed=seed, **params), n=n, seed=seed)
+    return chat_call(model, n, seed, **params)
 
 
 def provider_for(url: str, timeout_s: float = 0.5, **kw) -> OpenAIProvider:
@@ -47,11 +36,7 @@ def provider_for(url: str, timeout_s: float = 0.5, **kw) -> OpenAIProvider:
 
 
 async def generate(url: str, call: ChatCall | None = None, **kw):
-    p = provider_for(url, **kw)
-    try:
-        return await p.generate(call or make_call())
-    finally:
-        await p.aclose()
+    return await generate_once(provider_for(url, **kw), call or make_call())
 
 
 # ---- answers ----------------------------------------------------------------------------------------------
@@ -116,7 +101,7 @@ async def test_embeddings_shape_and_order(server):
 
 async def test_429_is_rate_limited_with_retry_after(make_server):
     s = make_server(rate_429=1.0, retry_after_s=0.05)
-    with pytest.raises(RateLimited) as ei:
+    with pytest.raises(llm_errors.RateLimited) as ei:
         await generate(s.openai_base_url)
     err = ei.value
     assert err.status == 429 and err.retry_after == pytest.approx(0.05)
@@ -126,32 +111,32 @@ async def test_429_is_rate_limited_with_retry_after(make_server):
 
 async def test_500_is_transient_and_not_retried_by_the_sdk(make_server):
     s = make_server(rate_500=1.0)
-    with pytest.raises(TransientError) as ei:
+    with pytest.raises(llm_errors.TransientError) as ei:
         await generate(s.openai_base_url)
-    assert type(ei.value) is TransientError and ei.value.status == 500 and ei.value.request_id
+    assert type(ei.value) is llm_errors.TransientError and ei.value.status == 500 and ei.value.request_id
     assert len(s.request_log()) == 1
 
 
 async def test_hang_times_out_quickly_as_transient(make_server):
     s = make_server(rate_hang=1.0, hang_s=5.0)
     t = time.perf_counter()
-    with pytest.raises(TransientError, match="timed out after 0.3s") as ei:
+    with pytest.raises(llm_errors.TransientError, match="timed out after 0.3s") as ei:
         await generate(s.openai_base_url, timeout_s=0.3)
     assert time.perf_counter() - t < 5.0  # the 0.3 s timeout ended it, not the 5 s hang
-    assert type(ei.value) is TransientError
+    assert type(ei.value) is llm_errors.TransientError
 
 
 async def test_dropped_connection_is_transient_not_unreachable(make_server):
     s = make_server(rate_hang=1.0, hang_s=0.02, hang_then="drop")
-    with pytest.raises(TransientError, match="mid-request") as ei:
+    with pytest.raises(llm_errors.TransientError, match="mid-request") as ei:
         await generate(s.openai_base_url)
-    assert not isinstance(ei.value, Unreachable)
+    assert not isinstance(ei.value, llm_errors.Unreachable)
 
 
 @pytest.mark.parametrize("fault", ["truncated", "malformed"])
 async def test_bad_bodies_are_malformed_replies(make_server, fault):
     s = make_server(**{f"rate_{fault}": 1.0})
-    with pytest.raises(MalformedReply) as ei:
+    with pytest.raises(llm_errors.MalformedReply) as ei:
         await generate(s.openai_base_url)
     assert ei.value.status == 200 and ei.value.retryable
 
@@ -159,41 +144,41 @@ async def test_bad_bodies_are_malformed_replies(make_server, fault):
 async def test_bad_embedding_bodies_are_malformed_replies(make_server):
     for fault in ("truncated", "malformed"):
         p = provider_for(make_server(**{f"rate_{fault}": 1.0}).openai_base_url)
-        with pytest.raises(MalformedReply):
+        with pytest.raises(llm_errors.MalformedReply):
             await p.embed("emb", ["a b", "c d"])
         await p.aclose()
 
 
 async def test_all_choices_filtered_raises_content_filtered(make_server):
     s = make_server(rate_filtered=1.0)
-    with pytest.raises(ContentFiltered) as ei:
+    with pytest.raises(llm_errors.ContentFiltered) as ei:
         await generate(s.openai_base_url, make_call(n=2))
     assert ei.value.status == 200 and ei.value.request_id
 
 
 async def test_context_too_long(make_server):
     s = make_server(max_context_tokens=12)
-    with pytest.raises(ContextTooLong, match="maximum context length is 12") as ei:
+    with pytest.raises(llm_errors.ContextTooLong, match="maximum context length is 12") as ei:
         await generate(s.openai_base_url)
     assert ei.value.status == 400 and ei.value.request_id
 
 
 async def test_unknown_model_is_bad_request(make_server):
     s = make_server(models=["known"])
-    with pytest.raises(BadRequest, match="unknown model") as ei:
+    with pytest.raises(llm_errors.BadRequest, match="unknown model") as ei:
         await generate(s.openai_base_url, make_call(model="nope"))
-    assert ei.value.status == 404 and not isinstance(ei.value, ContextTooLong)
+    assert ei.value.status == 404 and not isinstance(ei.value, llm_errors.ContextTooLong)
     assert (await generate(s.openai_base_url, make_call(model="known"))).completions
 
 
 async def test_auth_errors_never_show_the_key(make_server, monkeypatch):
     s = make_server(api_key="right-key-42")
     monkeypatch.setenv("PICACO_TEST_SIM_KEY", "wrong-key-secret-9876")
-    with pytest.raises(AuthError) as ei:
+    with pytest.raises(llm_errors.AuthError) as ei:
         await generate(s.openai_base_url, api_key_env="PICACO_TEST_SIM_KEY")
     assert ei.value.status == 401 and "wrong-key-secret-9876" not in str(ei.value)
     monkeypatch.delenv("PICACO_TEST_SIM_KEY")
-    with pytest.raises(AuthError):  # no key at all: the placeholder is refused too
+    with pytest.raises(llm_errors.AuthError):  # no key at all: the placeholder is refused too
         await generate(s.openai_base_url, api_key_env="PICACO_TEST_SIM_KEY")
     monkeypatch.setenv("PICACO_TEST_SIM_KEY", "right-key-42")
     assert (await generate(s.openai_base_url, api_key_env="PICACO_TEST_SIM_KEY")).completions
@@ -210,7 +195,7 @@ def closed_port() -> int:
 async def test_unreachable_base_url_fails_fast():
     url = f"http://127.0.0.1:{closed_port()}/v1"
     t = time.perf_counter()
-    with pytest.raises(Unreachable) as ei:
+    with pytest.raises(llm_errors.Unreachable) as ei:
         await generate(url, timeout_s=5.0)
     assert time.perf_counter() - t < 5.0  # refused, not waited out to the timeout
     assert url in str(ei.value) and "\n" not in str(ei.value)
