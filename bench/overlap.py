@@ -1,20 +1,24 @@
 """Embedding overlapped with the calls: one iteration (E-step + M-step) against the simulator's HTTP
 server (500 ms per call, 64 calls at once), on this tree (and, with --sides before,after, on an older
-revision beside it). Prints each figure and ends
-with one JSON line.
+revision beside it). Prints each figure and ends with one JSON line.
 
     .venv/bin/python bench/overlap.py [--prompts 50 --m2 15 --n-pe 10] [--sides after|before,after] [--before REV]
 
-Per side (a child process on that side's source tree; `before` is `git archive REV`), three runs of
-iteration 1 on fresh run directories, after an untimed start (judge probe, noisy pool), same seed:
-- `wall`: chat and embeddings fresh (cache C1): what a user with a real provider waits;
+Per side (a child process on that side's source tree; `before` is `git archive REV`), runs of iteration 1
+on fresh run directories, after an untimed start (judge probe, noisy pool), same seed, timed from the
+E-step's start to the iteration's end:
+- `wall`: chat and embeddings fresh (cache C1): what a user with a real provider waits, on the loop of
+  `picaco optimize` (picaco.method.run.optimize: the M-step's draft beside the E-step);
+- `wall_tasks`: the same on fresh cache C3 through the flows' task sequence without Prefect: the M-step
+  draft in a thread beside the E-step (each with its own client, as the flow's tasks are), then the M-step;
 - `calls_s` (the latency bound): chats fresh (cache C2), embeddings by the in-process simulator's
   `sim/embedding` (no model, ~free); the calls of iteration 1 do not depend on the vectors (every response
   is judged, the M-step scores every proposal; proposals depend only on e^0 and the seed);
 - `embed_s` (the embedding time): every chat answered by cache C1, embeddings fresh (the st provider under
   another name, so none of its vectors is cached).
-ratio = wall / max(calls_s, embed_s); goal <= 1.2. On this shared 2-core machine the three runs see
-different load, so the ratio is noisy; the load average is printed with it.
+ratio = wall / max(calls_s, embed_s); goal <= 1.2. On this shared 2-core machine the runs see different
+load, so the ratio is noisy; the load average is printed with it. A `before` tree without the loop's
+events (older than the draft) is timed through its steps one after the other.
 """
 
 from __future__ import annotations
@@ -44,29 +48,65 @@ def run_config(work: Path, name: str, cache: str, embedding: str, base_url: str,
                 "st2": {"kind": "st"}, "sim": {"kind": "sim", "options": {"world": "values"}}}}}
 
 
+def timed_loop(cfg) -> tuple[float, float, str]:
+    """Iteration 1 on `picaco optimize`'s loop: (wall from the E-step's start, E-step wall, best instruction)."""
+    from picaco.method import run as runner
+
+    if not hasattr(runner, "run_m_step_draft"):  # a tree before the draft: its steps one after the other
+        t0 = time.perf_counter()
+        runner.run_e_step(cfg, 1)
+        estep = time.perf_counter() - t0
+        it = runner.run_m_step(cfg, 1)
+        return time.perf_counter() - t0, estep, it.best.instruction
+    marks: dict[str, float] = {}
+
+    def on_event(kind: str, t: int, **info) -> None:
+        marks.setdefault(kind, time.perf_counter())
+
+    result = runner.optimize(cfg, on_event=on_event)
+    return marks["iteration"] - marks["e_step"], marks["m_step"] - marks["e_step"], result.best_instruction
+
+
+def timed_tasks(cfg) -> tuple[float, float, str]:
+    """Iteration 1 as the optimize flow runs its tasks: the draft in a thread beside the E-step, then the M-step."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from picaco.method.run import run_e_step, run_m_step, run_m_step_draft
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(1) as pool:
+        draft = pool.submit(run_m_step_draft, cfg, 1)
+        run_e_step(cfg, 1)
+        estep = time.perf_counter() - t0
+        draft.result()
+    it = run_m_step(cfg, 1)
+    return time.perf_counter() - t0, estep, it.best.instruction
+
+
 def child(args) -> None:
-    """One side: three timed iterations; prints one JSON line."""
+    """One side: the timed iterations; prints one JSON line."""
     import picaco
     from picaco.config import parse_run_config
-    from picaco.method.run import run_e_step, run_m_step, run_noisy_pool
+    from picaco.method import run as runner
+    from picaco.method.run import run_noisy_pool
     from picaco.sim.server import SimServerConfig, start_server_process
 
     work = Path(tempfile.mkdtemp(prefix="picaco-bench-overlap-"))
     server = start_server_process(SimServerConfig(world="values", latency_ms=args.latency_ms))
     out = {"source": str(Path(picaco.__file__).parents[1])}
+    runs = [("calls_s", "c2", "sim/embedding", timed_loop), ("wall_s", "c1", "st/all-MiniLM-L6-v2", timed_loop),
+            ("embed_s", "c1", "st2/all-MiniLM-L6-v2", timed_loop)]
+    if args.tasks and hasattr(runner, "run_m_step_draft"):  # a tree before the draft has no such tasks
+        runs.append(("wall_tasks_s", "c3", "st/all-MiniLM-L6-v2", timed_tasks))
     try:
-        for key, cache, embedding in (("calls_s", "c2", "sim/embedding"), ("wall_s", "c1", "st/all-MiniLM-L6-v2"),
-                                      ("embed_s", "c1", "st2/all-MiniLM-L6-v2")):
-            cfg = parse_run_config(run_config(work, key.split("_")[0], cache, embedding, server.openai_base_url, args))
+        for key, cache, embedding, timed in runs:
+            cfg = parse_run_config(run_config(work, key.rsplit("_", 1)[0], cache, embedding, server.openai_base_url, args))
             run_noisy_pool(cfg)  # untimed: judge probe, noisy pool, the model loaded
-            t0, c0 = time.perf_counter(), time.process_time()
-            run_e_step(cfg, 1)
-            estep = time.perf_counter() - t0
-            it = run_m_step(cfg, 1)
-            out[key] = time.perf_counter() - t0
+            c0 = time.process_time()
+            out[key], estep, best = timed(cfg)
             out[key.replace("_s", "_estep_s")] = estep
             out[key.replace("_s", "_cpu_s")] = time.process_time() - c0
-            out[key.replace("_s", "_best")] = it.best.instruction
+            out[key.replace("_s", "_best")] = best
             out[key.replace("_s", "_load")] = os.getloadavg()[0]
             print(f"  {key}: {out[key]:.1f} s (E-step {estep:.1f} s; load average {out[key.replace('_s', '_load')]:.1f})",
                   file=sys.stderr, flush=True)
@@ -79,14 +119,18 @@ def side(name: str, source: Path, args) -> dict:
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(source))
     cmd = [sys.executable, __file__, "--child", "--prompts", str(args.prompts), "--m1", str(args.m1), "--m2",
            str(args.m2), "--n-pe", str(args.n_pe), "--latency-ms", str(args.latency_ms), "--concurrency",
-           str(args.concurrency)]
+           str(args.concurrency)] + (["--tasks"] if args.tasks else [])
     print(f"{name} ({source}):", flush=True)
     done = subprocess.run(cmd, env=env, cwd=source, stdout=subprocess.PIPE, text=True, check=True)
     r = json.loads(done.stdout.strip().splitlines()[-1])
     r["ratio"] = r["wall_s"] / max(r["calls_s"], r["embed_s"])
     r["sum_ratio"] = r["wall_s"] / (r["calls_s"] + r["embed_s"])
+    if "wall_tasks_s" in r:
+        r["tasks_ratio"] = r["wall_tasks_s"] / max(r["calls_s"], r["embed_s"])
     print(f"{name}: iteration wall {r['wall_s']:.1f} s; latency bound {r['calls_s']:.1f} s; embedding {r['embed_s']:.1f} s "
-          f"-> wall / max = {r['ratio']:.2f} (goal <= 1.2), wall / sum = {r['sum_ratio']:.2f}", flush=True)
+          f"-> wall / max = {r['ratio']:.2f} (goal <= 1.2), wall / sum = {r['sum_ratio']:.2f}"
+          + (f"; the flow's tasks {r['wall_tasks_s']:.1f} s -> {r['tasks_ratio']:.2f}" if "wall_tasks_s" in r else ""),
+          flush=True)
     return r
 
 
@@ -100,6 +144,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--sides", default="after", help="after = this tree; before = --before REV")
     ap.add_argument("--before", default=BEFORE, help="the git revision measured as `before`")
+    ap.add_argument("--tasks", action="store_true", help="also time the flows' task sequence (wall_tasks_s)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -116,6 +161,8 @@ def main() -> None:
             tree = ROOT
         figures[name] = side(name, tree, args)
         figures[f"{name}_ratio"] = round(figures[name]["ratio"], 3)
+        if "tasks_ratio" in figures[name]:
+            figures[f"{name}_tasks_ratio"] = round(figures[name]["tasks_ratio"], 3)
     if "before" in figures and "after" in figures:
         figures["same_best"] = figures["before"]["wall_best"] == figures["after"]["wall_best"]
     print(json.dumps(figures))

@@ -1,6 +1,7 @@
-"""Flow: Algorithm 1. Per iteration an E-step task (or one task per shard of X, then a merge) and an
-M-step task; each iteration publishes a markdown artifact (TC_e, per-value scores, the instruction) and a
-table of its candidates, and moves a progress artifact. Started again with the same config, every
+"""Flow: Algorithm 1. Per iteration an E-step task (or one task per shard of X, then a merge), beside it
+the M-step's draft (proposals and p_e samples, which need iteration t-1 only), and an M-step task; each
+iteration publishes a markdown artifact (TC_e, per-value scores, the instruction) and a table of its
+candidates, and moves a progress artifact. Started again with the same config, every
 finished step returns from the run store.
 
     from flows.optimize import optimize_flow
@@ -29,6 +30,7 @@ from tasks.optimize import (
     e_step_shard_task,
     e_step_task,
     final_report_task,
+    m_step_draft_task,
     m_step_task,
     noisy_pool_task,
 )
@@ -52,6 +54,9 @@ def optimize_steps(config: dict, e_step_shards: int = 1, noisy_pool: bool = Fals
     if noisy_pool:
         step(noisy_pool_task, config)
     for t in range(1, T + 1):
+        # the M-step's proposals and p_e samples need iteration t-1 only: drafted beside the E-step, so its
+        # embedding overlaps the E-step's calls; the M-step then finds them in the call cache
+        draft = m_step_draft_task.submit(config, t)
         if e_step_shards > 1:
             futures = [e_step_shard_task.submit(config, t, k, e_step_shards) for k in range(e_step_shards)]
             for f in futures:
@@ -59,6 +64,7 @@ def optimize_steps(config: dict, e_step_shards: int = 1, noisy_pool: bool = Fals
             step(e_step_merge_task, config, t, e_step_shards)
         else:
             e_step_task(config, t)
+        draft.result()
         summary = step(m_step_task, config, t)
         create_markdown_artifact(summary["markdown"], key=artifact_key(cfg.run_name, "iteration", t),
                                  description=f"PICACO iteration {t}: TC_e {summary['best_tc']:.4f}")

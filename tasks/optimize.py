@@ -47,6 +47,13 @@ def e_step_merge_task(config: dict, t: int, n_shards: int) -> dict:
             "conformity": state.report.conformity}
 
 
+@task(name="m-step-draft", cache_policy=NO_CACHE, task_run_name="m-step-{t}-draft")
+def m_step_draft_task(config: dict, t: int) -> dict:
+    """The M-step's proposals and p_e samples of iteration t into the call cache, beside its E-step (they need
+    iteration t-1 only): the embedding work overlaps the E-step's calls, and the M-step finds them cached."""
+    return {"t": t, "candidates": runner.run_m_step_draft(_cfg(config), t)}
+
+
 @task(name="m-step", cache_policy=NO_CACHE)
 def m_step_task(config: dict, t: int) -> dict:
     """The M-step of iteration t, with what the flow publishes of it: the iteration's Markdown (TC_e so

@@ -32,7 +32,7 @@ from picaco.llm.errors import MalformedReply, ProviderError, RetriesExhausted
 from picaco.llm.pricing import PriceTable
 from picaco.llm.providers import endpoint_for, make_provider
 from picaco.llm.providers.base import Provider
-from picaco.llm.usage import RoleUsage
+from picaco.llm.usage import RoleUsage, books
 
 log = logging.getLogger(__name__)
 
@@ -218,10 +218,11 @@ class CallPath:
         sem = self._semaphore(prov)
         started = time.monotonic()
         attempt = 0
-        usage = self.usage[role]
+        entries = books(self.usage, role)
         while True:
             attempt += 1
-            usage.attempts += 1
+            for usage in entries:
+                usage.attempts += 1
             try:
                 async with sem:
                     return await make_call(), attempt
@@ -232,7 +233,8 @@ class CallPath:
                 delay = self._backoff(attempt, exc.retry_after)
                 if attempt >= policy.max_attempts or elapsed + delay > policy.max_total_s:
                     raise RetriesExhausted(exc, attempt, elapsed) from exc
-                usage.retries += 1
+                for usage in entries:
+                    usage.retries += 1
                 log.debug("retrying %s after %s (attempt %d, sleeping %.2fs)", prov.name, exc, attempt, delay)
                 await asyncio.sleep(delay)
 
@@ -257,8 +259,9 @@ class CallPath:
                     waits[item] = fut
                 else:
                     to_fetch.append(item)
-        usage = self.usage[job.role]
-        usage.requests += 1
+        entries = books(self.usage, job.role)
+        for usage in entries:
+            usage.requests += 1
         tally = Tally()
         remote: dict = {}
         try:
@@ -267,12 +270,14 @@ class CallPath:
             for item, fut in waits.items():
                 values[item] = await asyncio.shield(fut)  # the same key, so the same value
         except ProviderError as exc:
-            usage.errors += 1
+            for usage in entries:
+                usage.errors += 1
             self.call_log.write(job.line(Outcome(len(job.items), len(hits), tally, t0, error=exc)))
             raise
         filtered = job.filtered([values[item] for item in to_fetch])
-        self._account(usage, job, tally, hits=[values[item] for item in hits], shared=len(waits),
-                      remote=len(remote), missed=len(to_fetch) - len(remote), filtered=filtered)
+        for usage in entries:
+            self._account(usage, job, tally, hits=[values[item] for item in hits], shared=len(waits),
+                          remote=len(remote), missed=len(to_fetch) - len(remote), filtered=filtered)
         self.call_log.write(job.line(Outcome(len(job.items), len(hits), tally, t0, shared=len(waits),
                                              remote=len(remote), filtered=filtered)))
         return values

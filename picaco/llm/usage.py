@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections import defaultdict
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 
@@ -27,6 +31,29 @@ class RoleUsage:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+# The books a request is also entered in, besides its client's total: one per `usage_scope` open in the
+# asyncio task that makes it (tasks inherit them from the task that starts them). Two steps running at once
+# on one client (the E-step and the M-step's draft, picaco/method/run.py) are measured apart this way;
+# a window over the client's total would mix them.
+_SCOPES: ContextVar[tuple[dict[str, RoleUsage], ...]] = ContextVar("picaco_usage_scopes", default=())
+
+
+def books(total: dict[str, RoleUsage], role: str) -> list[RoleUsage]:
+    """Where a request of `role` is accounted: the client's total, then every open scope."""
+    return [total[role], *(scope[role] for scope in _SCOPES.get())]
+
+
+@contextlib.contextmanager
+def usage_scope() -> Iterator[dict[str, RoleUsage]]:
+    """Usage by role of the requests made within the block by this task and the tasks it starts."""
+    scope: dict[str, RoleUsage] = defaultdict(RoleUsage)
+    token = _SCOPES.set((*_SCOPES.get(), scope))
+    try:
+        yield scope
+    finally:
+        _SCOPES.reset(token)
 
 
 def contiguous_runs(indices: list[int]) -> list[list[int]]:

@@ -2,8 +2,10 @@
 
     noisy_pool_step  - R^n: raw responses (no instruction), top-M2 by q_phi, with p(yhat|x)   (once)
     e_step           - sample under e^{t-1} in buckets, judge, q_phi, R^a <- top-M1           (Alg. 1, 4-8)
-    m_step           - propose (M2 optimizer calls) -> dedupe -> score (Eq. 4 on the current
-                       pools, new and M2 best kept) -> select: the argmax is e^t               (Alg. 1, 13-14)
+    draft_m_step     - propose (M2 optimizer calls) -> dedupe (new and M2 best kept) -> draw and
+                       embed each candidate's p_e samples: needs iteration t-1 only, so it runs
+                       while the E-step's calls are out                                        (Alg. 1, 13)
+    m_step           - score (Eq. 4 on the E-step's pools) -> select: the argmax is e^t        (Alg. 1, 13-14)
 
 Each step reads its inputs from records and returns records; calls go through the LLMClient (so every
 one is cached), and every random choice comes from `derive_rng(run seed, step, indices)`. Persistence
@@ -312,18 +314,51 @@ class Scored:
     pe_filtered: int  # its p_e samples refused by a content filter (left out of Eq. 6's mean)
 
 
-async def score_candidate(ctx: RunContext, candidate: Candidate, fixed: ScoringPools,
-                          pools: dict[str, list[AlignedEntry]]) -> Scored:
-    """Eq. (4) for one candidate; p_e(y|x) by Eq. (6) from n samples drawn under e, or, with
-    `picaco.pe_estimator: logprob`, the target's exact log-prob of each pooled response (method/exact_pe.py).
-    Choice: the p_e samples use the Fig. 7 system prompt with the instruction and no demonstrations
+@dataclass(frozen=True)
+class PeSamples:
+    """Eq. (6)'s n samples of one candidate, embedded, per prompt id (prompts whose samples were all missing
+    are left out), and how many a content filter refused. They depend on the instruction alone."""
+
+    vectors: dict[str, np.ndarray]
+    filtered: int
+
+
+async def pe_samples(ctx: RunContext, instruction: str) -> PeSamples:
+    """Choice: the p_e samples use the Fig. 7 system prompt with the instruction and no demonstrations
     (`PE_DEMONSTRATIONS`): the E-step's random demonstrations are shared by every candidate, so they do not
     tell candidates apart, and leaving them out isolates e (and saves their tokens)."""
+    replies = await asyncio.gather(*[
+        ctx.chat(instructed_request(ctx, instruction, list(PE_DEMONSTRATIONS), p.text),
+                 n=ctx.config.picaco.n_pe_samples, start=0)
+        for p in ctx.prompts])
+    per_prompt = [[s.text for s in reply.samples if usable(s)] for reply in replies]
+    # one embedding request for the whole candidate: local models encode a big batch far faster
+    flat = await ctx.embed([t for texts in per_prompt for t in texts]) if any(per_prompt) else np.empty((0, 0))
+    vectors: dict[str, np.ndarray] = {}
+    offset = 0
+    for p, texts in zip(ctx.prompts, per_prompt):
+        if texts:
+            vectors[p.prompt_id] = flat[offset:offset + len(texts)]
+        offset += len(texts)
+    return PeSamples(vectors, sum(reply.filtered for reply in replies))
+
+
+def similarity_pe(samples: PeSamples, fixed: ScoringPools) -> dict[str, np.ndarray]:
+    """Eq. (6) per prompt id: p_e of each pooled response, from the candidate's embedded samples."""
+    return {pid: p_e(fixed.pool_vecs[pid], vecs) for pid, vecs in samples.vectors.items() if pid in fixed.pool_vecs}
+
+
+async def score_candidate(ctx: RunContext, candidate: Candidate, fixed: ScoringPools,
+                          pools: dict[str, list[AlignedEntry]], samples: PeSamples | None = None) -> Scored:
+    """Eq. (4) for one candidate; p_e(y|x) by Eq. (6) from its n samples (`samples`, drawn here when not
+    given), or, with `picaco.pe_estimator: logprob`, the target's exact log-prob of each pooled response
+    (method/exact_pe.py)."""
     cfg = ctx.config.picaco
     if cfg.pe_estimator == "logprob":
         pes, filtered = await exact_pe(ctx, candidate.instruction, pools), 0
     else:
-        pes, filtered = await similarity_pe(ctx, candidate, fixed)
+        samples = samples or await pe_samples(ctx, candidate.instruction)
+        pes, filtered = similarity_pe(samples, fixed), samples.filtered
     scored_ids = [pid for pid in fixed.weights if pid in pes]  # the prompts' order, as Eq. (4) sums them
     aligned = [(pes[pid], fixed.weights[pid]) for pid in scored_ids]
     per_value = [(pes[pid], fixed.scores[pid]) for pid in scored_ids]
@@ -333,32 +368,14 @@ async def score_candidate(ctx: RunContext, candidate: Candidate, fixed: ScoringP
     return Scored(rescored, filtered)
 
 
-async def similarity_pe(ctx: RunContext, candidate: Candidate, fixed: ScoringPools
-                        ) -> tuple[dict[str, np.ndarray], int]:
-    """Eq. (6) per prompt id (p_e of its pool), and how many samples a content filter refused."""
-    replies = await asyncio.gather(*[
-        ctx.chat(instructed_request(ctx, candidate.instruction, list(PE_DEMONSTRATIONS), p.text),
-                 n=ctx.config.picaco.n_pe_samples, start=0)
-        for p in ctx.prompts])
-    per_prompt = [[s.text for s in reply.samples if usable(s)] for reply in replies]
-    # one embedding request for the whole candidate: local models encode a big batch far faster
-    flat = await ctx.embed([t for texts in per_prompt for t in texts]) if any(per_prompt) else np.empty((0, 0))
-    pes: dict[str, np.ndarray] = {}
-    offset = 0
-    for p, texts in zip(ctx.prompts, per_prompt):
-        sample_vecs = flat[offset:offset + len(texts)]
-        offset += len(texts)
-        if p.prompt_id in fixed.pool_vecs and texts:
-            pes[p.prompt_id] = p_e(fixed.pool_vecs[p.prompt_id], sample_vecs)
-    return pes, sum(reply.filtered for reply in replies)
-
-
 async def score(ctx: RunContext, candidates: list[Candidate], pools: dict[str, list[AlignedEntry]],
-                noisy: NoisyState) -> list[Scored]:
+                noisy: NoisyState, samples: dict[str, PeSamples] | None = None) -> list[Scored]:
     """Eq. (4) for every candidate on the current pools; kept candidates cost no new target calls (their
-    p_e samples, or log-probs, are cached)."""
+    p_e samples, or log-probs, are cached). `samples`: p_e samples already drawn, by instruction."""
     fixed = await scoring_pools(ctx, pools, noisy)
-    return list(await asyncio.gather(*[score_candidate(ctx, c, fixed, pools) for c in candidates]))
+    samples = samples or {}
+    return list(await asyncio.gather(*[score_candidate(ctx, c, fixed, pools, samples.get(c.instruction))
+                                       for c in candidates]))
 
 
 def select_best(candidates: list[Candidate]) -> Candidate:
@@ -404,16 +421,44 @@ def unscorable(ctx: RunContext, estep: EStepReport) -> PicacoError:
         f"or raise picaco.judge_attempts")
 
 
-async def m_step(ctx: RunContext, prev: IterationState, estep: EStepState, noisy: NoisyState) -> IterationState:
-    """Alg. 1 lines 13-14 on the pools of the E-step: the complete iteration t (usage is the caller's)."""
-    m2 = ctx.config.picaco.m2
-    proposals = await propose(ctx, estep.t, prev.candidates)
-    order, choose = selection_rules(ctx)
-    pool = dedupe(estep.t, prev.candidates, proposals, m2, order)
-    scored = await score(ctx, pool.candidates, estep.pools, noisy)
+@dataclass(frozen=True)
+class MStepDraft:
+    """The part of iteration t's M-step that does not wait for its E-step: the proposals (Alg. 1 line 13
+    shows the optimizer e^(t-1)'s candidates only), the candidate set, and, for Eq. (6) by similarity, each
+    candidate's embedded p_e samples (they depend on the instruction alone). Drawn while the E-step's calls
+    are out, its embedding work fills the time the E-step waits (picaco/method/run.py)."""
+
+    t: int
+    proposals: list[Proposal]
+    pool: CandidatePool
+    samples: dict[str, PeSamples]  # by instruction; empty under pe_estimator: logprob (it needs the pools)
+
+
+async def draft_m_step(ctx: RunContext, t: int, prev: IterationState) -> MStepDraft:
+    """Propose -> dedupe -> draw and embed the candidates' p_e samples, from iteration t-1's state alone."""
+    proposals = await propose(ctx, t, prev.candidates)
+    order, _ = selection_rules(ctx)
+    pool = dedupe(t, prev.candidates, proposals, ctx.config.picaco.m2, order)
+    samples: dict[str, PeSamples] = {}
+    if ctx.config.picaco.pe_estimator == "similarity":
+        drawn = await asyncio.gather(*[pe_samples(ctx, c.instruction) for c in pool.candidates])
+        samples = {c.instruction: s for c, s in zip(pool.candidates, drawn)}
+    return MStepDraft(t=t, proposals=proposals, pool=pool, samples=samples)
+
+
+async def m_step(ctx: RunContext, prev: IterationState, estep: EStepState, noisy: NoisyState,
+                 draft: MStepDraft | None = None) -> IterationState:
+    """Alg. 1 lines 13-14 on the pools of the E-step: the complete iteration t (usage is the caller's).
+    `draft`: its proposals and p_e samples, if already drawn (draft_m_step of the same t and state)."""
+    if draft is None:
+        draft = await draft_m_step(ctx, estep.t, prev)
+    elif draft.t != estep.t:
+        raise ValueError(f"an M-step draft of iteration {draft.t} given to iteration {estep.t}")
+    _, choose = selection_rules(ctx)
+    scored = await score(ctx, draft.pool.candidates, estep.pools, noisy, draft.samples)
     if not any(is_scored(s.candidate) for s in scored):
         raise unscorable(ctx, estep.report)
-    best, report = select(estep.t, pool, proposals, scored, prev.best.instruction, m2, choose)
+    best, report = select(estep.t, draft.pool, draft.proposals, scored, prev.best.instruction, ctx.config.picaco.m2,
+                          choose)
     return IterationState(t=estep.t, best=best, candidates=[s.candidate for s in scored], pools=estep.pools,
                           estep=estep.report, mstep=report)
-

@@ -24,10 +24,19 @@ from picaco.base.errors import RunStateError
 from picaco.io import atomic_write_text
 from picaco.llm.budget import BudgetExceeded
 from picaco.llm.client import LLMClient
+from picaco.llm.usage import usage_scope
 from picaco.method.context import RunContext
 from picaco.method.held_out import held_out_comparison
 from picaco.method.inputs import RunInputs, held_out_prompts, load_composition_for, load_prompts, run_inputs
-from picaco.method.picaco import e_step, m_step, merge_aligned_pools, noisy_pool_step, sample_and_judge
+from picaco.method.picaco import (
+    MStepDraft,
+    draft_m_step,
+    e_step,
+    m_step,
+    merge_aligned_pools,
+    noisy_pool_step,
+    sample_and_judge,
+)
 from picaco.method.probe import JudgeProbe, probe_error, probe_judge
 from picaco.method.result import OptimizeResult, history_row, result_markdown
 from picaco.method.state import (
@@ -86,21 +95,11 @@ class RunState:
         return self.iteration.t
 
 
-def _usage_delta(after: dict[str, dict], before: dict[str, dict]) -> dict[str, dict]:
-    """Usage by role of one step of a longer-lived client: the counters' growth, roles that did nothing left out."""
-    out = {}
-    for role, counters in after.items():
-        grown = {k: v - before.get(role, {}).get(k, 0) for k, v in counters.items()}
-        if any(grown.values()):
-            out[role] = grown
-    return out
-
-
-async def _measured(run: Run, work: Awaitable[R]) -> tuple[R, dict[str, dict]]:
-    """The result of `work` and the calls it made, by role."""
-    before = run.ctx.calls().usage_by_role()
-    result = await work
-    return result, _usage_delta(run.ctx.calls().usage_by_role(), before)
+async def _measured(work: Awaitable[R]) -> tuple[R, dict[str, dict]]:
+    """The result of `work` and the calls it made, by role (its own: not those of a step running beside it)."""
+    with usage_scope() as scope:
+        result = await work
+    return result, {role: u.as_dict() for role, u in sorted(scope.items())}
 
 
 def _merge_usage(a: dict, b: dict) -> dict:
@@ -142,7 +141,7 @@ async def e_step_of(run: Run, state: RunState) -> EStepState:
     t = state.t + 1
 
     async def compute() -> EStepState:
-        estep, usage = await _measured(run, e_step(run.ctx, t, state.iteration.best.instruction,
+        estep, usage = await _measured(e_step(run.ctx, t, state.iteration.best.instruction,
                                                    state.iteration.pools, state.noisy))
         run.store.save_json(f"{_estep_name(t)}.usage.json", usage)
         return estep
@@ -150,23 +149,39 @@ async def e_step_of(run: Run, state: RunState) -> EStepState:
     return await run.store.checkpoint(f"{_estep_name(t)}.json", EStepState, compute)
 
 
-async def m_step_of(run: Run, state: RunState, estep: EStepState) -> IterationState:
-    """Alg. 1 lines 13-14 of iteration estep.t: the complete iteration, with its calls by role."""
+async def m_step_of(run: Run, state: RunState, estep: EStepState,
+                    draft: Awaitable[tuple[MStepDraft, dict]] | None = None) -> IterationState:
+    """Alg. 1 lines 13-14 of iteration estep.t: the complete iteration, with its calls by role. `draft`: the
+    M-step's proposals and p_e samples with their calls, started while the E-step ran (see iterate)."""
     async def compute() -> IterationState:
-        iteration, usage = await _measured(run, m_step(run.ctx, state.iteration, estep, state.noisy))
+        drafted, draft_usage = await draft if draft else (None, {})
+        iteration, usage = await _measured(m_step(run.ctx, state.iteration, estep, state.noisy, drafted))
         estep_usage = run.store.load_json(f"{_estep_name(estep.t)}.usage.json") or {}
-        return iteration.model_copy(update={"usage_by_role": _merge_usage(estep_usage, usage)})
+        return iteration.model_copy(update={"usage_by_role": _merge_usage(estep_usage, _merge_usage(draft_usage, usage))})
 
     return await run.store.checkpoint(f"iter_{estep.t:03d}.json", IterationState, compute)
 
 
 async def iterate(run: Run, state: RunState) -> RunState:
-    """One iteration of Algorithm 1: t = state.t + 1."""
+    """One iteration of Algorithm 1: t = state.t + 1. The M-step's draft (proposals, p_e samples and their
+    embeddings) needs iteration t-1 only, so it starts with the E-step: with a remote model the CPU embeds
+    while the E-step's calls are out, and the step takes about max(calls, embedding) rather than their sum.
+    Each step's usage counts its own calls (picaco/llm/usage.py's scopes); the draft's go to the M-step.
+    The draft's calls are cached like every other, so a crash costs nothing twice."""
     t = state.t + 1
     run.emit("e_step", t=t)
-    estep = await e_step_of(run, state)
+    ahead = None
+    if run.store.load_iteration(t) is None:
+        ahead = asyncio.ensure_future(_measured(draft_m_step(run.ctx, t, state.iteration)))
+    try:
+        estep = await e_step_of(run, state)
+    except BaseException:
+        if ahead is not None:
+            ahead.cancel()
+            await asyncio.gather(ahead, return_exceptions=True)
+        raise
     run.emit("m_step", t=t)
-    iteration = await m_step_of(run, state, estep)
+    iteration = await m_step_of(run, state, estep, ahead)
     run.emit("iteration", t=t, state=iteration)
     return RunState(noisy=state.noisy, iteration=iteration)
 
@@ -184,7 +199,7 @@ async def e_step_shard(run: Run, state: RunState, shard: int, n_shards: int) -> 
             return await sample_and_judge(run.ctx, state.iteration.best.instruction, run.ctx.block_offset + t, s_vecs,
                                           run.ctx.prompts[shard::n_shards])
 
-        (fresh, tally), usage = await _measured(run, work())
+        (fresh, tally), usage = await _measured(work())
         run.store.save_json(f"{name}.usage.json", usage)
         return EStepShard(t=t, shard=shard, n_shards=n_shards, fresh=fresh, tally=tally)
 
@@ -324,6 +339,19 @@ def run_e_step_shard(config: RunConfig, t: int, shard: int, n_shards: int) -> ES
 
 def merge_e_step_shards(config: RunConfig, t: int, n_shards: int) -> EStepState:
     return _step(config, lambda run: merged_e_step(run, state_before(run, t), n_shards))
+
+
+def run_m_step_draft(config: RunConfig, t: int) -> int:
+    """The M-step's draft of iteration t (proposals, p_e samples, their embeddings) into the call cache, run
+    beside the E-step by the flows: the M-step then finds every one of those calls cached. Returns the
+    number of candidates drafted (0 when iteration t is already done)."""
+    async def body(run: Run) -> int:
+        if run.store.load_iteration(t) is not None:
+            return 0
+        draft = await draft_m_step(run.ctx, t, state_before(run, t).iteration)
+        return len(draft.pool.candidates)
+
+    return _step(config, body)
 
 
 def run_m_step(config: RunConfig, t: int) -> IterationState:

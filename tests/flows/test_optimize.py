@@ -42,3 +42,19 @@ def test_optimize_flow_runs_publishes_artifacts_and_resumes_for_free(tmp_path):
     assert paid_calls(read_call_log(log)) == paid
     assert again["best_instruction"] == result["best_instruction"]
 
+
+
+def test_the_m_step_draft_task_leaves_the_m_step_nothing_to_pay_for_its_proposals_and_samples(tmp_path):
+    """The flow runs the draft beside the E-step (its own client, its own thread); the M-step then finds
+    every optimizer call and every p_e sample in the cache."""
+    from tasks.optimize import e_step_task, m_step_draft_task, m_step_task, noisy_pool_task
+
+    raw = config(tmp_path)
+    noisy_pool_task.fn(raw)
+    assert m_step_draft_task.fn(raw, 1) == {"t": 1, "candidates": 3}  # the seed instruction and 2 proposals
+    e_step_task.fn(raw, 1)
+    log = tmp_path / "runs" / "flow-run" / "calls.jsonl"
+    paid_before = paid_calls(read_call_log(log))
+    m_step_task.fn(raw, 1)
+    assert paid_calls(read_call_log(log)) == paid_before  # nothing new: scoring uses cached samples
+    assert m_step_draft_task.fn(raw, 1) == {"t": 1, "candidates": 0}  # a done iteration is not drafted again

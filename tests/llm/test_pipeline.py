@@ -113,3 +113,23 @@ async def test_every_paid_call_is_logged_before_its_request_ends(tmp_path, fake_
     assert paid_calls(lines) == 3 and usage_by_role(lines)["target"]["samples_drawn"] == 5
     assert usage_by_role(lines)["target"]["requests"] == 2 and usage_by_role(lines)["target"]["prompt_tokens"] == 10 + 4 + 4
     assert lines[-1]["kind"] == "chat" and lines[-1]["provider_calls"] == 2 and "calls" not in lines[-1]
+
+
+async def test_usage_scopes_measure_two_concurrent_tasks_apart(tmp_path, fake_provider):
+    """Two steps at once on one client (the E-step and the M-step's draft): each scope counts only the
+    requests of its own task and the tasks it starts; the client's total counts both."""
+    from picaco.llm.usage import usage_scope
+
+    fake_provider.delay_s = 0.02
+    async with make_client(tmp_path) as client:
+        async def step(users: list[str]) -> dict:
+            with usage_scope() as scope:
+                await asyncio.gather(*[client.chat(req(u), n=2) for u in users])
+                await client.chat(req(users[0]), n=2)  # a cache hit, in this scope only
+            return {role: u.as_dict() for role, u in scope.items()}
+
+        a, b = await asyncio.gather(step(["a1", "a2", "a3"]), step(["b1"]))
+    assert (a["target"]["requests"], a["target"]["calls"], a["target"]["samples_hit"]) == (4, 3, 2)
+    assert (b["target"]["requests"], b["target"]["calls"], b["target"]["samples_hit"]) == (2, 1, 2)
+    total = client.usage["target"]
+    assert (total.requests, total.calls, total.samples_hit) == (6, 4, 4)

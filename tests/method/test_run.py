@@ -149,3 +149,51 @@ def test_optimize_uses_one_client_and_gives_what_the_step_by_step_path_gives(tmp
     assert len(opened) - 1 == 1 + 2 * cfg.picaco.iterations + 1  # the task path: a client per step
     for name in ("noisy.json", "iter_001.estep.json", "iter_001.json", "iter_002.json"):
         assert (cfg.run_dir / name).read_text() == (tmp_path / "whole" / "runs" / "tiny" / name).read_text()
+
+
+def test_the_m_step_draft_runs_while_the_e_step_is_out(tmp_path, monkeypatch):
+    """The loop starts the M-step's proposals and p_e samples with the E-step: an E-step that waits for the
+    draft to begin would never finish if they ran one after the other."""
+    import asyncio
+
+    started = []
+
+    real_draft, real_e_step = runner.draft_m_step, runner.e_step
+
+    async def draft(ctx, t, prev):
+        started.append(t)
+        return await real_draft(ctx, t, prev)
+
+    async def e_step(ctx, t, *args):
+        for _ in range(200):  # up to 2 s for the draft to start
+            if t in started:
+                break
+            await asyncio.sleep(0.01)
+        assert t in started, f"the M-step draft of iteration {t} did not start during its E-step"
+        return await real_e_step(ctx, t, *args)
+
+    monkeypatch.setattr(runner, "draft_m_step", draft)
+    monkeypatch.setattr(runner, "e_step", e_step)
+    cfg = parse_run_config(tiny(tmp_path))
+    optimize(cfg)
+    assert started == [1, 2]
+
+
+def test_each_step_counts_its_own_calls_when_they_overlap(tmp_path):
+    """The E-step's usage record holds the E-step's calls only; the draft's (optimizer, p_e samples) are the
+    M-step's."""
+    from picaco.llm.calllog import read_call_log, usage_by_role
+
+    cfg = parse_run_config(tiny(tmp_path))
+    optimize(cfg)
+    store = RunStore(cfg.run_dir)
+    for t in (1, 2):
+        estep = json.loads((cfg.run_dir / f"iter_{t:03d}.estep.usage.json").read_text())
+        assert set(estep) == {"target", "judge", "embedding"}
+        # bucketed sampling: one target request per (prompt, bucket)
+        assert estep["target"]["requests"] == 4 * 2
+        assert store.load_iteration(t).usage_by_role["optimizer"]["requests"] == 3  # M2 slots
+    # only the M-steps call the optimizer: their records hold every optimizer call of the run
+    whole = usage_by_role(read_call_log(cfg.run_dir / "calls.jsonl"))
+    summed = sum(store.load_iteration(t).usage_by_role["optimizer"]["calls"] for t in (1, 2))
+    assert summed == whole["optimizer"]["calls"] > 0

@@ -203,6 +203,9 @@ class LengthSortedEncoder:
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=self.max_seq_length)
         self.tokenizer.no_padding()
+        # one encode at a time: OpenVINO's infer request is not thread-safe, and two clients in one process
+        # (a flow's E-step task beside its M-step draft task) share this encoder
+        self._lock = threading.Lock()
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         raise NotImplementedError
@@ -211,6 +214,10 @@ class LengthSortedEncoder:
         return [enc.ids for enc in self.tokenizer.encode_batch(texts)]
 
     def encode(self, texts: list[str], batch_size: int = 64, length_sorted: bool = True) -> np.ndarray:
+        with self._lock:
+            return self._encode(texts, batch_size, length_sorted)
+
+    def _encode(self, texts: list[str], batch_size: int, length_sorted: bool) -> np.ndarray:
         ids = self.token_ids(texts)
         lengths = np.array([len(x) for x in ids])
         order = np.argsort(-lengths, kind="stable") if length_sorted else np.arange(len(ids))
