@@ -30,6 +30,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def openvino_dir(tmp_path_factory) -> Path:
+    """The st provider's `openvino` backend keeps its converted model in a folder of the session, not in the
+    user's ~/.cache (it is converted once for the session; tests of the folder itself use their own)."""
+    from picaco.llm.providers import st_openvino
+
+    folder = tmp_path_factory.mktemp("openvino")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(st_openvino, "default_dir", lambda: folder)
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -6,8 +6,10 @@ is loaded by sentence-transformers from the hub or its local cache, for users wh
 
 Options (`ProviderSettings.options`): `batch_size` (64), `release_memory` (true: hand the memory an
 encode freed back to the OS, see `release_freed_memory`), `trust_remote_code` (default true for jinaai/),
-`backend` (below), `onnx_dir` (where the ONNX backends keep their export), `threads` (ONNX Runtime's
-intra-op threads, OpenVINO's inference threads; default: the cores this process may use).
+`backend` (below), `onnx_dir` (where the ONNX backends keep their export; default ~/.cache/picaco/onnx),
+`openvino_dir` (where the `openvino` backend keeps its converted model; default ~/.cache/picaco/openvino),
+`threads` (ONNX Runtime's intra-op threads, OpenVINO's inference threads; default: the cores this process
+may use).
 
 Backends (`backend`), measured side by side by bench/embeddings.py (docs/performance.md):
 - `auto` (default): for the embedded model `openvino` (a dependency; bf16 where the CPU multiplies bf16 in
@@ -16,7 +18,7 @@ Backends (`backend`), measured side by side by bench/embeddings.py (docs/perform
 - `torch`: sentence-transformers' encode in fp32, the reference.
 - `torch-bf16`: the same encode with the model's weights and activations in bfloat16 (the CPU's
   matrix units accumulate in fp32). Agrees with `torch` at cosine >= 0.9998 per text on the benchmark.
-- `openvino`: the same pipeline converted in memory to OpenVINO and run in bf16 where the CPU multiplies
+- `openvino`: the same pipeline converted to OpenVINO once per machine (kept on disk) and run in bf16 where the CPU multiplies
   bf16 in hardware, fp32 elsewhere (picaco/llm/providers/st_openvino.py). bf16 agrees with `torch` at cosine
   >= 0.99995 per text on the benchmark, closer than `torch-bf16`, and was 1.5x its speed here.
 - `onnx`: the same pipeline exported to ONNX, on ONNX Runtime in fp32 (picaco/llm/providers/st_onnx.py).
@@ -145,6 +147,7 @@ class SentenceTransformersProvider(Provider):
             raise ConfigError(f"st provider {name!r}: option backend {self.backend!r} is not one of {', '.join(BACKENDS)}")
         self.endpoint = f"local:{self.backend}" if self.backend in APPROXIMATE else "local"
         self.onnx_dir = Path(str(settings.options.get("onnx_dir") or st_onnx.default_dir()))
+        self.openvino_dir = Path(str(settings.options.get("openvino_dir") or st_openvino.default_dir()))
         threads = settings.options.get("threads")
         self.threads = int(threads) if threads else None
         self._queue: list[tuple[str, list[str], asyncio.Future]] = []
@@ -207,7 +210,8 @@ class SentenceTransformersProvider(Provider):
         """A function texts -> float32 vectors, unit length, for the model on this provider's backend."""
         backend = self.backend_for(model)
         if backend == "openvino":
-            ov_encoder = st_openvino.load_encoder(embedded_model_dir(), native_bf16(), self.threads)
+            ov_encoder = st_openvino.load_encoder(embedded_model_dir(), self.openvino_dir, native_bf16(),
+                                                 self.threads)
             return lambda texts: ov_encoder.encode(texts, batch_size=self.batch_size)
         if backend.startswith("onnx"):
             encoder = st_onnx.load_encoder(embedded_model_dir(), self.onnx_dir, backend, self.threads)

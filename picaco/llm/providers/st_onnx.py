@@ -60,15 +60,15 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def source_digest(model_dir: Path) -> str:
-    h = hashlib.sha256(EXPORT_RECIPE.encode())
+def source_digest(model_dir: Path, recipe: str = EXPORT_RECIPE) -> str:
+    h = hashlib.sha256(recipe.encode())
     for name in SOURCE_FILES:
         h.update(name.encode() + b"\0" + sha256_file(model_dir / name).encode())
     return h.hexdigest()
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path):
+def file_lock(path: Path):
     try:
         import fcntl
     except ImportError:  # not POSIX: files are still written whole, two processes may both export
@@ -82,27 +82,31 @@ def _file_lock(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _intact(path: Path) -> bool:
+def intact(path: Path) -> bool:
     stamp = path.with_name(path.name + ".sha256")
     return path.is_file() and stamp.is_file() and stamp.read_text().strip() == sha256_file(path)
 
 
 def ensure_file(path: Path, build) -> Path:
     """`path` as `build()` (bytes) makes it: built once, written whole, checked by its sha256."""
-    if _intact(path):
+    if intact(path):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    stamp = path.with_name(path.name + ".sha256")
-    with _file_lock(path.with_name(path.name + ".lock")):
-        if _intact(path):  # another process built it while this one waited for the lock
+    with file_lock(path.with_name(path.name + ".lock")):
+        if intact(path):  # another process built it while this one waited for the lock
             return path
         if path.exists():
             log.warning("%s does not match its sha256 stamp; building it again", path)
-        data = build()
-        stamp.unlink(missing_ok=True)  # a stamp on disk always belongs to the file beside it
-        atomic_write_bytes(path, data)
-        atomic_write_text(stamp, hashlib.sha256(data).hexdigest())
+        write_stamped(path, build())
     return path
+
+
+def write_stamped(path: Path, data: bytes) -> None:
+    """`data` written whole to `path`, then its sha256 beside it (what `intact` checks)."""
+    stamp = path.with_name(path.name + ".sha256")
+    stamp.unlink(missing_ok=True)  # a stamp on disk always belongs to the file beside it
+    atomic_write_bytes(path, data)
+    atomic_write_text(stamp, hashlib.sha256(data).hexdigest())
 
 
 def _quiet():

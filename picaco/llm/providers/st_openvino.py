@@ -1,53 +1,126 @@
 """The st provider's `openvino` backend: the embedded model's sentence-transformers pipeline (Transformer ->
-mean Pooling -> Normalize, the package's own code, `st_onnx.st_pipeline`) converted in memory from the
-package's torch weights by `openvino.convert_model` (about 3 s per process; nothing is written to disk) and
-compiled for the CPU by OpenVINO, in bf16 where the CPU multiplies bf16 in hardware (`st.native_bf16`) and in
-fp32 elsewhere. Texts are tokenized, length-sorted and batched like the ONNX backend (st_onnx.py).
+mean Pooling -> Normalize, the package's own code, `st_onnx.st_pipeline`) converted from the package's torch
+weights by `openvino.convert_model`, ONCE per machine, and kept as OpenVINO IR (model.xml + model.bin, fp32
+weights) beside torch's vectors for two probe texts computed at conversion time (probe.json). It is compiled
+for the CPU in bf16 where the CPU multiplies bf16 in hardware (`st.native_bf16`) and in fp32 elsewhere, and
+checked against the stored probe vectors before the first encode. Texts are tokenized, length-sorted and
+batched like the ONNX backend (st_onnx.py).
+
+Where: `~/.cache/picaco/openvino/<sha256 of weights, configs, tokenizer, recipe and OpenVINO version>/`
+(option `openvino_dir`). Kept like the ONNX export: built under a file lock, each file written whole (temp +
+rename) with its sha256 beside it, checked on every load; a damaged file makes the conversion run again. A
+process that finds the IR whole never imports torch, sentence-transformers or transformers: that is ~500 MB
+of RSS and ~3 s of conversion it does not pay (docs/performance.md, memory).
 
 Measured on this project's 2-core machine (AVX512_BF16, no AMX), 1,000 of bench/embeddings.py's responses, two
 quiet rounds: torch fp32 50-51 texts/s, torch-bf16 127-129, OpenVINO fp32 107-117 (cosine to torch fp32
 1.000000), OpenVINO bf16 189-192 (min cosine 0.999950, mean 0.999981; torch-bf16: 0.999887 / 0.999943). Its
-vectors therefore share the cache with torch's (endpoint `local`). Before the first encode the conversion is
-checked against torch on two probe texts.
+vectors therefore share the cache with torch's (endpoint `local`).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
 
 from picaco.base.errors import ConfigError
-from picaco.llm.providers.st_onnx import INPUTS, PROBE, LengthSortedEncoder, _quiet, cores, require, st_pipeline
+from picaco.llm.providers import st_onnx
+from picaco.llm.providers.st_onnx import INPUTS, PROBE, LengthSortedEncoder, _quiet, cores, require
 
-# the conversion must agree with torch at least this well on the probe texts, in either precision
+log = logging.getLogger(__name__)
+
+# the compiled model must agree with torch at least this well on the probe texts, in either precision
 MIN_PROBE_COSINE = 0.9999
+# Part of the content address (with OpenVINO's version): bump it when the conversion or the files change.
+RECIPE = "st-pipeline-ov-convert-v1;ir-fp32;probe-json-v1"
+FILES = ("model.xml", "model.bin", "probe.json")
+
+
+def default_dir() -> Path:
+    return st_onnx.default_dir().parent / "openvino"
+
+
+def convert(model_dir: Path):
+    """The pipeline as an in-memory `openvino.Model`, and torch's (fp32) vectors of the probe texts."""
+    ov = require("openvino", "openvino")
+    import torch  # heavy: only the conversion needs it, once per machine
+    from sentence_transformers import SentenceTransformer
+
+    st_model = SentenceTransformer(str(model_dir), device="cpu").eval()
+    features = st_model.preprocess(PROBE)
+    example = {k: features[k] for k in INPUTS}
+    with _quiet(), torch.no_grad():  # the tracer warns about a shape check that is constant for this model
+        model = ov.convert_model(st_onnx.st_pipeline(st_model), example_input=example)
+        want = st_model.encode(PROBE, normalize_embeddings=True, convert_to_numpy=True)
+    return model, {"texts": PROBE, "vectors": want.astype(np.float32).tolist()}
+
+
+def convert_files(model_dir: Path) -> dict[str, bytes]:
+    """The conversion as the bytes of FILES: IR with fp32 weights (save_model's default would halve them to
+    fp16) and the probe vectors as JSON (never a pickle)."""
+    ov = require("openvino", "openvino")
+    model, probe = convert(model_dir)
+    with tempfile.TemporaryDirectory(prefix="picaco-openvino-") as tmp:
+        xml = Path(tmp) / "model.xml"
+        ov.save_model(model, str(xml), compress_to_fp16=False)
+        return {"model.xml": xml.read_bytes(), "model.bin": xml.with_suffix(".bin").read_bytes(),
+                "probe.json": json.dumps(probe).encode()}
+
+
+def converted_model(model_dir: Path, cache_dir: Path) -> Path:
+    """The folder holding FILES for this model, converted now if any of them is missing or damaged."""
+    ov = require("openvino", "openvino")
+    folder = cache_dir / st_onnx.source_digest(model_dir, f"{RECIPE};openvino {ov.get_version()}")[:32]
+    if all(st_onnx.intact(folder / name) for name in FILES):
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    with st_onnx.file_lock(folder / "convert.lock"):
+        damaged = [name for name in FILES if not st_onnx.intact(folder / name)]
+        if not damaged:  # another process converted it while this one waited for the lock
+            return folder
+        if any((folder / name).exists() for name in damaged):
+            log.warning("%s: %s does not match its sha256 stamp; converting again", folder, ", ".join(damaged))
+        # all three files come from one conversion, so a rebuilt .bin never sits beside another one's .xml
+        for name, data in convert_files(model_dir).items():
+            st_onnx.write_stamped(folder / name, data)
+    return folder
+
+
+def read_probe(path: Path) -> tuple[list[str], np.ndarray]:
+    try:
+        probe = json.loads(path.read_text(encoding="utf-8"))
+        return [str(t) for t in probe["texts"]], np.asarray(probe["vectors"], dtype=np.float32)
+    except (ValueError, KeyError, TypeError) as exc:  # stamped but not ours: edited by hand
+        raise ConfigError(f"{path}: not a probe file of the st provider ({type(exc).__name__}: {exc}); "
+                          f"delete its folder to convert again") from None
 
 
 class OpenVinoEncoder(LengthSortedEncoder):
-    def __init__(self, model_dir: Path, bf16: bool, threads: int | None = None) -> None:
-        ov = require("openvino", "openvino")
-        import torch  # heavy: loaded when this backend is first used, as the st provider does
-        from sentence_transformers import SentenceTransformer
+    """`model` (an `openvino.Model` or the path of its .xml) compiled for this CPU and checked against torch's
+    vectors of the probe texts."""
 
+    def __init__(self, model_dir: Path, model, probe: tuple[list[str], np.ndarray], bf16: bool,
+                 threads: int | None = None) -> None:
+        ov = require("openvino", "openvino")
         super().__init__(model_dir)
-        # loaded here, not through st.load_model's cache, so its torch weights are freed after the conversion
-        st_model = SentenceTransformer(str(model_dir), device="cpu").eval()
-        features = st_model.preprocess(PROBE)
-        example = {k: features[k] for k in INPUTS}
-        with _quiet(), torch.no_grad():  # the tracer warns about a shape check that is constant for this model
-            converted = ov.convert_model(st_pipeline(st_model), example_input=example)
-            want = st_model.encode(PROBE, normalize_embeddings=True, convert_to_numpy=True)
         self.precision = "bf16" if bf16 else "f32"
         config = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_NUM_THREADS": threads or cores()}
-        self.compiled = ov.Core().compile_model(converted, "CPU", config)
+        core = ov.Core()
+        if isinstance(model, Path):
+            model = core.read_model(str(model))
+        self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.output = self.compiled.outputs[0]
-        got = self.run({k: features[k].numpy() for k in INPUTS})
-        worst = float(np.min(np.sum(got * want, axis=1)))
-        if worst < MIN_PROBE_COSINE:
+        texts, want = probe
+        got = self.encode(texts)
+        worst = float(np.min(np.sum(got * want, axis=1))) if got.shape == want.shape else float("nan")
+        if not worst >= MIN_PROBE_COSINE:
             raise ConfigError(f"the st provider's backend 'openvino' ({self.precision}) disagrees with torch on its "
                               f"probe texts (cosine {worst:.6f}); set the st provider's option backend: torch")
 
@@ -61,10 +134,17 @@ _ENCODERS: dict[tuple, OpenVinoEncoder] = {}
 _LOCK = threading.Lock()
 
 
-def load_encoder(model_dir: Path, bf16: bool, threads: int | None = None) -> OpenVinoEncoder:
-    key = (str(model_dir), bf16, threads)
+def load_encoder(model_dir: Path, cache_dir: Path, bf16: bool, threads: int | None = None) -> OpenVinoEncoder:
+    key = (str(model_dir), str(cache_dir), bf16, threads)
     with _LOCK:
         encoder = _ENCODERS.get(key)
         if encoder is None:
-            encoder = _ENCODERS[key] = OpenVinoEncoder(model_dir, bf16, threads)
+            try:
+                folder = converted_model(model_dir, cache_dir)
+                probe = read_probe(folder / "probe.json")
+            except OSError as exc:
+                raise ConfigError(f"the st provider's backend 'openvino' could not write or read its converted "
+                                  f"model under {cache_dir}: {exc.strerror or exc}; set the option openvino_dir "
+                                  f"to a writable folder") from None
+            encoder = _ENCODERS[key] = OpenVinoEncoder(model_dir, folder / "model.xml", probe, bf16, threads)
         return encoder
