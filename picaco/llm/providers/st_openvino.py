@@ -1,15 +1,16 @@
 """The st provider's `openvino` backend: the embedded model's sentence-transformers pipeline (Transformer ->
 mean Pooling -> Normalize, the package's own code, `st_onnx.st_pipeline`) converted from the package's torch
 weights by `openvino.convert_model`, ONCE per machine, and kept as OpenVINO IR (model.xml + model.bin, fp32
-weights) beside torch's vectors for two probe texts computed at conversion time (probe.json). It is compiled
+weights) beside torch's vectors for two probe texts computed at conversion time (probe.json); the conversion
+runs in a child process, so no process that encodes imports torch, not even the first. It is compiled
 for the CPU in bf16 where the CPU multiplies bf16 in hardware (`st.native_bf16`) and in fp32 elsewhere, and
 checked against the stored probe vectors before the first encode. Texts are tokenized, length-sorted and
 batched like the ONNX backend (st_onnx.py).
 
 Where: `~/.cache/picaco/openvino/<sha256 of weights, configs, tokenizer, recipe and OpenVINO version>/`
 (option `openvino_dir`). Kept like the ONNX export: built under a file lock, each file written whole (temp +
-rename) with its sha256 beside it, checked on every load; a damaged file makes the conversion run again. A
-process that finds the IR whole never imports torch, sentence-transformers or transformers: that is ~500 MB
+rename) with its sha256 beside it, checked on every load; a damaged file makes the conversion run again. An
+encoding process never imports torch, sentence-transformers or transformers: that is ~500 MB
 of RSS and ~3 s of conversion it does not pay (docs/performance.md, memory).
 
 Measured on this project's 2-core machine (AVX512_BF16, no AMX), 1,000 of bench/embeddings.py's responses, two
@@ -22,6 +23,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -60,7 +64,7 @@ def convert(model_dir: Path):
     return model, {"texts": PROBE, "vectors": want.astype(np.float32).tolist()}
 
 
-def convert_files(model_dir: Path) -> dict[str, bytes]:
+def convert_files_here(model_dir: Path) -> dict[str, bytes]:
     """The conversion as the bytes of FILES: IR with fp32 weights (save_model's default would halve them to
     fp16) and the probe vectors as JSON (never a pickle)."""
     ov = require("openvino", "openvino")
@@ -70,6 +74,31 @@ def convert_files(model_dir: Path) -> dict[str, bytes]:
         ov.save_model(model, str(xml), compress_to_fp16=False)
         return {"model.xml": xml.read_bytes(), "model.bin": xml.with_suffix(".bin").read_bytes(),
                 "probe.json": json.dumps(probe).encode()}
+
+
+def convert_files(model_dir: Path) -> dict[str, bytes]:
+    """convert_files_here in a child process: torch and sentence-transformers, once imported, keep ~500 MB of
+    RSS for the rest of a process, so even the first run on a machine encodes without them."""
+    require("openvino", "openvino")
+    package_root = str(Path(__file__).resolve().parents[3])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
+    with tempfile.TemporaryDirectory(prefix="picaco-openvino-") as tmp:
+        done = subprocess.run([sys.executable, "-c", CHILD, str(model_dir), tmp], env=env, capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            raise ConfigError(f"the st provider's backend 'openvino' could not convert {model_dir}: {last}; "
+                              f"set the st provider's option backend: torch")
+        return {name: (Path(tmp) / name).read_bytes() for name in FILES}
+
+
+CHILD = """
+import sys
+from pathlib import Path
+from picaco.llm.providers.st_openvino import convert_files_here
+for name, data in convert_files_here(Path(sys.argv[1])).items():
+    (Path(sys.argv[2]) / name).write_bytes(data)
+"""
 
 
 def converted_model(model_dir: Path, cache_dir: Path) -> Path:
