@@ -3,10 +3,11 @@ server (500 ms per call, 64 calls at once), on this tree (and, with --sides befo
 revision beside it). Prints each figure and ends with one JSON line.
 
     .venv/bin/python bench/overlap.py [--prompts 50 --m2 15 --n-pe 10] [--sides after|before,after] [--before REV]
+                                      [--tasks] [--encoder-threads N]
 
-Per side (a child process on that side's source tree; `before` is `git archive REV`), runs of iteration 1
-on fresh run directories, after an untimed start (judge probe, noisy pool), same seed, timed from the
-E-step's start to the iteration's end:
+Per side (child processes on that side's source tree, one per run; `before` is `git archive REV`), runs of
+iteration 1 on fresh run directories, after an untimed start (judge probe, noisy pool), same seed, timed
+from the E-step's start to the iteration's end:
 - `wall`: chat and embeddings fresh (cache C1): what a user with a real provider waits, on the loop of
   `picaco optimize` (picaco.method.run.optimize: the M-step's draft beside the E-step);
 - `wall_tasks`: the same on fresh cache C3 through the flows' task sequence without Prefect: the M-step
@@ -16,7 +17,9 @@ E-step's start to the iteration's end:
   is judged, the M-step scores every proposal; proposals depend only on e^0 and the seed);
 - `embed_s` (the embedding time): every chat answered by cache C1, embeddings fresh (the st provider under
   another name, so none of its vectors is cached).
-ratio = wall / max(calls_s, embed_s); goal <= 1.2. On this shared 2-core machine the runs see different
+ratio = wall / max(calls_s, embed_s); goal <= 1.2. Also the CPU bound of the wall run: its CPU time (this
+process, all threads, and the sim server's process) over the cores; wall / CPU bound near 1 means nothing
+waits on anything but the CPU (on 2 cores the encoder, the client's call handling and the server share it). On this shared 2-core machine the runs see different
 load, so the ratio is noisy; the load average is printed with it. A `before` tree without the loop's
 events (older than the draft) is timed through its steps one after the other.
 """
@@ -37,6 +40,7 @@ BEFORE = "b7871e6"  # main before session 4 merges: the reference the overlap br
 
 
 def run_config(work: Path, name: str, cache: str, embedding: str, base_url: str, args) -> dict:
+    encoder = {"threads": args.encoder_threads} if args.encoder_threads else {}
     p = {"n_prompts": args.prompts, "m1": args.m1, "m2": args.m2, "iterations": 1, "n_pe_samples": args.n_pe,
          "noisy_samples": max(args.m2, 20 if args.m2 > 8 else 8), "buckets": 3, "samples_per_bucket": 3,
          "held_out": 0}
@@ -45,7 +49,8 @@ def run_config(work: Path, name: str, cache: str, embedding: str, base_url: str,
             "models": {"target": "http/target", "judge": "http/judge", "embedding": embedding},
             "client": {"cache_dir": str(work / cache), "providers": {
                 "http": {"kind": "openai", "base_url": base_url, "max_concurrency": args.concurrency},
-                "st2": {"kind": "st"}, "sim": {"kind": "sim", "options": {"world": "values"}}}}}
+                "st": {"kind": "st", "options": encoder}, "st2": {"kind": "st", "options": encoder},
+                "sim": {"kind": "sim", "options": {"world": "values"}}}}}
 
 
 def timed_loop(cfg) -> tuple[float, float, str]:
@@ -85,52 +90,73 @@ def timed_tasks(cfg) -> tuple[float, float, str]:
 
 def child(args) -> None:
     """One side: the timed iterations; prints one JSON line."""
+    import psutil
+
     import picaco
     from picaco.config import parse_run_config
-    from picaco.method import run as runner
     from picaco.method.run import run_noisy_pool
     from picaco.sim.server import SimServerConfig, start_server_process
 
-    work = Path(tempfile.mkdtemp(prefix="picaco-bench-overlap-"))
+    work = Path(args.work)
     server = start_server_process(SimServerConfig(world="values", latency_ms=args.latency_ms))
-    out = {"source": str(Path(picaco.__file__).parents[1])}
-    runs = [("calls_s", "c2", "sim/embedding", timed_loop), ("wall_s", "c1", "st/all-MiniLM-L6-v2", timed_loop),
-            ("embed_s", "c1", "st2/all-MiniLM-L6-v2", timed_loop)]
-    if args.tasks and hasattr(runner, "run_m_step_draft"):  # a tree before the draft has no such tasks
-        runs.append(("wall_tasks_s", "c3", "st/all-MiniLM-L6-v2", timed_tasks))
+    out = {"source": str(Path(picaco.__file__).parents[1]), "cores": len(os.sched_getaffinity(0))}
+
+    def server_cpu() -> float:
+        times = psutil.Process(server.proc.pid).cpu_times()
+        return times.user + times.system
+
+    key = args.run
+    cache, embedding, timed = RUNS[key]
     try:
-        for key, cache, embedding, timed in runs:
-            cfg = parse_run_config(run_config(work, key.rsplit("_", 1)[0], cache, embedding, server.openai_base_url, args))
-            run_noisy_pool(cfg)  # untimed: judge probe, noisy pool, the model loaded
-            c0 = time.process_time()
-            out[key], estep, best = timed(cfg)
-            out[key.replace("_s", "_estep_s")] = estep
-            out[key.replace("_s", "_cpu_s")] = time.process_time() - c0
-            out[key.replace("_s", "_best")] = best
-            out[key.replace("_s", "_load")] = os.getloadavg()[0]
-            print(f"  {key}: {out[key]:.1f} s (E-step {estep:.1f} s; load average {out[key.replace('_s', '_load')]:.1f})",
-                  file=sys.stderr, flush=True)
+        cfg = parse_run_config(run_config(work, key.rsplit("_", 1)[0], cache, embedding, server.openai_base_url, args))
+        run_noisy_pool(cfg)  # untimed: judge probe, noisy pool, the model loaded
+        c0, s0 = time.process_time(), server_cpu()
+        out[key], estep, best = {"loop": timed_loop, "tasks": timed_tasks}[timed](cfg)
+        out[key.replace("_s", "_estep_s")] = estep
+        out[key.replace("_s", "_cpu_s")] = time.process_time() - c0
+        out[key.replace("_s", "_server_cpu_s")] = server_cpu() - s0
+        out[key.replace("_s", "_best")] = best
+        out[key.replace("_s", "_load")] = os.getloadavg()[0]
+        print(f"  {key}: {out[key]:.1f} s (E-step {estep:.1f} s; load average {out[key.replace('_s', '_load')]:.1f})",
+              file=sys.stderr, flush=True)
     finally:
         server.stop()
     print(json.dumps(out))
 
 
+# each run in a process of its own, as a user's run is (what earlier runs leave in a process, caches and
+# garbage, changed a later run's wall by seconds), in this order: embed_s reads the chats wall_s cached
+RUNS = {"calls_s": ("c2", "sim/embedding", "loop"), "wall_s": ("c1", "st/all-MiniLM-L6-v2", "loop"),
+        "embed_s": ("c1", "st2/all-MiniLM-L6-v2", "loop"), "wall_tasks_s": ("c3", "st/all-MiniLM-L6-v2", "tasks")}
+
+
 def side(name: str, source: Path, args) -> dict:
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(source))
-    cmd = [sys.executable, __file__, "--child", "--prompts", str(args.prompts), "--m1", str(args.m1), "--m2",
-           str(args.m2), "--n-pe", str(args.n_pe), "--latency-ms", str(args.latency_ms), "--concurrency",
-           str(args.concurrency)] + (["--tasks"] if args.tasks else [])
+    work = tempfile.mkdtemp(prefix="picaco-bench-overlap-")
     print(f"{name} ({source}):", flush=True)
-    done = subprocess.run(cmd, env=env, cwd=source, stdout=subprocess.PIPE, text=True, check=True)
-    r = json.loads(done.stdout.strip().splitlines()[-1])
+    with_tasks = args.tasks and (source / "picaco" / "method" / "run.py").read_text().count("def run_m_step_draft")
+    r: dict = {}
+    for key in RUNS if with_tasks else list(RUNS)[:3]:  # a tree before the draft has no draft task
+        cmd = [sys.executable, __file__, "--child", "--run", key, "--work", work, "--prompts", str(args.prompts),
+               "--m1", str(args.m1), "--m2", str(args.m2), "--n-pe", str(args.n_pe), "--latency-ms",
+               str(args.latency_ms), "--concurrency", str(args.concurrency), "--encoder-threads", str(args.encoder_threads)]
+        done = subprocess.run(cmd, env=env, cwd=source, stdout=subprocess.PIPE, text=True, check=True)
+        r.update(json.loads(done.stdout.strip().splitlines()[-1]))
     r["ratio"] = r["wall_s"] / max(r["calls_s"], r["embed_s"])
     r["sum_ratio"] = r["wall_s"] / (r["calls_s"] + r["embed_s"])
     if "wall_tasks_s" in r:
         r["tasks_ratio"] = r["wall_tasks_s"] / max(r["calls_s"], r["embed_s"])
+    if "wall_server_cpu_s" in r:  # the CPU the wall run needed (this process and the sim server) over the cores
+        r["cpu_bound_s"] = (r["wall_cpu_s"] + r["wall_server_cpu_s"]) / r["cores"]
+        r["wall_over_cpu_bound"] = r["wall_s"] / r["cpu_bound_s"]
     print(f"{name}: iteration wall {r['wall_s']:.1f} s; latency bound {r['calls_s']:.1f} s; embedding {r['embed_s']:.1f} s "
           f"-> wall / max = {r['ratio']:.2f} (goal <= 1.2), wall / sum = {r['sum_ratio']:.2f}"
           + (f"; the flow's tasks {r['wall_tasks_s']:.1f} s -> {r['tasks_ratio']:.2f}" if "wall_tasks_s" in r else ""),
           flush=True)
+    if "cpu_bound_s" in r:
+        print(f"{name}: the wall run's CPU {r['wall_cpu_s']:.1f} s here + {r['wall_server_cpu_s']:.1f} s in the sim server "
+              f"over {r['cores']} cores = {r['cpu_bound_s']:.1f} s: wall / CPU bound = {r['wall_over_cpu_bound']:.2f}",
+              flush=True)
     return r
 
 
@@ -144,14 +170,18 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--sides", default="after", help="after = this tree; before = --before REV")
     ap.add_argument("--before", default=BEFORE, help="the git revision measured as `before`")
+    ap.add_argument("--encoder-threads", type=int, default=0,
+                    help="the st provider's option threads (default: every core); 1 leaves a core to the calls")
     ap.add_argument("--tasks", action="store_true", help="also time the flows' task sequence (wall_tasks_s)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--run", choices=list(RUNS), help=argparse.SUPPRESS)
+    ap.add_argument("--work", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args)
         return
     figures: dict = {"prompts": args.prompts, "m2": args.m2, "n_pe": args.n_pe, "latency_ms": args.latency_ms,
-                     "concurrency": args.concurrency}
+                     "concurrency": args.concurrency, "encoder_threads": args.encoder_threads or "all cores"}
     for name in args.sides.split(","):
         if name == "before":
             tree = Path(tempfile.mkdtemp(prefix="picaco-before-"))
@@ -161,8 +191,9 @@ def main() -> None:
             tree = ROOT
         figures[name] = side(name, tree, args)
         figures[f"{name}_ratio"] = round(figures[name]["ratio"], 3)
-        if "tasks_ratio" in figures[name]:
-            figures[f"{name}_tasks_ratio"] = round(figures[name]["tasks_ratio"], 3)
+        for extra in ("tasks_ratio", "wall_over_cpu_bound"):
+            if extra in figures[name]:
+                figures[f"{name}_{extra}"] = round(figures[name][extra], 3)
     if "before" in figures and "after" in figures:
         figures["same_best"] = figures["before"]["wall_best"] == figures["after"]["wall_best"]
     print(json.dumps(figures))

@@ -5,6 +5,7 @@ Prints each figure and ends with one JSON line.
 
     .venv/bin/python bench/paper_config.py [--sides auto,torch] [--out DIR] [--parallel]
     .venv/bin/python bench/paper_config.py --collect DIR      # compare sides already run into DIR
+    .venv/bin/python bench/paper_config.py --sides auto --reference OLD/auto/side.json   # selection vs an earlier run
 
 `auto` is the default backend (bf16 on CPUs that multiply it in hardware), `torch` is the fp32 reference.
 A side's source tree can be another checkout (`--source torch=/path/to/tree`): the reference may then
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -61,7 +63,9 @@ def run_side(backend: str, out: Path, iterations: int | None = None) -> None:
     (out / "side.json").write_text(json.dumps({
         "backend": backend, "source": str(Path(picaco.__file__).parents[1]), "wall_s": wall, "stages": stages,
         "best_per_iteration": best, "best_instruction": result.best_instruction, "best_tc": result.best_tc,
-        "calls": {role: u["calls"] for role, u in usage.items() if u["calls"]}}))
+        "calls": {role: u["calls"] for role, u in usage.items() if u["calls"]},
+        # this process alone: wait4's figure also covers children it waited for (a one-off model conversion)
+        "run_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
 def launch(backend: str, out: Path, source: str | None, nice: int, iterations: int | None = None) -> subprocess.Popen:
@@ -89,20 +93,25 @@ def wait_side(proc: subprocess.Popen, out: Path) -> dict:
 def compare(sides: dict[str, dict]) -> dict:
     figures: dict = {}
     for name, s in sides.items():
+        run_peak = s.get("run_peak_rss_mb", s["peak_rss_mb"])  # sides of an older tree lack the run's own figure
         print(f"{name} (source {s['source']}): wall {s['wall_s']:.0f} s, CPU {s['cpu_s']:.0f} s, peak RSS "
-              f"{s['peak_rss_mb']:.0f} MB, calls {sum(s['calls'].values())} {s['calls']}, final TC_e {s['best_tc']:.4f}")
-        figures[name] = {k: s[k] for k in ("wall_s", "cpu_s", "peak_rss_mb", "best_tc", "calls")}
+              f"{run_peak:.0f} MB (with the processes it started: {s['peak_rss_mb']:.0f} MB), calls "
+              f"{sum(s['calls'].values())} {s['calls']}, final TC_e {s['best_tc']:.4f}")
+        figures[name] = {k: s[k] for k in ("wall_s", "cpu_s", "peak_rss_mb", "best_tc", "calls")} | {"run_peak_rss_mb": run_peak}
     if "auto" in sides:
         a = sides["auto"]
         figures.update(paper_config_wall_s=round(a["wall_s"], 1), paper_config_cpu_s=round(a["cpu_s"], 1),
-                       paper_config_peak_rss_mb=round(a["peak_rss_mb"]))
-    if "auto" in sides and "torch" in sides:
-        a, b = sides["auto"]["best_per_iteration"], sides["torch"]["best_per_iteration"]
+                       paper_config_peak_rss_mb=round(figures["auto"]["run_peak_rss_mb"]),
+                       paper_config_peak_rss_with_children_mb=round(a["peak_rss_mb"]))
+    other = "torch" if "torch" in sides else "reference" if "reference" in sides else None
+    if "auto" in sides and other:
+        a, b = sides["auto"]["best_per_iteration"], sides[other]["best_per_iteration"]
         differ = [t for t, (x, y) in enumerate(zip(a, b), start=1) if x != y]
         same = len(a) == len(b) and not differ
-        print(f"best instruction at every iteration, auto vs torch: {'the same' if same else 'differs at t=' + str(differ)} "
+        print(f"best instruction at every iteration, auto vs {other}: {'the same' if same else 'differs at t=' + str(differ)} "
               f"({len(a)} vs {len(b)} iterations)")
-        figures.update(paper_config_same_selection=same, paper_config_differing_iterations=differ)
+        figures.update(paper_config_same_selection=same, paper_config_differing_iterations=differ,
+                       paper_config_selection_against=other)
     return figures
 
 
@@ -115,6 +124,8 @@ def main() -> None:
     ap.add_argument("--nice", type=int, default=10)
     ap.add_argument("--collect", type=Path, help="only compare the sides already run into this directory")
     ap.add_argument("--iterations", type=int, help="fewer than the paper's T=10 (a shorter memory or speed check)")
+    ap.add_argument("--reference", type=Path, help="an earlier run's side.json: its best instruction at every "
+                    "iteration is compared with auto's (when no torch side runs)")
     ap.add_argument("--side", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.side:
@@ -133,6 +144,8 @@ def main() -> None:
         else:
             for n in names:
                 sides[n] = wait_side(launch(n, out / n, sources.get(n), args.nice, args.iterations), out / n)
+    if args.reference:
+        sides["reference"] = json.loads(args.reference.read_text())
     print(json.dumps(compare(sides)))
 
 

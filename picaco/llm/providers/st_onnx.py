@@ -221,11 +221,15 @@ class LengthSortedEncoder:
         with self._lock:
             return self._encode(texts, batch_size, length_sorted)
 
+    def run_batches(self, batches: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        """`run` on each batch; a backend that runs batches side by side overrides this."""
+        return [self.run(feeds) for feeds in batches]
+
     def _encode(self, texts: list[str], batch_size: int, length_sorted: bool) -> np.ndarray:
         ids = self.token_ids(texts)
         lengths = np.array([len(x) for x in ids])
         order = np.argsort(-lengths, kind="stable") if length_sorted else np.arange(len(ids))
-        out: np.ndarray | None = None
+        rows_of, batches = [], []
         for start in range(0, len(ids), batch_size):
             rows = order[start:start + batch_size]
             input_ids = np.zeros((len(rows), int(lengths[rows].max())), dtype=np.int64)
@@ -233,12 +237,17 @@ class LengthSortedEncoder:
             for r, i in enumerate(rows):
                 input_ids[r, :lengths[i]] = ids[i]
                 mask[r, :lengths[i]] = 1
-            vectors = self.run({"input_ids": input_ids, "attention_mask": mask,
-                                "token_type_ids": np.zeros_like(input_ids)})
+            rows_of.append(rows)
+            batches.append({"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)})
+        if not batches:
+            return np.empty((0, 0), dtype=np.float32)
+        out: np.ndarray | None = None
+        for rows, vectors in zip(rows_of, self.run_batches(batches)):
             if out is None:
                 out = np.empty((len(ids), vectors.shape[-1]), dtype=np.float32)
             out[rows] = vectors
-        return out if out is not None else np.empty((0, 0), dtype=np.float32)
+        assert out is not None
+        return out
 
 
 class OnnxEncoder(LengthSortedEncoder):
