@@ -95,32 +95,27 @@ def child(args) -> None:
     import picaco
     from picaco.config import parse_run_config
     from picaco.method.run import run_noisy_pool
-    from picaco.sim.server import SimServerConfig, start_server_process
 
     work = Path(args.work)
-    server = start_server_process(SimServerConfig(world="values", latency_ms=args.latency_ms))
     out = {"source": str(Path(picaco.__file__).parents[1]), "cores": len(os.sched_getaffinity(0))}
 
     def server_cpu() -> float:
-        times = psutil.Process(server.proc.pid).cpu_times()
+        times = psutil.Process(args.server_pid).cpu_times()
         return times.user + times.system
 
     key = args.run
     cache, embedding, timed = RUNS[key]
-    try:
-        cfg = parse_run_config(run_config(work, key.rsplit("_", 1)[0], cache, embedding, server.openai_base_url, args))
-        run_noisy_pool(cfg)  # untimed: judge probe, noisy pool, the model loaded
-        c0, s0 = time.process_time(), server_cpu()
-        out[key], estep, best = {"loop": timed_loop, "tasks": timed_tasks}[timed](cfg)
-        out[key.replace("_s", "_estep_s")] = estep
-        out[key.replace("_s", "_cpu_s")] = time.process_time() - c0
-        out[key.replace("_s", "_server_cpu_s")] = server_cpu() - s0
-        out[key.replace("_s", "_best")] = best
-        out[key.replace("_s", "_load")] = os.getloadavg()[0]
-        print(f"  {key}: {out[key]:.1f} s (E-step {estep:.1f} s; load average {out[key.replace('_s', '_load')]:.1f})",
-              file=sys.stderr, flush=True)
-    finally:
-        server.stop()
+    cfg = parse_run_config(run_config(work, key.rsplit("_", 1)[0], cache, embedding, args.base_url, args))
+    run_noisy_pool(cfg)  # untimed: judge probe, noisy pool, the model loaded
+    c0, s0 = time.process_time(), server_cpu()
+    out[key], estep, best = {"loop": timed_loop, "tasks": timed_tasks}[timed](cfg)
+    out[key.replace("_s", "_estep_s")] = estep
+    out[key.replace("_s", "_cpu_s")] = time.process_time() - c0
+    out[key.replace("_s", "_server_cpu_s")] = server_cpu() - s0
+    out[key.replace("_s", "_best")] = best
+    out[key.replace("_s", "_load")] = os.getloadavg()[0]
+    print(f"  {key}: {out[key]:.1f} s (E-step {estep:.1f} s; load average {out[key.replace('_s', '_load')]:.1f})",
+          file=sys.stderr, flush=True)
     print(json.dumps(out))
 
 
@@ -136,12 +131,23 @@ def side(name: str, source: Path, args) -> dict:
     print(f"{name} ({source}):", flush=True)
     with_tasks = args.tasks and (source / "picaco" / "method" / "run.py").read_text().count("def run_m_step_draft")
     r: dict = {}
-    for key in RUNS if with_tasks else list(RUNS)[:3]:  # a tree before the draft has no draft task
-        cmd = [sys.executable, __file__, "--child", "--run", key, "--work", work, "--prompts", str(args.prompts),
-               "--m1", str(args.m1), "--m2", str(args.m2), "--n-pe", str(args.n_pe), "--latency-ms",
-               str(args.latency_ms), "--concurrency", str(args.concurrency), "--encoder-threads", str(args.encoder_threads)]
-        done = subprocess.run(cmd, env=env, cwd=source, stdout=subprocess.PIPE, text=True, check=True)
-        r.update(json.loads(done.stdout.strip().splitlines()[-1]))
+    # one server for the side's runs: its address is part of every chat's cache key, so embed_s finds the
+    # chats wall_s paid for
+    # imported here, not at the top: a child imports its own side's tree, this is the parent's (both sides
+    # are served by this tree's simulator)
+    from picaco.sim.server import SimServerConfig, start_server_process
+
+    server = start_server_process(SimServerConfig(world="values", latency_ms=args.latency_ms))
+    try:
+        for key in RUNS if with_tasks else list(RUNS)[:3]:  # a tree before the draft has no draft task
+            cmd = [sys.executable, __file__, "--child", "--run", key, "--work", work, "--base-url",
+                   server.openai_base_url, "--server-pid", str(server.proc.pid), "--prompts", str(args.prompts),
+                   "--m1", str(args.m1), "--m2", str(args.m2), "--n-pe", str(args.n_pe), "--concurrency",
+                   str(args.concurrency), "--encoder-threads", str(args.encoder_threads)]
+            done = subprocess.run(cmd, env=env, cwd=source, stdout=subprocess.PIPE, text=True, check=True)
+            r.update(json.loads(done.stdout.strip().splitlines()[-1]))
+    finally:
+        server.stop()
     r["ratio"] = r["wall_s"] / max(r["calls_s"], r["embed_s"])
     r["sum_ratio"] = r["wall_s"] / (r["calls_s"] + r["embed_s"])
     if "wall_tasks_s" in r:
@@ -176,6 +182,8 @@ def main() -> None:
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--run", choices=list(RUNS), help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
+    ap.add_argument("--base-url", help=argparse.SUPPRESS)
+    ap.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args)

@@ -197,3 +197,20 @@ def test_each_step_counts_its_own_calls_when_they_overlap(tmp_path):
     whole = usage_by_role(read_call_log(cfg.run_dir / "calls.jsonl"))
     summed = sum(store.load_iteration(t).usage_by_role["optimizer"]["calls"] for t in (1, 2))
     assert summed == whole["optimizer"]["calls"] > 0
+
+
+def test_the_loop_with_its_draft_chooses_as_the_steps_one_after_the_other(tmp_path):
+    """The draft is a schedule, not a change of method: the same requests, so the same candidates, TC_e and
+    choices as each iteration's E-step, then its whole M-step, run as separate steps (the flow's tasks)."""
+    looped = optimize(parse_run_config(tiny(tmp_path / "loop")))
+    cfg = parse_run_config(tiny(tmp_path / "steps"))
+    runner.run_noisy_pool(cfg)
+    for t in (1, 2):
+        runner.run_e_step(cfg, t)
+        runner.run_m_step(cfg, t)  # no draft: proposes, samples and scores itself
+    stepped, store = runner.run_final_report(cfg), RunStore(cfg.run_dir)
+    assert stepped.best_instruction == looped.best_instruction
+    loop_store = RunStore(tmp_path / "loop" / "runs" / "tiny")
+    for t in (1, 2):
+        a, b = loop_store.load_iteration(t), store.load_iteration(t)
+        assert [(c.instruction, c.tc) for c in a.candidates] == [(c.instruction, c.tc) for c in b.candidates]
