@@ -170,9 +170,10 @@ async def iterate(run: Run, state: RunState) -> RunState:
     The draft's calls are cached like every other, so a crash costs nothing twice."""
     t = state.t + 1
     run.emit("e_step", t=t)
-    ahead = None
-    if run.store.load_iteration(t) is None:
-        ahead = asyncio.ensure_future(_measured(draft_m_step(run.ctx, t, state.iteration)))
+    async def drafted() -> tuple[MStepDraft, dict]:  # the draft's coroutine made only once its task runs
+        return await _measured(draft_m_step(run.ctx, t, state.iteration))
+
+    ahead = asyncio.ensure_future(drafted()) if run.store.load_iteration(t) is None else None
     try:
         estep = await e_step_of(run, state)
     except BaseException:

@@ -272,9 +272,16 @@ def _killable_config(workdir: Path, latency_ms: int, iterations: int) -> Path:
     return write_yaml(workdir / "run.yaml", raw)
 
 
+def _optimizer_replied(call_log: Path) -> bool:
+    try:
+        return '"role":"optimizer"' in call_log.read_text()
+    except OSError:
+        return False
+
+
 def resume_equal_after_kill(workdir: Path, latency_ms: int = 100, iterations: int = 2) -> bool:
     """kill -9 `picaco optimize` while calls are in flight in the noisy pool, in iteration 1's E-step and in
-    iteration 1's M-step; resume each; True when every result.json equals an uninterrupted run's."""
+    iteration 1's M-step (its draft, once the optimizer has replied); resume each; True when every result.json equals an uninterrupted run's."""
     import shutil
 
     whole_dir = workdir / "whole"
@@ -286,7 +293,8 @@ def resume_equal_after_kill(workdir: Path, latency_ms: int = 100, iterations: in
     points = {  # where to kill: (the step has started, the step's file is written)
         "noisy pool": (lambda d: (d / RUN / "config.json").exists(), lambda d: (d / RUN / "noisy.json").exists()),
         "E-step 1": (lambda d: (d / RUN / "noisy.json").exists(), lambda d: (d / RUN / "iter_001.estep.json").exists()),
-        "M-step 1": (lambda d: (d / RUN / "iter_001.estep.json").exists(),
+        # the M-step's calls are made by its draft, beside the E-step: killed once the optimizer has replied
+        "M-step 1": (lambda d: _optimizer_replied(d / RUN / "calls.jsonl"),
                      lambda d: (d / RUN / "iter_001.json").exists()),
     }
     equal = True
