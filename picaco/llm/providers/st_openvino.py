@@ -13,10 +13,10 @@ rename) with its sha256 beside it, checked on every load; a damaged file makes t
 encoding process never imports torch, sentence-transformers or transformers: that is ~500 MB
 of RSS and ~3 s of conversion it does not pay (docs/performance.md, memory).
 
-Measured on this project's 2-core machine (AVX512_BF16, no AMX), 1,000 of bench/embeddings.py's responses, two
-quiet rounds: torch fp32 50-51 texts/s, torch-bf16 127-129, OpenVINO fp32 107-117 (cosine to torch fp32
-1.000000), OpenVINO bf16 189-192 (min cosine 0.999950, mean 0.999981; torch-bf16: 0.999887 / 0.999943). Its
-vectors therefore share the cache with torch's (endpoint `local`).
+Measured on this project's 2-core machine (AVX512_BF16, no AMX), bench/embeddings.py's 2,000 responses, two
+quiet rounds (session 6): torch fp32 52 texts/s, torch-bf16 176, OpenVINO bf16 in two streams 235-245 (min
+cosine 0.999950, mean 0.999981); OpenVINO fp32 107-117 in session 5 (cosine 1.000000). Its vectors therefore
+share the cache with torch's (endpoint `local`).
 """
 
 from __future__ import annotations
