@@ -87,17 +87,27 @@ def intact(path: Path) -> bool:
     return path.is_file() and stamp.is_file() and stamp.read_text().strip() == sha256_file(path)
 
 
+def ensure_files(folder: Path, names: tuple[str, ...], build, lock: str) -> Path:
+    """`folder` holding `names` as `build()` ({name: bytes}) makes them: built once by one process (under the
+    file lock `lock`), each written whole and checked by its sha256; one missing or damaged file makes all of
+    them again from one build, so files that belong together always come from the same one."""
+    if all(intact(folder / name) for name in names):
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    with file_lock(folder / lock):
+        damaged = [name for name in names if not intact(folder / name)]
+        if not damaged:  # another process built them while this one waited for the lock
+            return folder
+        if any((folder / name).exists() for name in damaged):
+            log.warning("%s: %s does not match its sha256 stamp; converting again", folder, ", ".join(damaged))
+        for name, data in build().items():
+            write_stamped(folder / name, data)
+    return folder
+
+
 def ensure_file(path: Path, build) -> Path:
-    """`path` as `build()` (bytes) makes it: built once, written whole, checked by its sha256."""
-    if intact(path):
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(path.with_name(path.name + ".lock")):
-        if intact(path):  # another process built it while this one waited for the lock
-            return path
-        if path.exists():
-            log.warning("%s does not match its sha256 stamp; building it again", path)
-        write_stamped(path, build())
+    """`path` as `build()` (bytes) makes it (ensure_files of one file)."""
+    ensure_files(path.parent, (path.name,), lambda: {path.name: build()}, lock=path.name + ".lock")
     return path
 
 

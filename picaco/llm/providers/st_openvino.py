@@ -22,7 +22,6 @@ share the cache with torch's (endpoint `local`).
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -35,8 +34,6 @@ import numpy as np
 from picaco.base.errors import ConfigError
 from picaco.llm.providers import st_onnx
 from picaco.llm.providers.st_onnx import INPUTS, PROBE, LengthSortedEncoder, _quiet, cores, require
-
-log = logging.getLogger(__name__)
 
 # the compiled model must agree with torch at least this well on the probe texts, in either precision
 MIN_PROBE_COSINE = 0.9999
@@ -105,19 +102,7 @@ def converted_model(model_dir: Path, cache_dir: Path) -> Path:
     """The folder holding FILES for this model, converted now if any of them is missing or damaged."""
     ov = require("openvino", "openvino")
     folder = cache_dir / st_onnx.source_digest(model_dir, f"{RECIPE};openvino {ov.get_version()}")[:32]
-    if all(st_onnx.intact(folder / name) for name in FILES):
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    with st_onnx.file_lock(folder / "convert.lock"):
-        damaged = [name for name in FILES if not st_onnx.intact(folder / name)]
-        if not damaged:  # another process converted it while this one waited for the lock
-            return folder
-        if any((folder / name).exists() for name in damaged):
-            log.warning("%s: %s does not match its sha256 stamp; converting again", folder, ", ".join(damaged))
-        # all three files come from one conversion, so a rebuilt .bin never sits beside another one's .xml
-        for name, data in convert_files(model_dir).items():
-            st_onnx.write_stamped(folder / name, data)
-    return folder
+    return st_onnx.ensure_files(folder, FILES, lambda: convert_files(model_dir), lock="convert.lock")
 
 
 def read_probe(path: Path) -> tuple[list[str], np.ndarray]:
