@@ -275,9 +275,11 @@ class CallPath:
             self.call_log.write(job.line(Outcome(len(job.items), len(hits), tally, t0, error=exc)))
             raise
         filtered = job.filtered([values[item] for item in to_fetch])
+        booked = RoleUsage()  # accounted once (tokens saved, cost), then entered in every book
+        self._account(booked, job, tally, hits=[values[item] for item in hits], shared=len(waits),
+                      remote=len(remote), missed=len(to_fetch) - len(remote), filtered=filtered)
         for usage in entries:
-            self._account(usage, job, tally, hits=[values[item] for item in hits], shared=len(waits),
-                          remote=len(remote), missed=len(to_fetch) - len(remote), filtered=filtered)
+            usage.add(booked)
         self.call_log.write(job.line(Outcome(len(job.items), len(hits), tally, t0, shared=len(waits),
                                              remote=len(remote), filtered=filtered)))
         return values

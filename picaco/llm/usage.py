@@ -32,6 +32,10 @@ class RoleUsage:
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
+    def add(self, other: RoleUsage) -> None:
+        for name, value in other.__dict__.items():
+            setattr(self, name, getattr(self, name) + value)
+
 
 # The books a request is also entered in, besides its client's total: one per `usage_scope` open in the
 # asyncio task that makes it (tasks inherit them from the task that starts them). Two steps running at once
