@@ -3,7 +3,7 @@ server (500 ms per call, 64 calls at once), on this tree (and, with --sides befo
 revision beside it). Prints each figure and ends with one JSON line.
 
     .venv/bin/python bench/overlap.py [--prompts 50 --m2 15 --n-pe 10] [--sides after|before,after] [--before REV]
-                                      [--tasks] [--encoder-threads N]
+                                      [--tasks] [--encoder-threads N] [--repeat N]
 
 Per side (child processes on that side's source tree, one per run; `before` is `git archive REV`), runs of
 iteration 1 on fresh run directories, after an untimed start (judge probe, noisy pool), same seed, timed
@@ -17,7 +17,8 @@ from the E-step's start to the iteration's end:
   is judged, the M-step scores every proposal; proposals depend only on e^0 and the seed);
 - `embed_s` (the embedding time): every chat answered by cache C1, embeddings fresh (the st provider under
   another name, so none of its vectors is cached).
-ratio = wall / max(calls_s, embed_s); goal <= 1.2. Also the CPU bound of the wall run: its CPU time (this
+ratio = wall / max(calls_s, embed_s); goal <= 1.2. With --repeat N every figure is the median of N repeats
+(fresh caches each; one run moves by several seconds with the machine's load), each repeat printed. Also the CPU bound of the wall run: its CPU time (this
 process, all threads, and the sim server's process) over the cores; wall / CPU bound near 1 means nothing
 waits on anything but the CPU (on 2 cores the encoder, the client's call handling and the server share it). On this shared 2-core machine the runs see different
 load, so the ratio is noisy; the load average is printed with it. A `before` tree without the loop's
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -125,29 +127,8 @@ RUNS = {"calls_s": ("c2", "sim/embedding", "loop"), "wall_s": ("c1", "st/all-Min
         "embed_s": ("c1", "st2/all-MiniLM-L6-v2", "loop"), "wall_tasks_s": ("c3", "st/all-MiniLM-L6-v2", "tasks")}
 
 
-def side(name: str, source: Path, args) -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(source))
-    work = tempfile.mkdtemp(prefix="picaco-bench-overlap-")
-    print(f"{name} ({source}):", flush=True)
-    with_tasks = args.tasks and (source / "picaco" / "method" / "run.py").read_text().count("def run_m_step_draft")
-    r: dict = {}
-    # one server for the side's runs: its address is part of every chat's cache key, so embed_s finds the
-    # chats wall_s paid for
-    # imported here, not at the top: a child imports its own side's tree, this is the parent's (both sides
-    # are served by this tree's simulator)
-    from picaco.sim.server import SimServerConfig, start_server_process
-
-    server = start_server_process(SimServerConfig(world="values", latency_ms=args.latency_ms))
-    try:
-        for key in RUNS if with_tasks else list(RUNS)[:3]:  # a tree before the draft has no draft task
-            cmd = [sys.executable, __file__, "--child", "--run", key, "--work", work, "--base-url",
-                   server.openai_base_url, "--server-pid", str(server.proc.pid), "--prompts", str(args.prompts),
-                   "--m1", str(args.m1), "--m2", str(args.m2), "--n-pe", str(args.n_pe), "--concurrency",
-                   str(args.concurrency), "--encoder-threads", str(args.encoder_threads)]
-            done = subprocess.run(cmd, env=env, cwd=source, stdout=subprocess.PIPE, text=True, check=True)
-            r.update(json.loads(done.stdout.strip().splitlines()[-1]))
-    finally:
-        server.stop()
+def summarize(name: str, r: dict) -> None:
+    """One repeat's ratios, printed."""
     r["ratio"] = r["wall_s"] / max(r["calls_s"], r["embed_s"])
     r["sum_ratio"] = r["wall_s"] / (r["calls_s"] + r["embed_s"])
     if "wall_tasks_s" in r:
@@ -163,7 +144,51 @@ def side(name: str, source: Path, args) -> dict:
         print(f"{name}: the wall run's CPU {r['wall_cpu_s']:.1f} s here + {r['wall_server_cpu_s']:.1f} s in the sim server "
               f"over {r['cores']} cores = {r['cpu_bound_s']:.1f} s: wall / CPU bound = {r['wall_over_cpu_bound']:.2f}",
               flush=True)
-    return r
+
+
+MEDIANS = ("ratio", "tasks_ratio", "sum_ratio", "wall_over_cpu_bound", "wall_s", "wall_tasks_s", "calls_s", "embed_s")
+
+
+def side(name: str, source: Path, args) -> dict:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(source))
+    print(f"{name} ({source}):", flush=True)
+    with_tasks = args.tasks and (source / "picaco" / "method" / "run.py").read_text().count("def run_m_step_draft")
+    repeats: list[dict] = []
+    # one server for the side's runs: its address is part of every chat's cache key, so embed_s finds the
+    # chats wall_s paid for
+    # imported here, not at the top: a child imports its own side's tree, this is the parent's (both sides
+    # are served by this tree's simulator)
+    from picaco.sim.server import SimServerConfig, start_server_process
+
+    server = start_server_process(SimServerConfig(world="values", latency_ms=args.latency_ms))
+    try:
+        for rep in range(args.repeat):
+            work = tempfile.mkdtemp(prefix="picaco-bench-overlap-")  # fresh caches for every repeat
+            r: dict = {}
+            for key in RUNS if with_tasks else list(RUNS)[:3]:  # a tree before the draft has no draft task
+                cmd = [sys.executable, __file__, "--child", "--run", key, "--work", work, "--base-url",
+                       server.openai_base_url, "--server-pid", str(server.proc.pid), "--prompts", str(args.prompts),
+                       "--m1", str(args.m1), "--m2", str(args.m2), "--n-pe", str(args.n_pe), "--concurrency",
+                       str(args.concurrency), "--encoder-threads", str(args.encoder_threads)]
+                done = subprocess.run(cmd, env=env, cwd=source, stdout=subprocess.PIPE, text=True, check=True)
+                r.update(json.loads(done.stdout.strip().splitlines()[-1]))
+            summarize(name if args.repeat == 1 else f"{name} (repeat {rep + 1} of {args.repeat})", r)
+            repeats.append(r)
+    finally:
+        server.stop()
+    if len(repeats) == 1:
+        return repeats[0]
+    # the machine's load moves a single run by several seconds: each figure is the median of the repeats
+    out: dict = {"source": str(source), "repeats": repeats, "wall_best": repeats[0]["wall_best"],
+                 "same_best_in_repeats": len({r["wall_best"] for r in repeats}) == 1}
+    for key in MEDIANS:
+        values = [r[key] for r in repeats if key in r]
+        if values:
+            out[key], out[f"{key}_all"] = statistics.median(values), [round(v, 3) for v in values]
+    print(f"{name}: median of {len(repeats)} repeats: wall / max = {out['ratio']:.2f} {out['ratio_all']}"
+          + (f"; the flow's tasks {out['tasks_ratio']:.2f} {out['tasks_ratio_all']}" if "tasks_ratio" in out else "")
+          + f"; wall / CPU bound {out['wall_over_cpu_bound']:.2f}", flush=True)
+    return out
 
 
 def main() -> None:
@@ -179,6 +204,7 @@ def main() -> None:
     ap.add_argument("--encoder-threads", type=int, default=0,
                     help="the st provider's option threads (default: every core); 1 leaves a core to the calls")
     ap.add_argument("--tasks", action="store_true", help="also time the flows' task sequence (wall_tasks_s)")
+    ap.add_argument("--repeat", type=int, default=1, help="repeats per side (fresh caches each); figures are medians")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--run", choices=list(RUNS), help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
@@ -189,6 +215,7 @@ def main() -> None:
         child(args)
         return
     figures: dict = {"prompts": args.prompts, "m2": args.m2, "n_pe": args.n_pe, "latency_ms": args.latency_ms,
+                     "repeats": args.repeat,
                      "concurrency": args.concurrency, "encoder_threads": args.encoder_threads or "all cores"}
     for name in args.sides.split(","):
         if name == "before":

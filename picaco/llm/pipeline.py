@@ -32,6 +32,7 @@ from picaco.llm.errors import MalformedReply, ProviderError, RetriesExhausted
 from picaco.llm.pricing import PriceTable
 from picaco.llm.providers import endpoint_for, make_provider
 from picaco.llm.providers.base import Provider
+from picaco.llm.slots import PrioritySlots, priority_of
 from picaco.llm.usage import RoleUsage, books
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class _LoopState:
 
     loop: asyncio.AbstractEventLoop
     providers: dict[str, Provider] = field(default_factory=dict)
-    semaphores: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    semaphores: dict[str, PrioritySlots] = field(default_factory=dict)
     pending: dict[str, asyncio.Future] = field(default_factory=dict)
 
 
@@ -197,11 +198,11 @@ class CallPath:
                         "for this run (set max_samples_per_call: %d in its provider settings to say so up front)",
                         prov.name, prov.endpoint, got, got)
 
-    def _semaphore(self, prov: Provider) -> asyncio.Semaphore:
+    def _semaphore(self, prov: Provider) -> PrioritySlots:
         state = self._loop_state()
         sem = state.semaphores.get(prov.concurrency_key)
         if sem is None:
-            sem = state.semaphores[prov.concurrency_key] = asyncio.Semaphore(prov.settings.max_concurrency)
+            sem = state.semaphores[prov.concurrency_key] = PrioritySlots(prov.settings.max_concurrency)
         return sem
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -224,8 +225,11 @@ class CallPath:
             for usage in entries:
                 usage.attempts += 1
             try:
-                async with sem:
+                await sem.acquire(priority_of(role))
+                try:
                     return await make_call(), attempt
+                finally:
+                    sem.release()
             except ProviderError as exc:
                 elapsed = time.monotonic() - started
                 if not exc.retryable:

@@ -32,9 +32,9 @@ from picaco.base.prompts import TaskPrompt
 from picaco.llm.ask import ask
 from picaco.llm.providers import provider_class
 from picaco.llm.providers.openai import is_self_hosted
-from picaco.llm.request import ChatRequest, instruction_schema, split_model
+from picaco.llm.request import ChatRequest, ChatResponse, Sample, instruction_schema, split_model
 from picaco.method.context import RunContext, instructed_request, usable, user_prompt
-from picaco.method.estimators import p_e, q_phi
+from picaco.method.estimators import Judgement, p_e, q_phi
 from picaco.method.exact_pe import PE_DEMONSTRATIONS, exact_pe
 from picaco.method.front import front_first, select_balanced, value_estimates
 from picaco.method.objective import log_q_phi, response_weight, tc_objective
@@ -140,20 +140,27 @@ async def sample_and_judge(ctx: RunContext, instruction: str, t: int, observatio
     buckets = bucket_demonstrations(ctx, t)
     x_vecs = await ctx.embed([p.text for p in prompts])
     jobs = [(i, b) for i in range(len(prompts)) for b in range(len(buckets))]
-    replies = await asyncio.gather(*[
-        ctx.chat(instructed_request(ctx, instruction, buckets[b], prompts[i].text), n=r, start=t * r)
-        for i, b in jobs])
+
+    async def draw(i: int, b: int) -> tuple[ChatResponse, list[Sample], list[Judgement], np.ndarray]:
+        reply = await ctx.chat(instructed_request(ctx, instruction, buckets[b], prompts[i].text), n=r, start=t * r)
+        kept = [s for s in reply.samples if usable(s)]
+        if not kept:
+            return reply, [], [], np.empty((0, 0))
+        # judged and embedded as the reply arrives: the encoder works while the other calls are out
+        judgements, vecs = await asyncio.gather(ctx.judge([(prompts[i].text, s.text) for s in kept]),
+                                                ctx.embed([s.text for s in kept]))
+        return reply, kept, judgements, vecs
+
+    drawn_replies = await asyncio.gather(*[draw(i, b) for i, b in jobs])
     drawn: list[tuple[int, str, str]] = []  # (prompt index, origin, text)
-    filtered = sum(reply.filtered for reply in replies)
+    judgements: list[Judgement] = []
+    filtered = sum(reply.filtered for reply, _, _, _ in drawn_replies)
     if filtered:
         log.warning("E-step t=%d: %d responses refused by a content filter (left out as missing)", t, filtered)
-    for (i, b), reply in zip(jobs, replies):
-        for s in reply.samples:
-            if usable(s):
-                drawn.append((i, f"t{t:03d}/b{b}/s{s.index:03d}", s.text))
-    judgements, y_vecs = await asyncio.gather(
-        ctx.judge([(prompts[i].text, text) for i, _, text in drawn]),
-        ctx.embed([text for _, _, text in drawn]))
+    for (i, b), (_, kept, their_judgements, _) in zip(jobs, drawn_replies):
+        drawn.extend((i, f"t{t:03d}/b{b}/s{s.index:03d}", s.text) for s in kept)
+        judgements.extend(their_judgements)
+    y_vecs = np.concatenate([vecs for _, kept, _, vecs in drawn_replies if kept]) if drawn else np.empty((0, 0))
     by_prompt: dict[str, list[AlignedEntry]] = {p.prompt_id: [] for p in prompts}
     sums = {v: 0.0 for v in ctx.value_names}
     q_phis = [float(q_phi(y_vecs[k:k + 1], x_vecs[i], observation_vecs)[0]) for k, (i, _, _) in enumerate(drawn)]
@@ -327,20 +334,16 @@ async def pe_samples(ctx: RunContext, instruction: str) -> PeSamples:
     """Choice: the p_e samples use the Fig. 7 system prompt with the instruction and no demonstrations
     (`PE_DEMONSTRATIONS`): the E-step's random demonstrations are shared by every candidate, so they do not
     tell candidates apart, and leaving them out isolates e (and saves their tokens)."""
-    replies = await asyncio.gather(*[
-        ctx.chat(instructed_request(ctx, instruction, list(PE_DEMONSTRATIONS), p.text),
-                 n=ctx.config.picaco.n_pe_samples, start=0)
-        for p in ctx.prompts])
-    per_prompt = [[s.text for s in reply.samples if usable(s)] for reply in replies]
-    # one embedding request for the whole candidate: local models encode a big batch far faster
-    flat = await ctx.embed([t for texts in per_prompt for t in texts]) if any(per_prompt) else np.empty((0, 0))
-    vectors: dict[str, np.ndarray] = {}
-    offset = 0
-    for p, texts in zip(ctx.prompts, per_prompt):
-        if texts:
-            vectors[p.prompt_id] = flat[offset:offset + len(texts)]
-        offset += len(texts)
-    return PeSamples(vectors, sum(reply.filtered for reply in replies))
+    async def draw(prompt: TaskPrompt) -> tuple[ChatResponse, np.ndarray | None]:
+        reply = await ctx.chat(instructed_request(ctx, instruction, list(PE_DEMONSTRATIONS), prompt.text),
+                               n=ctx.config.picaco.n_pe_samples, start=0)
+        texts = [s.text for s in reply.samples if usable(s)]
+        # embedded as the reply arrives (a local encoder coalesces the replies that wait into one encode)
+        return reply, (await ctx.embed(texts) if texts else None)
+
+    replies = await asyncio.gather(*[draw(p) for p in ctx.prompts])
+    vectors = {p.prompt_id: vecs for p, (_, vecs) in zip(ctx.prompts, replies) if vecs is not None}
+    return PeSamples(vectors, sum(reply.filtered for reply, _ in replies))
 
 
 def similarity_pe(samples: PeSamples, fixed: ScoringPools) -> dict[str, np.ndarray]:

@@ -14,6 +14,7 @@ from picaco.base.config import RetryPolicy
 from picaco.llm.calllog import paid_calls, read_call_log, usage_by_role
 from picaco.llm.errors import AuthError, RateLimited, RetriesExhausted, TransientError
 from picaco.llm.providers.base import ChatReply, Completion
+from picaco.llm.request import ChatRequest
 
 pytestmark = pytest.mark.usefixtures("fake_provider")
 
@@ -133,3 +134,17 @@ async def test_usage_scopes_measure_two_concurrent_tasks_apart(tmp_path, fake_pr
     assert (b["target"]["requests"], b["target"]["calls"], b["target"]["samples_hit"]) == (2, 1, 2)
     total = client.usage["target"]
     assert (total.requests, total.calls, total.samples_hit) == (6, 4, 4)
+
+
+async def test_queued_sampling_calls_go_before_queued_judge_calls(tmp_path, fake_provider):
+    fake_provider.delay_s = 0.05
+    async with make_client(tmp_path, slots=1) as client:
+        first = asyncio.create_task(client.chat(req("first"), n=1))
+        await asyncio.sleep(0.01)
+        judges = [asyncio.create_task(client.chat(ChatRequest.of("fake/m", None, f"judge {i}", role="judge", seed=7)))
+                  for i in range(2)]
+        await asyncio.sleep(0.01)
+        sample = asyncio.create_task(client.chat(req("sample"), n=1))
+        await asyncio.gather(first, sample, *judges)
+    users = [c.messages[-1].content for c in fake_provider.calls]
+    assert users == ["first", "sample", "judge 0", "judge 1"]

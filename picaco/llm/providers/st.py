@@ -36,6 +36,7 @@ import importlib.util
 import os
 import platform
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -133,10 +134,39 @@ def load_model(name: str, trust_remote_code: bool = False, bf16: bool = False):
         return model
 
 
+@dataclass(frozen=True)
+class _Waiting:
+    """One embed() call's texts, and where its vectors go: a future of the caller's event loop."""
+
+    model: str
+    texts: list[str]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+
+    def settle(self, vectors: np.ndarray | None = None, error: BaseException | None = None) -> None:
+        """Hand the outcome to the caller's loop, from the encoder's thread."""
+        def settle_in_loop() -> None:
+            if self.future.done():  # its caller was cancelled
+                return
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(vectors)
+
+        try:
+            self.loop.call_soon_threadsafe(settle_in_loop)
+        except RuntimeError:  # the caller's loop has closed (its run ended): nobody is left to hand it to
+            pass
+
+
 class SentenceTransformersProvider(Provider):
     """Concurrent embed() calls are coalesced into one encode: a local model pays a large fixed cost
     per call (tokenizer, thread hand-off), so fifty calls of ten texts are several times slower than
-    one call of five hundred. Callers queue their texts; one encoder drains the queue batch by batch."""
+    one call of five hundred. Callers queue their texts; the encoder's own thread takes everything queued
+    for a model, encodes it and starts on what came meanwhile, so responses are embedded as they arrive
+    and one encode follows another without waiting for the event loop (a loop busy with call replies
+    left the encoder idle 0.3-0.4 s between encodes, and callers that embed a reply's samples at a time
+    get big encodes whenever the encoder is busy)."""
 
     def __init__(self, name: str, settings: ProviderSettings) -> None:
         super().__init__(name, settings)
@@ -150,8 +180,10 @@ class SentenceTransformersProvider(Provider):
         self.openvino_dir = Path(str(settings.options.get("openvino_dir") or st_openvino.default_dir()))
         threads = settings.options.get("threads")
         self.threads = int(threads) if threads else None
-        self._queue: list[tuple[str, list[str], asyncio.Future]] = []
-        self._draining: asyncio.Task | None = None
+        self._waiting: list[_Waiting] = []
+        self._waiting_lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._starter: asyncio.AbstractEventLoop | None = None  # the loop that will start the worker
 
     @classmethod
     def endpoint_for(cls, name: str, settings: ProviderSettings) -> str:
@@ -165,34 +197,53 @@ class SentenceTransformersProvider(Provider):
         return 1 << 30
 
     async def embed(self, model: str, texts: list[str]) -> EmbedReply:
-        fut = asyncio.get_running_loop().create_future()
-        self._queue.append((model, list(texts), fut))
-        if self._draining is None or self._draining.done():
-            self._draining = asyncio.create_task(self._drain())
-        return EmbedReply(vectors=await fut, tokens=0)
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(model, list(texts), loop, loop.create_future())
+        with self._waiting_lock:
+            self._waiting.append(waiting)
+            unstarted = self._worker is not None and self._worker.ident is None
+            if self._worker is None or (unstarted and self._starter is not None and self._starter.is_closed()):
+                # started once the loop's ready callers have queued theirs too, so a burst is one encode
+                self._worker = threading.Thread(target=self._encode_waiting, name=f"picaco-encoder-{self.name}",
+                                                daemon=True)
+                self._starter = loop
+                loop.call_soon(self._worker.start)
+        return EmbedReply(vectors=await waiting.future, tokens=0)
 
-    async def _drain(self) -> None:
-        while self._queue:
-            await asyncio.sleep(0)  # let every caller that is ready enqueue first
-            model = self._queue[0][0]
-            batch = [item for item in self._queue if item[0] == model]
-            self._queue = [item for item in self._queue if item[0] != model]
-            try:
-                encode = await asyncio.to_thread(self._encoder, model)
-                flat = [t for _, texts, _ in batch for t in texts]
-                vectors = await asyncio.to_thread(self._encode, encode, flat)
-            except BaseException as exc:
-                for _, _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            offset = 0
-            for _, texts, fut in batch:
-                if not fut.done():
-                    fut.set_result(vectors[offset:offset + len(texts)])
-                offset += len(texts)
+    def _encode_waiting(self) -> None:
+        """The encoder's thread: encodes what is waiting, one model at a time, until nothing is."""
+        try:
+            while True:
+                with self._waiting_lock:
+                    if not self._waiting:
+                        self._worker = None
+                        return
+                    model = self._waiting[0].model
+                    batch = [w for w in self._waiting if w.model == model]
+                    self._waiting = [w for w in self._waiting if w.model != model]
+                try:
+                    vectors = self._encode(self._encoder(model), [t for w in batch for t in w.texts])
+                except BaseException as exc:  # every caller of the batch gets the error
+                    for w in batch:
+                        w.settle(error=exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                with self._waiting_lock:
+                    idle = not self._waiting
+                if idle and self.release_memory:
+                    release_freed_memory()  # once per busy spell, before its last callers go on
+                offset = 0
+                for w in batch:
+                    w.settle(vectors[offset:offset + len(w.texts)])
+                    offset += len(w.texts)
+        finally:
+            with self._waiting_lock:
+                stopped = self._worker is threading.current_thread()  # left by an error, not by an empty queue
+                if stopped:
+                    self._worker, left, self._waiting = None, self._waiting, []
+            for w in left if stopped else []:
+                w.settle(error=RuntimeError("the st provider's encoder thread stopped"))
 
     def backend_for(self, model: str) -> str:
         if self.backend == "auto":
@@ -230,7 +281,4 @@ class SentenceTransformersProvider(Provider):
         return encode
 
     def _encode(self, encode, texts: list[str]) -> np.ndarray:
-        vectors = np.asarray(encode(texts), dtype=np.float32)
-        if self.release_memory:
-            release_freed_memory()
-        return vectors
+        return np.asarray(encode(texts), dtype=np.float32)
