@@ -84,7 +84,9 @@ def release_freed_memory() -> bool:
     buffers in its heap (its mmap threshold rises after the first large free), so a long run's RSS grew
     with every new batch shape: 778 -> 1,225 MB over 12 encodes of 150-330 texts of 20-180 words, and
     2.2 GB by the end of the paper configuration. Trimming after each encode kept it at 596 -> 629 MB, and
-    was not slower (77 s vs 89 s; bench/embed_memory.py)."""
+    was not slower (77 s vs 89 s; bench/embed_memory.py). The provider trims when its encoder goes idle
+    (after the last of a run of back-to-back encodes), not after each encode: replies embedded as they
+    arrive make many small encodes."""
     if _MALLOC_TRIM is None:
         return False
     _MALLOC_TRIM(0)

@@ -208,7 +208,10 @@ def cores() -> int:
 class LengthSortedEncoder:
     """Tokenize with the package's tokenizer.json as sentence-transformers does (truncation at the
     model's max_seq_length), sort by token count so a batch pads little, run, restore the order. A
-    backend gives `run(feeds) -> (rows, dim) vectors`."""
+    backend gives `run(feeds) -> (rows, dim) vectors`; `pad_multiple` rounds a batch's padded length up
+    (a backend whose vectors then no longer depend on the other texts of the batch sets it)."""
+
+    pad_multiple = 1
 
     def __init__(self, model_dir: Path) -> None:
         from tokenizers import Tokenizer
@@ -242,7 +245,8 @@ class LengthSortedEncoder:
         rows_of, batches = [], []
         for start in range(0, len(ids), batch_size):
             rows = order[start:start + batch_size]
-            input_ids = np.zeros((len(rows), int(lengths[rows].max())), dtype=np.int64)
+            padded = -(-int(lengths[rows].max()) // self.pad_multiple) * self.pad_multiple
+            input_ids = np.zeros((len(rows), padded), dtype=np.int64)
             mask = np.zeros_like(input_ids)
             for r, i in enumerate(rows):
                 input_ids[r, :lengths[i]] = ids[i]

@@ -119,6 +119,14 @@ class OpenVinoEncoder(LengthSortedEncoder):
     """`model` (an `openvino.Model` or the path of its .xml) compiled for this CPU and checked against torch's
     vectors of the probe texts."""
 
+    # Choice: a batch is padded to a multiple of 16 tokens. The CPU plugin's kernels work in blocks of 16
+    # positions; padded to any multiple of 16, a text's vector is bitwise the same whatever else is in its
+    # batch (measured: alone or with others, padded to 32-256), and padded to its batch's longest text
+    # otherwise, it moved by up to 6e-4. Embedding replies as they arrive makes the batches depend on when
+    # the replies came, and near-equal candidates then swapped places from run to run; a text's vector is
+    # now a function of the text. It costs <= 15 padded positions per text.
+    pad_multiple = 16
+
     def __init__(self, model_dir: Path, model, probe: tuple[list[str], np.ndarray], bf16: bool,
                  threads: int | None = None) -> None:
         ov = require("openvino", "openvino")

@@ -64,6 +64,26 @@ def test_both_precisions_agree_with_torch_in_the_callers_order(bf16, floor, conv
     np.testing.assert_allclose(encoder.encode(TEXTS[::-1])[::-1], got, atol=1e-3)
 
 
+@pytest.mark.parametrize("bf16", [False, True])
+def test_a_texts_vector_does_not_depend_on_the_rest_of_its_batch(bf16, converted):
+    """Replies embedded as they arrive are batched by when they came: the vectors must not tell."""
+    import random
+
+    rng = random.Random(5)
+    words = "the customs of a cold cellar keep red apples through the winter while pears ripen".split()
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 150))) for _ in range(60)]
+    encoder = st_openvino.load_encoder(st.embedded_model_dir(), converted.parent, bf16)
+    whole = encoder.encode(texts)
+    one_by_one = np.concatenate([encoder.encode([t]) for t in texts])
+    shuffled = list(range(len(texts)))
+    rng.shuffle(shuffled)
+    in_chunks = np.empty_like(whole)
+    for start in range(0, len(texts), 7):
+        rows = shuffled[start:start + 7]
+        in_chunks[rows] = encoder.encode([texts[i] for i in rows])
+    assert np.array_equal(whole, one_by_one) and np.array_equal(whole, in_chunks)
+
+
 def test_the_kept_model_gives_the_in_memory_conversions_vectors(converted, fresh):
     folder = converted
     model, probe = st_openvino.convert(st.embedded_model_dir())
