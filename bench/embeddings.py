@@ -84,7 +84,7 @@ def options(cache_dir: Path) -> dict[str, tuple[str, callable]]:
         "torch": ("today: sentence-transformers encode, fp32, batch 64 (it sorts by length itself)",
                   provider_encode("torch")),
         "torch-bf16": ("the same encode, weights and activations in bf16, batch 64", provider_encode("torch-bf16")),
-        "openvino": ("the pipeline converted to OpenVINO, bf16 on a bf16 CPU (else fp32), length-sorted batches of 64",
+        "openvino": ("the pipeline converted to OpenVINO, bf16 on a bf16 CPU (else fp32), length-sorted batches of <= 16 padded to 16 tokens, 2 streams",
                      provider_encode("openvino")),
         "torch-autocast": ("fp32 weights, CPU autocast to bf16 (layer norms, softmax in fp32), batch 64", autocast()),
         "torch-bf16-b32": ("bf16, batch 32", provider_encode("torch-bf16", 32)),
