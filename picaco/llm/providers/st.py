@@ -203,14 +203,21 @@ class SentenceTransformersProvider(Provider):
         waiting = _Waiting(model, list(texts), loop, loop.create_future())
         with self._waiting_lock:
             self._waiting.append(waiting)
-            unstarted = self._worker is not None and self._worker.ident is None
-            if self._worker is None or (unstarted and self._starter is not None and self._starter.is_closed()):
+            # a worker whose start was left to a loop that stopped before it ran: that loop may never run again
+            stranded = (self._worker is not None and self._worker.ident is None and self._starter is not loop
+                        and self._starter is not None and not self._starter.is_running())
+            if self._worker is None or stranded:
+                worker = threading.Thread(target=self._encode_waiting, name=f"picaco-encoder-{self.name}",
+                                          daemon=True)
+                self._worker, self._starter = worker, loop
                 # started once the loop's ready callers have queued theirs too, so a burst is one encode
-                self._worker = threading.Thread(target=self._encode_waiting, name=f"picaco-encoder-{self.name}",
-                                                daemon=True)
-                self._starter = loop
-                loop.call_soon(self._worker.start)
+                loop.call_soon(self._start, worker)
         return EmbedReply(vectors=await waiting.future, tokens=0)
+
+    def _start(self, worker: threading.Thread) -> None:
+        with self._waiting_lock:
+            if self._worker is worker and worker.ident is None:  # not replaced meanwhile
+                worker.start()
 
     def _encode_waiting(self) -> None:
         """The encoder's thread: encodes what is waiting, one model at a time, until nothing is."""

@@ -92,6 +92,26 @@ async def test_a_cancelled_caller_leaves_the_others_their_vectors(monkeypatch):
     assert gone.cancelled()
 
 
+def test_a_loop_that_stops_before_starting_the_encoder_strands_no_later_caller(monkeypatch):
+    p = provider(release_memory=False)
+    encodes, first_may_finish = blocking_encoder(p, monkeypatch)
+    first_may_finish.set()
+    first_loop = asyncio.new_event_loop()
+
+    async def queue_and_leave() -> asyncio.Future:  # the loop stops before its callbacks start the encoder
+        return asyncio.ensure_future(p.embed("m", ["left behind"]))
+
+    left = first_loop.run_until_complete(queue_and_leave())
+
+    async def later() -> list:
+        return (await asyncio.wait_for(p.embed("m", ["later"]), 10)).vectors.tolist()
+
+    assert asyncio.run(later()) == [[5.0, 1.0]]
+    assert sorted(t for e in encodes for t in e) == ["later", "left behind"]
+    assert first_loop.run_until_complete(left).vectors.tolist() == [[11.0, 1.0]]  # its loop runs again
+    first_loop.close()
+
+
 async def test_one_trim_per_busy_spell(monkeypatch):
     trims = []
     monkeypatch.setattr(st, "release_freed_memory", lambda: trims.append(1) or True)
