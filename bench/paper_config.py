@@ -42,6 +42,16 @@ def side_config(backend: str, out: Path, iterations: int | None = None) -> dict:
     return raw
 
 
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def rss_by_iteration(stages: list) -> list[int]:
+    """RSS (MB) when each iteration ended, from a side's stages (runs recorded before session 7 have none)."""
+    return [s[4] for s in stages if s[0] == "iteration" and len(s) > 4]
+
+
 def run_side(backend: str, out: Path, iterations: int | None = None) -> None:
     """In the child: the whole run, then what it chose at every iteration. Imported here, before
     side_config puts this tree on sys.path, so a side given another --source runs that tree's picaco."""
@@ -53,10 +63,16 @@ def run_side(backend: str, out: Path, iterations: int | None = None) -> None:
     cfg = parse_run_config(side_config(backend, out, iterations))
     t0 = time.perf_counter()
     stages = []
-    result = optimize(cfg, on_event=lambda kind, t=0, **_: stages.append(
-        [kind, t, round(time.perf_counter() - t0, 1), round(time.process_time(), 1)]) or print(
-        f"  {backend}: {kind} t={t} ({time.perf_counter() - t0:.0f} s wall, {time.process_time():.0f} s CPU)",
-        flush=True))
+
+    def on_event(kind: str, t: int = 0, **_) -> None:
+        # [kind, t, wall s, CPU s, RSS MB now, peak RSS MB so far]: memory along the run, not only its peak
+        rss = current_rss_mb()
+        stages.append([kind, t, round(time.perf_counter() - t0, 1), round(time.process_time(), 1), round(rss),
+                       round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)])
+        print(f"  {backend}: {kind} t={t} ({time.perf_counter() - t0:.0f} s wall, {time.process_time():.0f} s CPU, "
+              f"RSS {rss:.0f} MB)", flush=True)
+
+    result = optimize(cfg, on_event=on_event)
     wall = time.perf_counter() - t0
     best = [json.loads(p.read_text())["best"]["instruction"] for p in sorted(cfg.run_dir.glob("iter_[0-9][0-9][0-9].json"))]
     usage = usage_by_role(read_call_log(cfg.run_dir / "calls.jsonl"))
@@ -98,11 +114,19 @@ def compare(sides: dict[str, dict]) -> dict:
               f"{run_peak:.0f} MB (with the processes it started: {s['peak_rss_mb']:.0f} MB), calls "
               f"{sum(s['calls'].values())} {s['calls']}, final TC_e {s['best_tc']:.4f}")
         figures[name] = {k: s[k] for k in ("wall_s", "cpu_s", "peak_rss_mb", "best_tc", "calls")} | {"run_peak_rss_mb": run_peak}
+        by_iteration = rss_by_iteration(s["stages"])
+        if by_iteration:
+            half = by_iteration[len(by_iteration) // 2:]
+            figures[name].update(rss_by_iteration_mb=by_iteration, rss_growth_second_half_mb=half[-1] - half[0])
+            print(f"{name}: RSS at the end of each iteration {by_iteration} MB; over the second half "
+                  f"{half[-1] - half[0]:+d} MB")
     if "auto" in sides:
         a = sides["auto"]
         figures.update(paper_config_wall_s=round(a["wall_s"], 1), paper_config_cpu_s=round(a["cpu_s"], 1),
                        paper_config_peak_rss_mb=round(figures["auto"]["run_peak_rss_mb"]),
                        paper_config_peak_rss_with_children_mb=round(a["peak_rss_mb"]))
+        if "rss_growth_second_half_mb" in figures["auto"]:
+            figures.update(paper_config_rss_growth_second_half_mb=figures["auto"]["rss_growth_second_half_mb"])
     other = "torch" if "torch" in sides else "reference" if "reference" in sides else None
     if "auto" in sides and other:
         a, b = sides["auto"]["best_per_iteration"], sides[other]["best_per_iteration"]
