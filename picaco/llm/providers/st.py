@@ -185,7 +185,6 @@ class SentenceTransformersProvider(Provider):
         self._waiting: list[_Waiting] = []
         self._waiting_lock = threading.Lock()
         self._worker: threading.Thread | None = None
-        self._starter: asyncio.AbstractEventLoop | None = None  # the loop that will start the worker
 
     @classmethod
     def endpoint_for(cls, name: str, settings: ProviderSettings) -> str:
@@ -203,21 +202,15 @@ class SentenceTransformersProvider(Provider):
         waiting = _Waiting(model, list(texts), loop, loop.create_future())
         with self._waiting_lock:
             self._waiting.append(waiting)
-            # a worker whose start was left to a loop that stopped before it ran: that loop may never run again
-            stranded = (self._worker is not None and self._worker.ident is None and self._starter is not loop
-                        and self._starter is not None and not self._starter.is_running())
-            if self._worker is None or stranded:
-                worker = threading.Thread(target=self._encode_waiting, name=f"picaco-encoder-{self.name}",
-                                          daemon=True)
-                self._worker, self._starter = worker, loop
-                # started once the loop's ready callers have queued theirs too, so a burst is one encode
-                loop.call_soon(self._start, worker)
+            idle = self._worker is None
+        if idle:
+            await asyncio.sleep(0)  # the loop's other ready callers queue theirs too: a burst is one encode
+            with self._waiting_lock:
+                if self._worker is None:
+                    self._worker = threading.Thread(target=self._encode_waiting, daemon=True,
+                                                    name=f"picaco-encoder-{self.name}")
+                    self._worker.start()
         return EmbedReply(vectors=await waiting.future, tokens=0)
-
-    def _start(self, worker: threading.Thread) -> None:
-        with self._waiting_lock:
-            if self._worker is worker and worker.ident is None:  # not replaced meanwhile
-                worker.start()
 
     def _encode_waiting(self) -> None:
         """The encoder's thread: encodes what is waiting, one model at a time, until nothing is."""
